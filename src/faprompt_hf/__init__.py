@@ -1,0 +1,35 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""FAPrompt for zero-shot anomaly detection, on Hugging Face transformers.
+
+Importing the package registers ``FAPromptConfig``, ``FAPromptModel``, ``FAPromptImageProcessor`` and
+``FAPromptProcessor`` with transformers' Auto classes (model type ``"faprompt"``).
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
+
+from .configuration_faprompt import FAPromptConfig, clip_vit_large_patch14_336_config
+from .convert_original import convert_original_checkpoint
+from .image_processing_faprompt import FAPromptImageProcessor
+from .modeling_faprompt import FAPromptModel, FAPromptOutput, FAPromptPreTrainedModel
+from .processing_faprompt import FAPromptProcessor
+
+__version__ = "0.1.0"
+
+DEFAULT_CLIP = "openai/clip-vit-large-patch14-336"
+
+AutoConfig.register("faprompt", FAPromptConfig, exist_ok=True)
+AutoModel.register(FAPromptConfig, FAPromptModel, exist_ok=True)
+AutoImageProcessor.register(FAPromptConfig, image_processor_classes={"pil": FAPromptImageProcessor}, exist_ok=True)
+AutoProcessor.register(FAPromptConfig, FAPromptProcessor, exist_ok=True)
+
+__all__ = [
+    "DEFAULT_CLIP",
+    "FAPromptConfig",
+    "FAPromptImageProcessor",
+    "FAPromptModel",
+    "FAPromptOutput",
+    "FAPromptPreTrainedModel",
+    "FAPromptProcessor",
+    "clip_vit_large_patch14_336_config",
+    "convert_original_checkpoint",
+]

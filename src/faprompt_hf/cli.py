@@ -1,0 +1,67 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""The ``faprompt-hf`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from . import DEFAULT_CLIP
+from .convert_original import convert_original_checkpoint
+from .image_processing_faprompt import FAPromptImageProcessor
+from .processing_faprompt import FAPromptProcessor
+
+__all__ = ["main"]
+
+logger = logging.getLogger("faprompt_hf")
+
+
+def _convert(args: argparse.Namespace) -> None:
+    model = convert_original_checkpoint(
+        args.checkpoint, args.clip, image_size=args.image_size, gaussian_sigma=args.gaussian_sigma
+    )
+    processor = FAPromptProcessor(image_processor=FAPromptImageProcessor(size=args.image_size))
+    model.save_pretrained(args.output)
+    processor.save_pretrained(args.output)
+    logger.info("Wrote %s (load it with FAPromptModel.from_pretrained and AutoProcessor.from_pretrained).", args.output)
+    if args.push_to_hub:
+        model.push_to_hub(args.push_to_hub)
+        processor.push_to_hub(args.push_to_hub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``faprompt-hf``."""
+    parser = argparse.ArgumentParser(prog="faprompt-hf", description="FAPrompt zero-shot anomaly detection tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    convert = commands.add_parser(
+        "convert", help="Convert an original FAPrompt checkpoint (epoch_N.pth) into a transformers directory."
+    )
+    convert.add_argument("--checkpoint", required=True, help="The original epoch_N.pth ({'prompt_learner': ...}).")
+    convert.add_argument(
+        "--clip",
+        default=DEFAULT_CLIP,
+        help="The CLIP it was trained on: an OpenAI-format state-dict file, a transformers CLIP id or directory "
+        f"(default {DEFAULT_CLIP}, the same weights as OpenAI's ViT-L-14-336px.pt).",
+    )
+    convert.add_argument("--output", required=True, help="Output directory.")
+    convert.add_argument("--image_size", type=int, default=518, help="Input side of the original evaluation.")
+    convert.add_argument("--gaussian_sigma", type=float, default=10.0, help="Anomaly-map smoothing (0: off).")
+    convert.add_argument("--push_to_hub", default=None, metavar="REPO_ID", help="Also push to this hub repository.")
+    convert.set_defaults(handler=_convert)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run ``faprompt-hf``.
+
+    Args:
+        argv: Arguments (default: ``sys.argv[1:]``).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

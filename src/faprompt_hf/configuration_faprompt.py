@@ -1,0 +1,216 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Configuration of FAPrompt: a frozen CLIP plus the hyper-parameters of the method (spec sections 1-6)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, ClassVar
+
+from huggingface_hub.dataclasses import strict
+from transformers import CLIPConfig, PreTrainedConfig
+
+__all__ = ["FAPromptConfig", "PRIOR_PATCH_SELECTIONS", "clip_vit_large_patch14_336_config"]
+
+#: How the data-dependent prior picks its M patches (spec section 4).
+PRIOR_PATCH_SELECTIONS = ("top_m", "first_m")
+
+# Token ids of OpenAI's CLIP tokenizer: <|startoftext|>, <|endoftext|>, "N", "A", "damaged", "object", ".".
+_SOT, _EOT, _TOK_N, _TOK_A, _TOK_DAMAGED, _TOK_OBJECT, _TOK_PERIOD = 49406, 49407, 333, 320, 13568, 14115, 269
+
+# Keyword arguments that transformers itself passes to configs (on load, on save, through from_pretrained).
+_FRAMEWORK_KWARGS = frozenset(
+    {
+        "model_type",
+        "transformers_version",
+        "name_or_path",
+        "torch_dtype",
+        "dtype",
+        "attn_implementation",
+        "use_cache",
+        "tie_word_embeddings",
+        "pad_token_id",
+        "bos_token_id",
+        "eos_token_id",
+        "output_attentions",
+        "tokenizer_class",
+        "prefix",
+        "task_specific_params",
+        "finetuning_task",
+        "num_labels",
+        "auto_map",
+    }
+)
+
+
+def clip_vit_large_patch14_336_config() -> CLIPConfig:
+    """The architecture of ``openai/clip-vit-large-patch14-336``, the reference backbone (spec section 1).
+
+    Returns:
+        A ``CLIPConfig`` with a 24-block, 1024-wide ViT-L/14 at 336 px and a 12-block, 768-wide text tower.
+    """
+    return CLIPConfig(
+        text_config={
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_attention_heads": 12,
+            "num_hidden_layers": 12,
+            "projection_dim": 768,
+        },
+        vision_config={
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_attention_heads": 16,
+            "num_hidden_layers": 24,
+            "image_size": 336,
+            "patch_size": 14,
+            "projection_dim": 768,
+        },
+        projection_dim=768,
+    )
+
+
+@strict
+class FAPromptConfig(PreTrainedConfig):
+    r"""Configuration of a [`FAPromptModel`].
+
+    Defaults are those of the released implementation (`../shared/spec/FAPROMPT.md`); ``clip_config`` defaults to the
+    architecture of ``openai/clip-vit-large-patch14-336``. Unknown keyword arguments raise ``TypeError`` (a misspelt
+    hyper-parameter must not be stored silently).
+
+    Args:
+        clip_config: The frozen CLIP backbone (a ``CLIPConfig`` or its dict).
+        normal_context_length: E, learnable tokens of the normal context, shared by every prompt.
+        abnormal_context_length: E', learnable tokens of each abnormal context.
+        num_abnormal_prompts: K, number of abnormal prompts.
+        prior_num_patches: M, patches fed to the abnormality prior.
+        prior_hidden_reduction: The prior's hidden width is ``M * D / prior_hidden_reduction``.
+        prior_patch_selection: ``"top_m"`` (the paper: the M most abnormal patches by static score, descending) or
+            ``"first_m"`` (the released code's indexing slip: patches 0..M-1 in row-major order; converted original
+            checkpoints use it).
+        deep_prompt_depth: Text blocks that see learnable deep prompts, counting the input block (so
+            ``depth - 1`` deep prompt tensors are learned); 1 disables deep prompts.
+        deep_prompt_length: Tokens (positions 1..length) that each deep prompt replaces.
+        round_deep_prompts_to_float16: Round the deep prompts to float16 where they are inserted, as the released
+            code does (its checkpoints' outputs depend on it); converted original checkpoints set it.
+        num_vv_blocks: Last vision blocks that also run the V-V attention path; 0 disables it.
+        temperature: Fixed softmax temperature of every similarity (CLIP's ``logit_scale`` is not used).
+        image_size: Default input side S (any multiple of the patch size works at run time).
+        gaussian_sigma: Sigma, in pixels, of the Gaussian that smooths anomaly maps; 0 turns smoothing off.
+        gaussian_truncate: Kernel radius in sigmas (scipy's ``truncate``).
+        focal_gamma: Gamma of the pixel and image focal losses.
+        prior_map_loss_weight: Weight of the prior-prompt terms in the local loss.
+        global_loss_weight: Weight of the image-level loss.
+        orthogonality_loss_weight: Weight of the abnormal prompts' pairwise-cosine loss.
+        prior_loss_weight: Weight of the prior's penalty on normal images.
+        bos_token_id: Start-of-text token id.
+        eos_token_id: End-of-text token id (the prompt feature is read at its position).
+        normal_placeholder_token_id: Token whose embedding the normal context replaces ("N").
+        abnormal_placeholder_token_id: Token whose embedding the abnormal contexts replace ("A").
+        normal_suffix_token_ids: Fixed tokens after the normal context ("object .").
+        abnormal_suffix_token_ids: Fixed tokens after the abnormal context ("damaged object .").
+        prompt_init_std: Standard deviation of the learnable prompts at initialisation.
+        initializer_range: Standard deviation used by transformers' default initialisation.
+        anomaly_threshold: Optional image-score threshold used by the pipeline's ``is_anomalous``.
+    """
+
+    model_type: ClassVar[str] = "faprompt"
+    sub_configs_defaults: ClassVar[dict[str, type]] = {"clip_config": CLIPConfig}
+
+    clip_config: dict | CLIPConfig | None = None
+    normal_context_length: int = 5
+    abnormal_context_length: int = 2
+    num_abnormal_prompts: int = 10
+    prior_num_patches: int = 10
+    prior_hidden_reduction: int = 16
+    prior_patch_selection: str = "top_m"
+    deep_prompt_depth: int = 9
+    deep_prompt_length: int = 4
+    round_deep_prompts_to_float16: bool = False
+    num_vv_blocks: int = 19
+    temperature: float | int = 0.07
+    image_size: int = 518
+    gaussian_sigma: float | int = 10.0
+    gaussian_truncate: float | int = 4.0
+    focal_gamma: float | int = 2.0
+    prior_map_loss_weight: float | int = 0.5
+    global_loss_weight: float | int = 1.0
+    orthogonality_loss_weight: float | int = 0.1
+    prior_loss_weight: float | int = 1.0
+    bos_token_id: int = _SOT
+    eos_token_id: int = _EOT
+    normal_placeholder_token_id: int = _TOK_N
+    abnormal_placeholder_token_id: int = _TOK_A
+    normal_suffix_token_ids: list[int] | tuple[int, ...] = (_TOK_OBJECT, _TOK_PERIOD)
+    abnormal_suffix_token_ids: list[int] | tuple[int, ...] = (_TOK_DAMAGED, _TOK_OBJECT, _TOK_PERIOD)
+    prompt_init_std: float | int = 0.02
+    initializer_range: float | int = 0.02
+    anomaly_threshold: float | int | None = None
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        """Fill the CLIP default, normalise list fields and refuse unknown keyword arguments."""
+        unknown = sorted(k for k in kwargs if not k.startswith("_") and k not in _FRAMEWORK_KWARGS)
+        if unknown:
+            names = [name for name in self.__dataclass_fields__ if not name.startswith("_")]
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, names, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise TypeError(f"FAPromptConfig got unknown field(s): {', '.join(hints)}.")
+        if self.clip_config is None:
+            self.clip_config = clip_vit_large_patch14_336_config()
+        self.normal_suffix_token_ids = [int(i) for i in self.normal_suffix_token_ids]
+        self.abnormal_suffix_token_ids = [int(i) for i in self.abnormal_suffix_token_ids]
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self) -> None:
+        """Check the hyper-parameters against each other and against the CLIP backbone."""
+        for name, field in self.__dataclass_fields__.items():
+            value = getattr(self, name, None)
+            if field.type in ("int", int) and not (isinstance(value, int) and not isinstance(value, bool)):
+                raise TypeError(f"FAPromptConfig.{name} must be an int, got {value!r}.")
+        if self.prior_patch_selection not in PRIOR_PATCH_SELECTIONS:
+            raise ValueError(
+                f"prior_patch_selection must be one of {PRIOR_PATCH_SELECTIONS}, got {self.prior_patch_selection!r}."
+            )
+        for name in ("normal_context_length", "abnormal_context_length", "num_abnormal_prompts", "prior_num_patches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.deep_prompt_depth < 1 or self.deep_prompt_length < 0:
+            raise ValueError("deep_prompt_depth must be >= 1 and deep_prompt_length >= 0.")
+        if self.temperature <= 0 or self.gaussian_sigma < 0:
+            raise ValueError("temperature must be > 0 and gaussian_sigma >= 0.")
+        clip = self.clip_config
+        if isinstance(clip, CLIPConfig):
+            vision_layers = clip.vision_config.num_hidden_layers
+            if not 0 <= self.num_vv_blocks <= vision_layers:
+                raise ValueError(f"num_vv_blocks must lie in [0, {vision_layers}], got {self.num_vv_blocks}.")
+            if self.image_size % clip.vision_config.patch_size:
+                raise ValueError(
+                    f"image_size {self.image_size} is not a multiple of the patch size {clip.vision_config.patch_size}."
+                )
+            if self.prompt_length > clip.text_config.max_position_embeddings:
+                raise ValueError(
+                    f"The abnormal prompt has {self.prompt_length} tokens, more than the text tower's "
+                    f"{clip.text_config.max_position_embeddings} positions."
+                )
+
+    @property
+    def prompt_length(self) -> int:
+        """Tokens of the longest (abnormal) prompt, up to and including EOT: the text tower never needs more."""
+        return 1 + self.normal_context_length + self.abnormal_context_length + len(self.abnormal_suffix_token_ids) + 1
+
+    @property
+    def prior_hidden_size(self) -> int:
+        """Hidden width of the prior network, ``M * D / reduction`` (480 for the parity fixture)."""
+        return max(1, self.prior_num_patches * self.clip_config.projection_dim // self.prior_hidden_reduction)
+
+    def normal_prompt_ids(self) -> list[int]:
+        """Token ids of the normal template: ``SOT N*E <normal suffix> EOT``."""
+        return [self.bos_token_id, *[self.normal_placeholder_token_id] * self.normal_context_length,
+                *self.normal_suffix_token_ids, self.eos_token_id]
+
+    def abnormal_prompt_ids(self) -> list[int]:
+        """Token ids of the abnormal template: ``SOT N*E A*E' <abnormal suffix> EOT``."""
+        return [self.bos_token_id, *[self.normal_placeholder_token_id] * self.normal_context_length,
+                *[self.abnormal_placeholder_token_id] * self.abnormal_context_length,
+                *self.abnormal_suffix_token_ids, self.eos_token_id]

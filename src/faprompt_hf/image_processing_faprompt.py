@@ -1,0 +1,186 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Image processor for FAPrompt: images and ground-truth masks, as the original evaluation prepares them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.image_processing_utils import BaseImageProcessor
+
+from .image_utils import ImageInput, to_mask_array, to_rgb_image
+
+__all__ = ["FAPromptImageProcessor", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+
+
+def _as_list(inputs: Any) -> list:
+    """One input or a batch of them -> a list (a 4-D array or tensor is a batch; a 3-D one is one image)."""
+    if isinstance(inputs, (list, tuple)):
+        return list(inputs)
+    if isinstance(inputs, (np.ndarray, torch.Tensor)) and inputs.ndim == 4:
+        return list(inputs)
+    return [inputs]
+
+
+class FAPromptImageProcessor(BaseImageProcessor):
+    r"""Prepare images (and masks) for [`FAPromptModel`] exactly as the released evaluation does (spec sections 6-7).
+
+    Images of any PIL mode (1, L, LA, P, RGB, RGBA, CMYK, I;16, ...), numpy arrays or tensors are converted to RGB,
+    resized to ``size`` x ``size`` with PIL's bicubic filter (aspect ratio not kept), scaled to [0, 1] and
+    normalised with CLIP's mean and std. Masks are binarised at > 0 at their own resolution, resized with PIL's
+    bilinear filter (antialiased when shrinking) and thresholded at 0.5.
+
+    Args:
+        size: Output side S in pixels, or ``{"height": H, "width": W}``; must be a multiple of the patch size.
+        resample: Image filter name (``"bicubic"``).
+        image_mean: Normalisation mean.
+        image_std: Normalisation std.
+        resize_mismatched_masks: When a mask's size differs from its image's, resize it (True) instead of raising.
+    """
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(
+        self,
+        size: int | dict[str, int] = 518,
+        resample: str = "bicubic",
+        image_mean: Sequence[float] = OPENAI_CLIP_MEAN,
+        image_std: Sequence[float] = OPENAI_CLIP_STD,
+        resize_mismatched_masks: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(size, int):
+            size = {"height": size, "width": size}
+        if resample not in _RESAMPLE:
+            raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}.")
+        self.size = {"height": int(size["height"]), "width": int(size["width"])}
+        self.resample = resample
+        self.image_mean = [float(v) for v in image_mean]
+        self.image_std = [float(v) for v in image_std]
+        self.resize_mismatched_masks = resize_mismatched_masks
+
+    def _target_size(self, size: int | dict[str, int] | None) -> tuple[int, int]:
+        size = self.size if size is None else size
+        if isinstance(size, int):
+            return size, size
+        return int(size["height"]), int(size["width"])
+
+    def preprocess_image(self, image: ImageInput, size: tuple[int, int], source: str | None = None) -> np.ndarray:
+        """One image -> normalised float32 array (3, H, W)."""
+        rgb = to_rgb_image(image, source)
+        resized = rgb.resize((size[1], size[0]), _RESAMPLE[self.resample])
+        array = np.asarray(resized, dtype=np.float32) / 255.0
+        array = (array - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)
+        return array.transpose(2, 0, 1)
+
+    def preprocess_mask(
+        self,
+        mask: ImageInput | None,
+        size: tuple[int, int],
+        image_size: tuple[int, int] | None = None,
+        source: str | None = None,
+        resize_mismatched_masks: bool | None = None,
+    ) -> np.ndarray:
+        """One mask -> binary float32 array (H, W); ``None`` -> zeros (a normal image).
+
+        Args:
+            mask: The mask (any value > 0 is anomalous), or None.
+            size: Output (height, width).
+            image_size: The (height, width) of its image before resizing, to check that they agree.
+            source: Name for error messages.
+            resize_mismatched_masks: Override of the processor's setting.
+        """
+        if mask is None:
+            return np.zeros(size, dtype=np.float32)
+        binary = to_mask_array(mask, source)
+        resize_mismatched = self.resize_mismatched_masks if resize_mismatched_masks is None else resize_mismatched_masks
+        if image_size is not None and binary.shape != tuple(image_size) and not resize_mismatched:
+            raise ValueError(
+                f"Mask {source or ''} has size {binary.shape[1]}x{binary.shape[0]} (WxH) but its image is "
+                f"{image_size[1]}x{image_size[0]}: fix the mask, or pass resize_mismatched_masks=True to resize it."
+            )
+        resized = Image.fromarray(binary.astype(np.uint8) * 255).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return (np.asarray(resized, dtype=np.float32) / 255.0 > 0.5).astype(np.float32)
+
+    def preprocess(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        masks: ImageInput | Sequence[ImageInput | None] | None = None,
+        size: int | dict[str, int] | None = None,
+        return_tensors: str | None = None,
+        resize_mismatched_masks: bool | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Process a batch of images and, optionally, their masks.
+
+        Args:
+            images: One image or a list (paths, PIL images of any mode, arrays or tensors).
+            masks: None, or one mask per image (None entries are normal images: all-zero masks).
+            size: Override of ``self.size``.
+            return_tensors: ``"pt"`` for torch tensors, ``"np"`` or None for numpy arrays.
+            resize_mismatched_masks: Override of the processor's setting.
+            **kwargs: Ignored (accepted for compatibility with transformers' calling conventions).
+
+        Returns:
+            ``BatchFeature`` with ``pixel_values`` (B, 3, H, W) and, when masks are given, ``masks`` (B, H, W) in
+            {0, 1}.
+        """
+        target = self._target_size(size)
+        image_list = _as_list(images)
+        if not image_list:
+            raise ValueError("No images given.")
+        pixel_values, image_sizes = [], []
+        for index, image in enumerate(image_list):
+            source = str(image) if isinstance(image, str) else f"#{index}"
+            rgb = to_rgb_image(image, source)
+            image_sizes.append((rgb.height, rgb.width))
+            pixel_values.append(self.preprocess_image(rgb, target, source))
+        data: dict[str, Any] = {"pixel_values": np.stack(pixel_values)}
+        if masks is not None:
+            mask_list = [masks] if len(image_list) == 1 and not isinstance(masks, (list, tuple)) else _as_list(masks)
+            if len(mask_list) != len(image_list):
+                raise ValueError(f"Got {len(mask_list)} masks for {len(image_list)} images; give one (or None) each.")
+            data["masks"] = np.stack(
+                [
+                    self.preprocess_mask(mask, target, image_sizes[index],
+                                         str(mask) if isinstance(mask, str) else f"#{index}", resize_mismatched_masks)
+                    for index, mask in enumerate(mask_list)
+                ]
+            )
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def __call__(self, images: Any = None, masks: Any = None, **kwargs: Any) -> BatchFeature:
+        """Alias of :meth:`preprocess`."""
+        return self.preprocess(images, masks=masks, **kwargs)
+
+    def post_process_anomaly_maps(
+        self, anomaly_maps: torch.Tensor, target_sizes: Sequence[tuple[int, int]]
+    ) -> list[torch.Tensor]:
+        """Resize model anomaly maps back to each original image size (bilinear).
+
+        Args:
+            anomaly_maps: (B, H, W) maps from the model.
+            target_sizes: (height, width) of each original image.
+
+        Returns:
+            A list of B float maps, each (height_i, width_i).
+        """
+        resized = []
+        for anomaly_map, (height, width) in zip(anomaly_maps, target_sizes):
+            resized.append(
+                torch.nn.functional.interpolate(
+                    anomaly_map[None, None].float(), size=(int(height), int(width)), mode="bilinear", align_corners=False
+                )[0, 0]
+            )
+        return resized

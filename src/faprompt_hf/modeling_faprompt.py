@@ -1,0 +1,644 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""FAPrompt: fine-grained abnormality prompts on a frozen CLIP (spec `FAPROMPT.md`).
+
+Paper: Zhu, Ong, Shen, Pang, "Fine-grained Abnormality Prompt Learning for Zero-shot Anomaly Detection",
+ICCV 2025 (arXiv 2410.10289). Where the paper and the authors' released code differ, this module follows the
+released code (its checkpoints and published numbers); ``docs/differences.md`` lists the differences.
+
+This module holds model maths only: no file, network or tokenizer access.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPConfig, CLIPModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ._compat import ALL_ATTENTION_FUNCTIONS, eager_attention_forward
+from ._compat import initialization as init
+from .configuration_faprompt import FAPromptConfig
+from .loss_faprompt import binary_focal_loss, dice_loss, focal_loss, orthogonality_loss, prior_loss
+
+__all__ = [
+    "FAPromptModel",
+    "FAPromptOutput",
+    "FAPromptPreTrainedModel",
+    "gaussian_smooth",
+    "resize_position_embeddings",
+]
+
+
+@dataclass
+class FAPromptOutput(ModelOutput):
+    """Outputs of [`FAPromptModel`]. G = number of patches (grid height x width), D = joint embedding width.
+
+    Attributes:
+        loss: Total training objective (scalar), when ``labels`` are given.
+        image_scores: Image anomaly scores (B,), in [0, 1].
+        anomaly_maps: Pixel anomaly maps (B, H, W) at the input size, smoothed with ``config.gaussian_sigma``.
+        raw_anomaly_maps: The same maps before smoothing (B, H, W).
+        static_patch_scores: Softmax scores s of each patch against [normal, abnormal] static prompts (B, G, 2).
+        prior_patch_scores: Softmax scores s-hat against the image's prior-conditioned prompts (B, G, 2).
+        image_text_scores: Abnormal probability p of the image embedding against its own prompts (B,).
+        static_text_features: Normalised [normal, mean abnormal] static prompt features (2, D).
+        prior_text_features: Normalised [normal, mean abnormal] prompt features per image (B, 2, D).
+        abnormal_text_features: Unnormalised static feature of each abnormal prompt (K, D).
+        prior_bias: The abnormality prior omega added to every abnormal context token (B, Dt).
+        prior_patch_indices: Indices (into the G patches) of the patches fed to the prior (B, M).
+        image_embeds: Normalised image embedding (B, D).
+        patch_embeds: Normalised V-V patch embeddings, class token first (B, G + 1, D).
+        loss_local: Pixel-level loss term (scalar), when ``labels`` are given.
+        loss_global: Image-level loss term (scalar).
+        loss_orthogonality: Pairwise |cos| of the abnormal prompts (scalar, unweighted).
+        loss_prior: Prior penalty on normal images (scalar, unweighted).
+    """
+
+    loss: torch.Tensor | None = None
+    image_scores: torch.Tensor | None = None
+    anomaly_maps: torch.Tensor | None = None
+    raw_anomaly_maps: torch.Tensor | None = None
+    static_patch_scores: torch.Tensor | None = None
+    prior_patch_scores: torch.Tensor | None = None
+    image_text_scores: torch.Tensor | None = None
+    static_text_features: torch.Tensor | None = None
+    prior_text_features: torch.Tensor | None = None
+    abnormal_text_features: torch.Tensor | None = None
+    prior_bias: torch.Tensor | None = None
+    prior_patch_indices: torch.Tensor | None = None
+    image_embeds: torch.Tensor | None = None
+    patch_embeds: torch.Tensor | None = None
+    loss_local: torch.Tensor | None = None
+    loss_global: torch.Tensor | None = None
+    loss_orthogonality: torch.Tensor | None = None
+    loss_prior: torch.Tensor | None = None
+
+
+def resize_position_embeddings(position_embeddings: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Resize ViT position embeddings to a new patch grid with bilinear interpolation (spec section 1).
+
+    Args:
+        position_embeddings: The checkpoint's embeddings (1 + G0 * G0, C), class position first.
+        grid: Target grid (height, width) in patches.
+
+    Returns:
+        Embeddings (1 + height * width, C); the class position is kept as is. Pure: no weight is modified.
+    """
+    num_positions, channels = position_embeddings.shape
+    side = math.isqrt(num_positions - 1)
+    if side * side != num_positions - 1:
+        raise ValueError(f"Position embeddings of {num_positions - 1} patches do not form a square grid.")
+    if (side, side) == tuple(grid):
+        return position_embeddings
+    patch_positions = position_embeddings[1:].reshape(1, side, side, channels).permute(0, 3, 1, 2)
+    resized = F.interpolate(patch_positions.float(), size=tuple(grid), mode="bilinear", align_corners=False)
+    resized = resized.to(position_embeddings.dtype).permute(0, 2, 3, 1).reshape(-1, channels)
+    return torch.cat([position_embeddings[:1], resized], dim=0)
+
+
+def _reflect_indices(length: int, radius: int, device: torch.device) -> torch.Tensor:
+    """Indices that pad a length-``length`` axis by ``radius`` on each side in scipy's "reflect" mode."""
+    positions = torch.arange(-radius, length + radius, device=device)
+    folded = positions.remainder(2 * length)
+    return torch.where(folded >= length, 2 * length - 1 - folded, folded)
+
+
+def gaussian_smooth(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """Smooth each 2-D map with a Gaussian, on the maps' own device.
+
+    Equal (to float rounding) to ``scipy.ndimage.gaussian_filter(map, sigma, mode="reflect", truncate=truncate)``
+    applied to every map on its own.
+
+    Args:
+        maps: Maps (B, H, W).
+        sigma: Standard deviation in pixels; 0 returns the maps unchanged.
+        truncate: Kernel radius in standard deviations.
+
+    Returns:
+        Smoothed maps (B, H, W), same dtype.
+    """
+    if sigma <= 0:
+        return maps
+    radius = int(truncate * float(sigma) + 0.5)
+    offsets = torch.arange(-radius, radius + 1, device=maps.device, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / float(sigma)) ** 2)
+    kernel = (kernel / kernel.sum()).to(torch.float32)
+    height, width = maps.shape[-2:]
+    smoothed = maps.float().unsqueeze(1)
+    smoothed = smoothed.index_select(3, _reflect_indices(width, radius, maps.device))
+    smoothed = F.conv2d(smoothed, kernel.view(1, 1, 1, -1))
+    smoothed = smoothed.index_select(2, _reflect_indices(height, radius, maps.device))
+    smoothed = F.conv2d(smoothed, kernel.view(1, 1, -1, 1))
+    return smoothed.squeeze(1).to(maps.dtype)
+
+
+class FAPromptPriorNetwork(nn.Module):
+    """The data-dependent abnormality prior psi: Linear(M*D -> M*D/r) -> ReLU -> Linear(-> Dt)."""
+
+    def __init__(self, config: FAPromptConfig) -> None:
+        super().__init__()
+        in_features = config.prior_num_patches * config.clip_config.projection_dim
+        self.fc1 = nn.Linear(in_features, config.prior_hidden_size)
+        self.fc2 = nn.Linear(config.prior_hidden_size, config.clip_config.text_config.hidden_size)
+
+    def forward(self, patch_embeds: torch.Tensor) -> torch.Tensor:
+        """Map M selected patch embeddings to a bias for the abnormal contexts.
+
+        Args:
+            patch_embeds: Selected normalised patch embeddings (B, M, D).
+
+        Returns:
+            The prior omega (B, Dt).
+        """
+        return self.fc2(F.relu(self.fc1(patch_embeds.flatten(1))))
+
+
+class FAPromptPromptLearner(nn.Module):
+    """The learnable text side: normal and abnormal contexts, deep text prompts and the prior network.
+
+    Attributes:
+        normal_context: E learnable tokens shared by every prompt (E, Dt).
+        abnormal_context: E' learnable tokens for each of the K abnormal prompts (K, E', Dt).
+        deep_prompts: Tokens that replace positions 1..length before text blocks 1..depth-1 (depth-1, length, Dt).
+        prior: The abnormality prior network.
+        normal_prompt_ids: Token ids of the normal template (Ln,); non-persistent, rebuilt from the config.
+        abnormal_prompt_ids: Token ids of the abnormal template (La,); non-persistent.
+    """
+
+    def __init__(self, config: FAPromptConfig) -> None:
+        super().__init__()
+        width = config.clip_config.text_config.hidden_size
+        self.normal_context = nn.Parameter(torch.empty(config.normal_context_length, width))
+        self.abnormal_context = nn.Parameter(
+            torch.empty(config.num_abnormal_prompts, config.abnormal_context_length, width)
+        )
+        self.deep_prompts = nn.Parameter(torch.empty(config.deep_prompt_depth - 1, config.deep_prompt_length, width))
+        self.prior = FAPromptPriorNetwork(config)
+        self.register_buffer("normal_prompt_ids", torch.tensor(config.normal_prompt_ids()), persistent=False)
+        self.register_buffer("abnormal_prompt_ids", torch.tensor(config.abnormal_prompt_ids()), persistent=False)
+
+
+class FAPromptPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading glue shared by FAPrompt models."""
+
+    config_class = FAPromptConfig
+    base_model_prefix = "clip"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CLIPTextEmbeddings", "CLIPEncoderLayer", "CLIPVisionEmbeddings"]
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise FAPrompt's own tensors; CLIP's modules keep CLIP's own initialisation."""
+        config = self.config
+        if isinstance(module, FAPromptPromptLearner):
+            init.normal_(module.normal_context, std=config.prompt_init_std)
+            init.normal_(module.abnormal_context, std=config.prompt_init_std)
+            init.normal_(module.deep_prompts, std=config.prompt_init_std)
+            init.copy_(module.normal_prompt_ids, torch.tensor(config.normal_prompt_ids()))
+            init.copy_(module.abnormal_prompt_ids, torch.tensor(config.abnormal_prompt_ids()))
+        elif isinstance(module, nn.Linear):
+            # Only the prior network's layers reach here (CLIP's modules use CLIP's own initialisation):
+            # PyTorch's default Linear initialisation, as the reference's prior network uses.
+            bound = module.in_features**-0.5
+            init.uniform_(module.weight, -bound, bound)
+            init.uniform_(module.bias, -bound, bound)
+
+
+class FAPromptModel(FAPromptPreTrainedModel):
+    """FAPrompt around a frozen ``CLIPModel``: image in; image score, anomaly map and (with labels) loss out.
+
+    Only ``prompt_learner`` is trainable (about 4.1 M parameters with ViT-L/14); ``clip`` is frozen at construction.
+
+    Example:
+        >>> from faprompt_hf import FAPromptModel, FAPromptProcessor  # doctest: +SKIP
+        >>> model = FAPromptModel.from_clip("openai/clip-vit-large-patch14-336")  # doctest: +SKIP
+        >>> out = model(pixel_values=processor(images=image, return_tensors="pt")["pixel_values"])  # doctest: +SKIP
+        >>> out.image_scores, out.anomaly_maps.shape  # doctest: +SKIP
+    """
+
+    def __init__(self, config: FAPromptConfig) -> None:
+        super().__init__(config)
+        self.clip = CLIPModel._from_config(config.clip_config)
+        self.prompt_learner = FAPromptPromptLearner(config)
+        self.clip.requires_grad_(False)
+        self._static_text_cache: tuple[Any, tuple[torch.Tensor, ...]] | None = None
+        self.post_init()
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> FAPromptModel:
+        """Load as transformers does, then freeze CLIP again (loading materialises fresh parameters)."""
+        model = super().from_pretrained(*args, **kwargs)
+        model.clip.requires_grad_(False)
+        return model
+
+    @classmethod
+    def from_clip(cls, clip: str | CLIPModel, **config_kwargs: Any) -> FAPromptModel:
+        """Build an FAPrompt with freshly initialised prompts on a CLIP backbone.
+
+        Args:
+            clip: A transformers ``CLIPModel``, or a hub id / local directory of one.
+            **config_kwargs: Overrides of [`FAPromptConfig`] fields; loading options (``dtype``,
+                ``attn_implementation``, ``revision``, ``cache_dir``, ``local_files_only``, ``token``) are passed to
+                ``from_pretrained`` when ``clip`` is a path or id.
+
+        Returns:
+            An ``FAPromptModel`` in training mode whose CLIP weights are ``clip``'s.
+        """
+        load_keys = ("dtype", "attn_implementation", "revision", "cache_dir", "local_files_only", "token")
+        load_kwargs = {key: config_kwargs.pop(key) for key in load_keys if key in config_kwargs}
+        if isinstance(clip, CLIPModel):
+            config = FAPromptConfig(clip_config=clip.config.to_dict(), **config_kwargs)
+            state_dict = {f"clip.{key}": value for key, value in clip.state_dict().items()}
+            model = cls.from_pretrained(None, config=config, state_dict=state_dict, **load_kwargs)
+        else:
+            from_pretrained_keys = ("revision", "cache_dir", "local_files_only", "token")
+            clip_config = CLIPConfig.from_pretrained(
+                clip, **{key: value for key, value in load_kwargs.items() if key in from_pretrained_keys}
+            )
+            config = FAPromptConfig(clip_config=clip_config.to_dict(), **config_kwargs)
+            model = cls.from_pretrained(clip, config=config, **load_kwargs)
+        model.train()
+        return model
+
+    def train(self, mode: bool = True) -> FAPromptModel:
+        """Set training mode for the prompts; the frozen CLIP always stays in eval mode (no dropout)."""
+        super().train(mode)
+        self.clip.eval()
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters FAPrompt learns (the prompt learner's), for the optimizer."""
+        return [parameter for parameter in self.prompt_learner.parameters() if parameter.requires_grad]
+
+    # ------------------------------------------------------------------ vision side
+
+    def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the vision tower with the V-V path in its last ``num_vv_blocks`` blocks (spec section 2).
+
+        Args:
+            pixel_values: Normalised images (B, 3, H, W); H and W must be multiples of the patch size.
+
+        Returns:
+            ``(image_embeds, patch_embeds)``: the normalised class-token embedding of the original path,
+            projected without the post-layernorm (B, D), and the normalised V-V path tokens after the
+            post-layernorm and projection, class token first (B, 1 + G, D).
+        """
+        vision = self.clip.vision_model
+        patch_size = self.config.clip_config.vision_config.patch_size
+        height, width = pixel_values.shape[-2:]
+        if height % patch_size or width % patch_size:
+            raise ValueError(
+                f"Input size {height}x{width} is not a multiple of the patch size {patch_size}: resize the images "
+                f"(for example with FAPromptProcessor(size={self.config.image_size}))."
+            )
+        embeddings = vision.embeddings
+        weight_dtype = embeddings.patch_embedding.weight.dtype
+        patches = embeddings.patch_embedding(pixel_values.to(weight_dtype)).flatten(2).transpose(1, 2)
+        class_token = embeddings.class_embedding.to(patches.dtype).expand(patches.shape[0], 1, -1)
+        positions = resize_position_embeddings(
+            embeddings.position_embedding.weight, (height // patch_size, width // patch_size)
+        )
+        hidden = vision.pre_layrnorm(torch.cat([class_token, patches], dim=1) + positions.to(patches.dtype))
+
+        layers = vision.encoder.layers
+        first_vv_block = len(layers) - self.config.num_vv_blocks
+        vv_hidden = None
+        for index, layer in enumerate(layers):
+            if index < first_vv_block:
+                hidden = layer(hidden, None)
+                continue
+            original_update, vv_update = self._dual_attention(layer, layer.layer_norm1(hidden))
+            vv_hidden = (hidden if vv_hidden is None else vv_hidden) + vv_update
+            hidden = hidden + original_update
+            hidden = hidden + layer.mlp(layer.layer_norm2(hidden))
+        if vv_hidden is None:
+            vv_hidden = hidden
+        patch_embeds = self.clip.visual_projection(vision.post_layernorm(vv_hidden))
+        image_embeds = self.clip.visual_projection(hidden[:, 0])
+        return F.normalize(image_embeds.float(), dim=-1), F.normalize(patch_embeds.float(), dim=-1)
+
+    def _dual_attention(self, layer: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One block's two attentions with shared weights: softmax(qk^T)v and the V-V softmax(vv^T)v.
+
+        Args:
+            layer: A ``CLIPEncoderLayer``.
+            hidden: Its layer-normed input (B, L, C).
+
+        Returns:
+            The two attention outputs after the block's output projection, each (B, L, C).
+        """
+        attention = layer.self_attn
+        batch, length, _ = hidden.shape
+        heads_shape = (batch, length, -1, attention.head_dim)
+        query = attention.q_proj(hidden).view(heads_shape).transpose(1, 2)
+        key = attention.k_proj(hidden).view(heads_shape).transpose(1, 2)
+        value = attention.v_proj(hidden).view(heads_shape).transpose(1, 2)
+        attention_function = ALL_ATTENTION_FUNCTIONS.get_interface(
+            attention.config._attn_implementation, eager_attention_forward
+        )
+        original, _ = attention_function(attention, query, key, value, None, scaling=attention.scale, dropout=0.0)
+        value_value, _ = attention_function(attention, value, value, value, None, scaling=attention.scale, dropout=0.0)
+        original = attention.out_proj(original.reshape(batch, length, -1))
+        value_value = attention.out_proj(value_value.reshape(batch, length, -1))
+        return original, value_value
+
+    # ------------------------------------------------------------------ text side
+
+    def encode_prompts(self, prompt_embeds: torch.Tensor, eot_positions: torch.Tensor) -> torch.Tensor:
+        """Run the text tower on prompt embeddings with deep prompts inserted (spec section 3).
+
+        Sequences only need to reach their EOT token: under the causal mask later tokens never influence it.
+
+        Args:
+            prompt_embeds: Token embeddings of P prompts (P, L, Dt), without position embeddings.
+            eot_positions: Index of each prompt's EOT token (P,).
+
+        Returns:
+            Unnormalised prompt features (P, D), in float32.
+        """
+        text = self.clip.text_model
+        dtype = text.final_layer_norm.weight.dtype
+        length = prompt_embeds.shape[1]
+        hidden = prompt_embeds.to(dtype) + text.embeddings.position_embedding.weight[:length]
+        causal_mask = torch.full((length, length), torch.finfo(dtype).min, device=hidden.device, dtype=dtype)
+        causal_mask = causal_mask.triu(1)[None, None]
+        deep_prompts = self.prompt_learner.deep_prompts.to(dtype)
+        deep_length = deep_prompts.shape[1]
+        for index, layer in enumerate(text.encoder.layers):
+            if 1 <= index <= deep_prompts.shape[0]:
+                inserted = deep_prompts[index - 1].expand(hidden.shape[0], -1, -1)
+                if self.config.round_deep_prompts_to_float16:
+                    inserted = inserted.half().to(dtype)
+                hidden = torch.cat([hidden[:, :1], inserted, hidden[:, 1 + deep_length :]], dim=1)
+            hidden = layer(hidden, causal_mask, is_causal=True)
+        hidden = text.final_layer_norm(hidden)
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), eot_positions]
+        return self.clip.text_projection(pooled).float()
+
+    def _fixed_token_embeds(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """CLIP token embeddings of template tokens (n,) -> (n, Dt)."""
+        return self.clip.text_model.embeddings.token_embedding(token_ids)
+
+    def _abnormal_prompt_embeds(self, prior_bias: torch.Tensor | None) -> torch.Tensor:
+        """Embeddings of the K abnormal prompts, optionally with a per-image prior added to their contexts.
+
+        Args:
+            prior_bias: None for the static prompts, or omega per image (B, Dt).
+
+        Returns:
+            (K, La, Dt) without a prior, or (B * K, La, Dt) with one (image-major order).
+        """
+        learner, config = self.prompt_learner, self.config
+        ids = learner.abnormal_prompt_ids
+        split = 1 + config.normal_context_length + config.abnormal_context_length
+        prefix, suffix = self._fixed_token_embeds(ids[:1]), self._fixed_token_embeds(ids[split:])
+        abnormal_context = learner.abnormal_context.to(prefix.dtype)
+        if prior_bias is None:
+            leading = ()
+        else:
+            abnormal_context = abnormal_context + prior_bias.to(prefix.dtype)[:, None, None, :]
+            leading = (prior_bias.shape[0],)
+        num_prompts = config.num_abnormal_prompts
+        shape = (*leading, num_prompts)
+        embeds = torch.cat(
+            [
+                prefix.expand(*shape, -1, -1),
+                learner.normal_context.to(prefix.dtype).expand(*shape, -1, -1),
+                abnormal_context.expand(*shape, -1, -1),
+                suffix.expand(*shape, -1, -1),
+            ],
+            dim=-2,
+        )
+        return embeds.reshape(-1, *embeds.shape[-2:])
+
+    def _normal_prompt_embeds(self, length: int) -> torch.Tensor:
+        """Embeddings of the normal prompt, zero-padded after its EOT to ``length`` tokens (1, length, Dt)."""
+        learner, config = self.prompt_learner, self.config
+        ids = learner.normal_prompt_ids
+        split = 1 + config.normal_context_length
+        prefix, suffix = self._fixed_token_embeds(ids[:1]), self._fixed_token_embeds(ids[split:])
+        embeds = torch.cat([prefix, learner.normal_context.to(prefix.dtype), suffix], dim=0)
+        return F.pad(embeds, (0, 0, 0, length - embeds.shape[0]))[None]
+
+    def static_text_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of the normal prompt and of the K abnormal prompts without the prior, in one text-tower call.
+
+        Cached across calls while gradients are off and the prompts are unchanged.
+
+        Returns:
+            ``(normal_feature, abnormal_features)``: unnormalised (D,) and (K, D), float32.
+        """
+        parameters = (self.prompt_learner.normal_context, self.prompt_learner.abnormal_context,
+                      self.prompt_learner.deep_prompts)
+        cache_key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in parameters)
+        if not torch.is_grad_enabled() and self._static_text_cache is not None:
+            key, value = self._static_text_cache
+            if key == cache_key:
+                return value
+        abnormal = self._abnormal_prompt_embeds(None)
+        normal = self._normal_prompt_embeds(abnormal.shape[1])
+        eot_positions = torch.tensor(
+            [len(self.prompt_learner.normal_prompt_ids) - 1] + [abnormal.shape[1] - 1] * abnormal.shape[0],
+            device=abnormal.device,
+        )
+        features = self.encode_prompts(torch.cat([normal, abnormal]), eot_positions)
+        result = (features[0], features[1:])
+        self._static_text_cache = None if torch.is_grad_enabled() else (cache_key, result)
+        return result
+
+    def prior_abnormal_features(self, prior_bias: torch.Tensor) -> torch.Tensor:
+        """Mean feature of the K abnormal prompts conditioned on each image's prior, in one text-tower call.
+
+        Args:
+            prior_bias: omega per image (B, Dt).
+
+        Returns:
+            Unnormalised mean abnormal feature per image (B, D), float32.
+        """
+        embeds = self._abnormal_prompt_embeds(prior_bias)
+        eot_positions = torch.full((embeds.shape[0],), embeds.shape[1] - 1, device=embeds.device)
+        features = self.encode_prompts(embeds, eot_positions)
+        return features.view(prior_bias.shape[0], self.config.num_abnormal_prompts, -1).mean(1)
+
+    # ------------------------------------------------------------------ forward
+
+    def select_prior_patches(self, abnormal_scores: torch.Tensor) -> torch.Tensor:
+        """Indices of the M patches fed to the prior (spec section 4).
+
+        Args:
+            abnormal_scores: Static abnormal score S1 of every patch (B, G).
+
+        Returns:
+            Patch indices (B, M): the M highest S1 in descending order (``"top_m"``), or 0..M-1 (``"first_m"``).
+        """
+        num_patches = self.config.prior_num_patches
+        if abnormal_scores.shape[1] < num_patches:
+            raise ValueError(f"The prior needs {num_patches} patches but the image has {abnormal_scores.shape[1]}.")
+        if self.config.prior_patch_selection == "first_m":
+            indices = torch.arange(num_patches, device=abnormal_scores.device)
+            return indices.expand(abnormal_scores.shape[0], -1)
+        return abnormal_scores.topk(num_patches, dim=1, largest=True, sorted=True).indices
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> FAPromptOutput | tuple:
+        """Score images for anomalies, and compute the training objective when labels are given.
+
+        Args:
+            pixel_values: Normalised images (B, 3, H, W), H and W multiples of the patch size.
+            labels: Optional image labels (B,), 0 normal and 1 anomalous.
+            masks: Optional ground-truth masks (B, H, W), binarised at 0.5; default zeros, which only normal
+                images may use.
+            return_dict: Return a tuple instead of an [`FAPromptOutput`] when False.
+            **kwargs: Ignored keys of a processor's batch (for example ``class_names``).
+
+        Returns:
+            An [`FAPromptOutput`].
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        config = self.config
+        temperature = config.temperature
+        height, width = pixel_values.shape[-2:]
+        patch_size = config.clip_config.vision_config.patch_size
+        grid = (height // patch_size, width // patch_size)
+
+        image_embeds, patch_embeds = self.encode_image(pixel_values)
+        patch_tokens = patch_embeds[:, 1:]
+
+        normal_feature, abnormal_features = self.static_text_features()
+        static_text = F.normalize(torch.stack([normal_feature, abnormal_features.mean(0)]), dim=-1)
+        static_scores = (patch_tokens @ static_text.T / temperature).softmax(-1)
+
+        prior_indices = self.select_prior_patches(static_scores[..., 1])
+        prior_input = patch_tokens.gather(1, prior_indices[..., None].expand(-1, -1, patch_tokens.shape[-1]))
+        prior_bias = self.prompt_learner.prior(prior_input.to(self.prompt_learner.prior.fc1.weight.dtype)).float()
+        prior_abnormal = self.prior_abnormal_features(prior_bias)
+        prior_text = F.normalize(
+            torch.stack([normal_feature.expand_as(prior_abnormal), prior_abnormal], dim=1), dim=-1
+        )
+        prior_scores = (torch.einsum("bgd,bcd->bgc", patch_tokens, prior_text) / temperature).softmax(-1)
+
+        image_logits = torch.einsum("bd,bcd->bc", image_embeds, prior_text) / temperature
+        image_text_scores = image_logits.softmax(-1)[:, 1]
+        patch_max = (2 * static_scores[..., 1].amax(1) + prior_scores[..., 1].amax(1)) / 3
+        image_scores = 0.5 * (image_text_scores + patch_max)
+
+        static_maps = self._upsample_scores(static_scores, grid, (height, width))
+        prior_maps = self._upsample_scores(prior_scores, grid, (height, width))
+        raw_anomaly_maps = (static_maps[:, 1] + 1 - static_maps[:, 0] + prior_maps[:, 1] + 1 - prior_maps[:, 0]) / 4
+        anomaly_maps = gaussian_smooth(raw_anomaly_maps, config.gaussian_sigma, config.gaussian_truncate)
+
+        losses: dict[str, torch.Tensor] = {}
+        if labels is not None:
+            targets = self._pixel_targets(labels, masks, (height, width))
+            losses = self._objective(
+                labels, targets, static_maps, prior_maps, image_logits, image_scores, abnormal_features, prior_bias
+            )
+        output = FAPromptOutput(
+            loss=losses.get("loss"),
+            image_scores=image_scores,
+            anomaly_maps=anomaly_maps,
+            raw_anomaly_maps=raw_anomaly_maps,
+            static_patch_scores=static_scores,
+            prior_patch_scores=prior_scores,
+            image_text_scores=image_text_scores,
+            static_text_features=static_text,
+            prior_text_features=prior_text,
+            abnormal_text_features=abnormal_features,
+            prior_bias=prior_bias,
+            prior_patch_indices=prior_indices,
+            image_embeds=image_embeds,
+            patch_embeds=patch_embeds,
+            loss_local=losses.get("loss_local"),
+            loss_global=losses.get("loss_global"),
+            loss_orthogonality=losses.get("loss_orthogonality"),
+            loss_prior=losses.get("loss_prior"),
+        )
+        return output if return_dict else output.to_tuple()
+
+    @staticmethod
+    def _upsample_scores(scores: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+        """Patch scores (B, G, 2) -> bilinear maps (B, 2, H, W) (row-major patch order)."""
+        maps = scores.transpose(1, 2).reshape(scores.shape[0], 2, *grid)
+        return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+    @staticmethod
+    def _pixel_targets(
+        labels: torch.Tensor, masks: torch.Tensor | None, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Binary pixel targets (B, H, W) from masks, or zeros where every image is normal."""
+        labels = labels.view(-1)
+        if masks is None:
+            if bool((labels != 0).any()):
+                raise ValueError(
+                    "labels mark anomalous images but no masks were given: the training objective needs a "
+                    "ground-truth mask (B, H, W) for every anomalous image (pass masks=..., e.g. from the processor)."
+                )
+            return torch.zeros(labels.shape[0], *size, device=labels.device)
+        if masks.dim() == 4 and masks.shape[1] == 1:
+            masks = masks[:, 0]
+        if tuple(masks.shape) != (labels.shape[0], *size):
+            raise ValueError(
+                f"masks have shape {tuple(masks.shape)} but pixel_values need ({labels.shape[0]}, {size[0]}, "
+                f"{size[1]}): process masks with the same processor (and size) as the images."
+            )
+        return (masks > 0.5).float()
+
+    def _objective(
+        self,
+        labels: torch.Tensor,
+        targets: torch.Tensor,
+        static_maps: torch.Tensor,
+        prior_maps: torch.Tensor,
+        image_logits: torch.Tensor,
+        image_scores: torch.Tensor,
+        abnormal_features: torch.Tensor,
+        prior_bias: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """The training objective of spec section 6, term by term (all in float32)."""
+        config = self.config
+        labels = labels.view(-1).to(image_logits.device)
+        gamma = config.focal_gamma
+
+        def map_loss(maps: torch.Tensor) -> torch.Tensor:
+            return (
+                focal_loss(maps, targets, gamma)
+                + dice_loss(maps[:, 1], targets)
+                + dice_loss(maps[:, 0], 1 - targets)
+            )
+
+        loss_local = map_loss(static_maps) + config.prior_map_loss_weight * map_loss(prior_maps)
+        loss_global = F.cross_entropy(image_logits, labels.long()) + binary_focal_loss(image_scores, labels, gamma)
+        loss_orthogonality = orthogonality_loss(abnormal_features)
+        loss_prior = prior_loss(prior_bias, labels)
+        loss = (
+            loss_local
+            + config.global_loss_weight * loss_global
+            + config.orthogonality_loss_weight * loss_orthogonality
+            + config.prior_loss_weight * loss_prior
+        )
+        return {
+            "loss": loss,
+            "loss_local": loss_local,
+            "loss_global": loss_global,
+            "loss_orthogonality": loss_orthogonality,
+            "loss_prior": loss_prior,
+        }

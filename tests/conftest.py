@@ -1,0 +1,84 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Shared fixtures: offline settings and the one tiny FAPrompt configuration every test builds on."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from faprompt_hf import FAPromptConfig, FAPromptModel  # noqa: E402
+from faprompt_hf.tiny import tiny_clip_config, tiny_clip_tokenizer, tiny_faprompt_config  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_PARITY = REPO_ROOT.parent / "shared" / "parity"
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return tiny_clip_tokenizer()
+
+
+@pytest.fixture
+def make_tiny_config(tiny_tokenizer):
+    """Build the tiny FAPrompt config, with any field overridden."""
+
+    def build(**overrides) -> FAPromptConfig:
+        return tiny_faprompt_config(tokenizer=tiny_tokenizer, **overrides)
+
+    return build
+
+
+@pytest.fixture
+def tiny_config(make_tiny_config) -> FAPromptConfig:
+    return make_tiny_config()
+
+
+@pytest.fixture
+def tiny_model(tiny_config) -> FAPromptModel:
+    torch.manual_seed(0)
+    return FAPromptModel(tiny_config).eval()
+
+
+@pytest.fixture
+def tiny_clip_config_fixture(tiny_tokenizer):
+    return tiny_clip_config(tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def parity_dir():
+    """The shared parity fixture (make_weights.py and the released code's tensors)."""
+    if not (SHARED_PARITY / "parity_seed0.pt").is_file():
+        pytest.fail(f"parity fixture missing at {SHARED_PARITY}: the repository expects ../shared/parity beside it")
+    return SHARED_PARITY
+
+
+@pytest.fixture(scope="session")
+def original_weights(parity_dir, tmp_path_factory):
+    """Seed-0 weights in the original formats, recreated by the shared make_weights.py."""
+    out = tmp_path_factory.mktemp("original_weights")
+    sys.path.insert(0, str(parity_dir))
+    try:
+        import make_weights
+    finally:
+        sys.path.remove(str(parity_dir))
+    clip_path, prompt_learner_path = make_weights.make(str(out), seed=0)
+    return Path(clip_path), Path(prompt_learner_path)
+
+
+@pytest.fixture
+def make_pixels():
+    """Random normalised images (B, 3, S, S), seeded."""
+
+    def build(batch: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+        return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+    return build

@@ -1,0 +1,256 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""FAPromptModel on the tiny configuration, in the manner of transformers' model tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+from transformers import AutoModel, CLIPModel
+
+from faprompt_hf import FAPromptModel, FAPromptOutput
+from faprompt_hf.modeling_faprompt import gaussian_smooth, resize_position_embeddings
+
+
+def _outputs_close(first: FAPromptOutput, second: FAPromptOutput, atol: float = 1e-5) -> None:
+    for key in ("image_scores", "anomaly_maps", "raw_anomaly_maps", "prior_patch_scores", "static_patch_scores"):
+        torch.testing.assert_close(getattr(first, key), getattr(second, key), atol=atol, rtol=0)
+
+
+def test_forward_shapes_and_ranges(tiny_model, make_pixels):
+    config = tiny_model.config
+    with torch.no_grad():
+        out = tiny_model(pixel_values=make_pixels(2, 48))
+    grid = (48 // 8) ** 2
+    assert out.image_scores.shape == (2,)
+    assert out.anomaly_maps.shape == out.raw_anomaly_maps.shape == (2, 48, 48)
+    assert out.static_patch_scores.shape == out.prior_patch_scores.shape == (2, grid, 2)
+    assert out.prior_text_features.shape == (2, 2, config.clip_config.projection_dim)
+    assert out.static_text_features.shape == (2, config.clip_config.projection_dim)
+    assert out.prior_bias.shape == (2, config.clip_config.text_config.hidden_size)
+    assert out.prior_patch_indices.shape == (2, config.prior_num_patches)
+    assert out.patch_embeds.shape == (2, grid + 1, config.clip_config.projection_dim)
+    assert ((out.image_scores >= 0) & (out.image_scores <= 1)).all()
+    assert ((out.raw_anomaly_maps >= 0) & (out.raw_anomaly_maps <= 1)).all()
+    assert out.loss is None
+
+
+def test_batch_of_three_equals_three_batches_of_one(tiny_model, make_pixels):
+    pixels = make_pixels(3)
+    with torch.no_grad():
+        batched = tiny_model(pixel_values=pixels)
+        singles = [tiny_model(pixel_values=pixels[i : i + 1]) for i in range(3)]
+    for key in ("image_scores", "anomaly_maps", "prior_bias"):
+        torch.testing.assert_close(getattr(batched, key), torch.cat([getattr(s, key) for s in singles]), atol=1e-5, rtol=0)
+
+
+def test_save_load_and_automodel_give_identical_outputs(tiny_model, make_pixels, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    reloaded = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(reloaded, FAPromptModel)
+    assert not reloaded.training
+    assert not any(p.requires_grad for p in reloaded.clip.parameters())
+    pixels = make_pixels(2)
+    with torch.no_grad():
+        _outputs_close(tiny_model(pixel_values=pixels), reloaded(pixel_values=pixels), atol=0)
+    assert torch.equal(reloaded.prompt_learner.abnormal_prompt_ids, tiny_model.prompt_learner.abnormal_prompt_ids)
+
+
+def test_eager_equals_sdpa_in_float32(tiny_model, make_pixels, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    eager = FAPromptModel.from_pretrained(tmp_path, attn_implementation="eager")
+    sdpa = FAPromptModel.from_pretrained(tmp_path, attn_implementation="sdpa")
+    assert eager.clip.text_model.config._attn_implementation == "eager"
+    assert sdpa.clip.vision_model.config._attn_implementation == "sdpa"
+    pixels = make_pixels(2)
+    with torch.no_grad():
+        _outputs_close(eager(pixel_values=pixels), sdpa(pixel_values=pixels), atol=1e-5)
+
+
+def test_training_step_changes_only_trainable_parameters(tiny_model, make_pixels):
+    model = tiny_model.train()
+    clip_before = {k: v.clone() for k, v in model.clip.state_dict().items()}
+    prompts_before = {k: v.clone() for k, v in model.prompt_learner.state_dict().items()}
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-2, betas=(0.5, 0.999))
+    masks = torch.zeros(2, 32, 32)
+    masks[1, 8:20, 8:20] = 1
+    out = model(pixel_values=make_pixels(2), labels=torch.tensor([0, 1]), masks=masks)
+    assert torch.isfinite(out.loss)
+    expected = (out.loss_local + out.loss_global + 0.1 * out.loss_orthogonality + out.loss_prior)
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    optimizer.step()
+    assert all(torch.equal(clip_before[k], v) for k, v in model.clip.state_dict().items())
+    changed = [k for k, v in model.prompt_learner.state_dict().items() if not torch.equal(prompts_before[k], v)]
+    assert set(changed) == {n for n, p in model.prompt_learner.named_parameters()}
+    assert not model.clip.training
+
+
+def test_static_text_cache_follows_parameter_updates(tiny_model, make_pixels):
+    pixels = make_pixels(1)
+    with torch.no_grad():
+        before = tiny_model(pixel_values=pixels).static_text_features
+        tiny_model.prompt_learner.normal_context.add_(0.5)
+        after = tiny_model(pixel_values=pixels).static_text_features
+    assert not torch.allclose(before, after)
+    tiny_model.prompt_learner.normal_context.data.sub_(0.5)
+    with torch.no_grad():
+        torch.testing.assert_close(tiny_model(pixel_values=pixels).static_text_features, before)
+
+
+def test_anomalous_label_without_mask_is_an_error(tiny_model, make_pixels):
+    with pytest.raises(ValueError, match="no masks were given"):
+        tiny_model(pixel_values=make_pixels(2), labels=torch.tensor([0, 1]))
+    out = tiny_model(pixel_values=make_pixels(2), labels=torch.tensor([0, 0]))
+    assert torch.isfinite(out.loss)
+
+
+def test_mask_of_wrong_size_is_an_error(tiny_model, make_pixels):
+    with pytest.raises(ValueError, match=r"masks have shape \(2, 16, 16\)"):
+        tiny_model(pixel_values=make_pixels(2), labels=torch.tensor([0, 1]), masks=torch.zeros(2, 16, 16))
+
+
+def test_input_not_multiple_of_patch_is_an_error(tiny_model):
+    with pytest.raises(ValueError, match="not a multiple of the patch size 8"):
+        tiny_model(pixel_values=torch.zeros(1, 3, 30, 30))
+
+
+def test_return_dict_false_gives_the_same_values(tiny_model, make_pixels):
+    pixels = make_pixels(1)
+    with torch.no_grad():
+        as_dict = tiny_model(pixel_values=pixels)
+        as_tuple = tiny_model(pixel_values=pixels, return_dict=False)
+    assert len(as_tuple) == len(as_dict.to_tuple())
+    for first, second in zip(as_tuple, as_dict.to_tuple()):
+        assert torch.equal(first, second)
+
+
+def test_top_m_prior_takes_the_most_abnormal_patches(tiny_model, make_pixels):
+    assert tiny_model.config.prior_patch_selection == "top_m"
+    with torch.no_grad():
+        out = tiny_model(pixel_values=make_pixels(2))
+    scores = out.static_patch_scores[..., 1]
+    chosen = scores.gather(1, out.prior_patch_indices)
+    assert (chosen[:, :-1] >= chosen[:, 1:]).all()  # descending
+    assert torch.allclose(chosen[:, -1], scores.sort(dim=1, descending=True).values[:, tiny_model.config.prior_num_patches - 1])
+
+
+def test_first_m_prior_takes_the_first_patches(make_tiny_config, make_pixels):
+    model = FAPromptModel(make_tiny_config(prior_patch_selection="first_m")).eval()
+    with torch.no_grad():
+        out = model(pixel_values=make_pixels(2))
+    assert torch.equal(out.prior_patch_indices, torch.arange(4).expand(2, 4))
+
+
+def test_reduction_to_plain_clip(make_tiny_config, tiny_tokenizer, make_pixels):
+    """Placeholder embeddings as prompts, no deep prompts, no V-V: FAPrompt's features are CLIP's."""
+    config = make_tiny_config(deep_prompt_depth=1, num_vv_blocks=0)
+    torch.manual_seed(1)
+    model = FAPromptModel(config).eval()
+    embedding = model.clip.text_model.embeddings.token_embedding.weight
+    with torch.no_grad():
+        model.prompt_learner.normal_context.copy_(embedding[config.normal_placeholder_token_id].expand(3, -1))
+        model.prompt_learner.abnormal_context.copy_(embedding[config.abnormal_placeholder_token_id].expand(3, 2, -1))
+        pixels = make_pixels(2)
+        out = model(pixel_values=pixels)
+        normal_ids = torch.tensor([config.normal_prompt_ids()])
+        abnormal_ids = torch.tensor([config.abnormal_prompt_ids()])
+        clip_normal = model.clip.get_text_features(input_ids=normal_ids).pooler_output[0]
+        clip_abnormal = model.clip.get_text_features(input_ids=abnormal_ids).pooler_output[0]
+        clip_image = model.clip.get_image_features(pixel_values=pixels).pooler_output
+        clip_tokens = model.clip.vision_model(pixel_values=pixels).last_hidden_state
+        clip_patches = model.clip.visual_projection(model.clip.vision_model.post_layernorm(clip_tokens))
+    expected_text = F.normalize(torch.stack([clip_normal, clip_abnormal]), dim=-1)
+    torch.testing.assert_close(out.static_text_features, expected_text, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.abnormal_text_features, clip_abnormal.expand(3, -1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.patch_embeds, F.normalize(clip_patches, dim=-1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.patch_embeds[:, 0], F.normalize(clip_image, dim=-1), atol=1e-6, rtol=0)
+
+
+def test_vv_attention_matches_a_hand_written_reference(tiny_model, make_pixels):
+    layer = tiny_model.clip.vision_model.encoder.layers[-1]
+    hidden = torch.randn(2, 17, 32)
+    with torch.no_grad():
+        original, value_value = tiny_model._dual_attention(layer, hidden)
+        attention = layer.self_attn
+        heads = attention.num_heads
+        v = attention.v_proj(hidden).view(2, 17, heads, -1).transpose(1, 2)
+        weights = (v @ v.transpose(-1, -2) * attention.head_dim**-0.5).softmax(-1)
+        expected_vv = attention.out_proj((weights @ v).transpose(1, 2).reshape(2, 17, -1))
+        expected_original = attention(hidden)[0]
+    torch.testing.assert_close(value_value, expected_vv, atol=1e-5, rtol=0)
+    torch.testing.assert_close(original, expected_original, atol=1e-5, rtol=0)
+
+
+def test_from_pretrained_of_a_plain_clip_checkpoint_initialises_prompts(tiny_clip_config_fixture, tmp_path):
+    clip = CLIPModel(tiny_clip_config_fixture)
+    clip.save_pretrained(tmp_path)
+    model = FAPromptModel.from_clip(str(tmp_path), image_size=32, normal_context_length=3, num_abnormal_prompts=3,
+                                    prior_num_patches=4, deep_prompt_depth=3, deep_prompt_length=2, num_vv_blocks=2)
+    for name, tensor in model.prompt_learner.state_dict().items():
+        assert torch.isfinite(tensor.float()).all(), name
+    assert 0.01 < model.prompt_learner.abnormal_context.std().item() < 0.03  # prompt_init_std = 0.02
+    assert torch.equal(model.clip.vision_model.embeddings.class_embedding, clip.vision_model.embeddings.class_embedding)
+    assert model.training and not model.clip.training
+    assert model.prompt_learner.normal_prompt_ids.tolist() == model.config.normal_prompt_ids()
+
+
+def test_from_clip_model_instance(tiny_clip_config_fixture):
+    clip = CLIPModel(tiny_clip_config_fixture)
+    model = FAPromptModel.from_clip(clip, image_size=32, prior_num_patches=4, num_vv_blocks=2)
+    assert torch.equal(model.clip.text_projection.weight, clip.text_projection.weight)
+    assert torch.isfinite(model.prompt_learner.prior.fc1.weight).all()
+    assert not any(p.requires_grad for p in model.clip.parameters())
+
+
+def test_meta_device_init_gives_finite_tensors(tiny_config):
+    model = FAPromptModel.from_pretrained(None, config=tiny_config, state_dict={})
+    for name, tensor in list(model.state_dict().items()) + list(model.named_buffers()):
+        if name == "clip.logit_scale":  # CLIP's own init leaves it to the constructor; FAPrompt never reads it
+            continue
+        assert tensor.device.type == "cpu", name
+        assert torch.isfinite(tensor.float()).all(), name
+    assert model.prompt_learner.abnormal_prompt_ids.tolist() == tiny_config.abnormal_prompt_ids()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(make_tiny_config, make_pixels):
+    torch.manual_seed(0)
+    model = FAPromptModel(make_tiny_config()).train()
+    pixels, labels = make_pixels(2), torch.tensor([0, 0])
+    model(pixel_values=pixels, labels=labels).loss.backward()
+    reference = [p.grad.clone() for p in model.trainable_parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    model.train()
+    model(pixel_values=pixels, labels=labels).loss.backward()
+    for grad, expected in zip((p.grad for p in model.trainable_parameters()), reference):
+        torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape, sigma", [((40, 56), 4.0), ((32, 32), 10.0), ((7, 5), 2.5)])
+def test_gaussian_smooth_equals_scipy(shape, sigma):
+    maps = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0))
+    ours = gaussian_smooth(maps, sigma)
+    for index in range(2):
+        expected = gaussian_filter(maps[index].double().numpy(), sigma=sigma, mode="reflect", truncate=4.0)
+        np.testing.assert_allclose(ours[index].numpy(), expected, atol=1e-6)
+    assert torch.equal(gaussian_smooth(maps, 0), maps)
+
+
+def test_position_embeddings_are_resized_bilinearly_and_purely():
+    weights = torch.randn(1 + 4 * 4, 6)
+    before = weights.clone()
+    resized = resize_position_embeddings(weights, (6, 3))
+    grid = weights[1:].reshape(1, 4, 4, 6).permute(0, 3, 1, 2)
+    expected = F.interpolate(grid, size=(6, 3), mode="bilinear", align_corners=False).permute(0, 2, 3, 1).reshape(-1, 6)
+    assert torch.equal(resized[0], weights[0])
+    torch.testing.assert_close(resized[1:], expected)
+    assert torch.equal(weights, before)
+    assert resize_position_embeddings(weights, (4, 4)) is weights
+
+
+def test_model_is_small(tiny_model):
+    assert sum(p.numel() for p in tiny_model.parameters()) < 1_000_000
