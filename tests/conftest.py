@@ -19,7 +19,8 @@ from faprompt_hf import FAPromptConfig, FAPromptModel  # noqa: E402
 from faprompt_hf.tiny import tiny_clip_config, tiny_clip_tokenizer, tiny_faprompt_config  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_PARITY = REPO_ROOT.parent / "shared" / "parity"
+# ../shared/parity beside the checkout; FAPROMPT_PARITY_DIR points elsewhere (e.g. a copy on a GPU machine)
+SHARED_PARITY = Path(os.environ.get("FAPROMPT_PARITY_DIR", REPO_ROOT.parent / "shared" / "parity"))
 
 
 @pytest.fixture(scope="session")

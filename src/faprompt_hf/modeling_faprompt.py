@@ -101,6 +101,11 @@ def resize_position_embeddings(position_embeddings: torch.Tensor, grid: tuple[in
     return torch.cat([position_embeddings[:1], resized], dim=0)
 
 
+def _full_precision(device: torch.device) -> torch.autocast:
+    """Disable autocast: similarities, softmaxes, maps and losses stay in float32 under mixed precision."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def _reflect_indices(length: int, radius: int, device: torch.device) -> torch.Tensor:
     """Indices that pad a length-``length`` axis by ``radius`` on each side in scipy's "reflect" mode."""
     positions = torch.arange(-radius, length + radius, device=device)
@@ -525,33 +530,35 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
         normal_feature, abnormal_features = self.static_text_features()
         static_text = F.normalize(torch.stack([normal_feature, abnormal_features.mean(0)]), dim=-1)
-        static_scores = (patch_tokens @ static_text.T / temperature).softmax(-1)
+        with _full_precision(pixel_values.device):
+            static_scores = (patch_tokens @ static_text.T / temperature).softmax(-1)
 
         prior_indices = self.select_prior_patches(static_scores[..., 1])
         prior_input = patch_tokens.gather(1, prior_indices[..., None].expand(-1, -1, patch_tokens.shape[-1]))
         prior_bias = self.prompt_learner.prior(prior_input.to(self.prompt_learner.prior.fc1.weight.dtype)).float()
         prior_abnormal = self.prior_abnormal_features(prior_bias)
-        prior_text = F.normalize(
-            torch.stack([normal_feature.expand_as(prior_abnormal), prior_abnormal], dim=1), dim=-1
-        )
-        prior_scores = (torch.einsum("bgd,bcd->bgc", patch_tokens, prior_text) / temperature).softmax(-1)
-
-        image_logits = torch.einsum("bd,bcd->bc", image_embeds, prior_text) / temperature
-        image_text_scores = image_logits.softmax(-1)[:, 1]
-        patch_max = (2 * static_scores[..., 1].amax(1) + prior_scores[..., 1].amax(1)) / 3
-        image_scores = 0.5 * (image_text_scores + patch_max)
-
-        static_maps = self._upsample_scores(static_scores, grid, (height, width))
-        prior_maps = self._upsample_scores(prior_scores, grid, (height, width))
-        raw_anomaly_maps = (static_maps[:, 1] + 1 - static_maps[:, 0] + prior_maps[:, 1] + 1 - prior_maps[:, 0]) / 4
-        anomaly_maps = gaussian_smooth(raw_anomaly_maps, config.gaussian_sigma, config.gaussian_truncate)
-
-        losses: dict[str, torch.Tensor] = {}
-        if labels is not None:
-            targets = self._pixel_targets(labels, masks, (height, width))
-            losses = self._objective(
-                labels, targets, static_maps, prior_maps, image_logits, image_scores, abnormal_features, prior_bias
+        with _full_precision(pixel_values.device):
+            prior_text = F.normalize(
+                torch.stack([normal_feature.expand_as(prior_abnormal), prior_abnormal], dim=1), dim=-1
             )
+            prior_scores = (torch.einsum("bgd,bcd->bgc", patch_tokens, prior_text) / temperature).softmax(-1)
+
+            image_logits = torch.einsum("bd,bcd->bc", image_embeds, prior_text) / temperature
+            image_text_scores = image_logits.softmax(-1)[:, 1]
+            patch_max = (2 * static_scores[..., 1].amax(1) + prior_scores[..., 1].amax(1)) / 3
+            image_scores = 0.5 * (image_text_scores + patch_max)
+
+            static_maps = self._upsample_scores(static_scores, grid, (height, width))
+            prior_maps = self._upsample_scores(prior_scores, grid, (height, width))
+            raw_anomaly_maps = (static_maps[:, 1] + 1 - static_maps[:, 0] + prior_maps[:, 1] + 1 - prior_maps[:, 0]) / 4
+            anomaly_maps = gaussian_smooth(raw_anomaly_maps, config.gaussian_sigma, config.gaussian_truncate)
+
+            losses: dict[str, torch.Tensor] = {}
+            if labels is not None:
+                targets = self._pixel_targets(labels, masks, (height, width))
+                losses = self._objective(
+                    labels, targets, static_maps, prior_maps, image_logits, image_scores, abnormal_features, prior_bias
+                )
         output = FAPromptOutput(
             loss=losses.get("loss"),
             image_scores=image_scores,

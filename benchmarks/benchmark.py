@@ -1,0 +1,225 @@
+#!/usr/bin/env python
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Speed and memory of FAPrompt: inference, training and the bare CLIP vision tower, on random weights.
+
+No downloads: the model is built from ``clip_vit_large_patch14_336_config()`` (ViT-L/14@336) with random weights,
+or from the tiny test configuration with ``--tiny``. Prints one JSON line per measurement:
+``mode`` (infer / train / tower / reference), ``dtype``, ``batch``, ``images_per_s``, ``peak_mem_gib``, ``device``,
+``commit``.
+
+``reference`` measures a per-image path written the way the released implementation runs (one image at a time,
+77-token prompts, the static prompts re-encoded for every image, the normal prompt re-encoded with the prior's
+prompts, Gaussian smoothing with scipy on the host); the script checks that the fast path gives its outputs.
+
+Usage:
+    python benchmarks/benchmark.py                    # GPU: ViT-L/14@336 at 518 px, every measurement
+    python benchmarks/benchmark.py --tiny --device cpu  # CPU: fast path vs reference path on the tiny config
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+
+from faprompt_hf import FAPromptConfig, FAPromptModel, clip_vit_large_patch14_336_config
+from faprompt_hf.tiny import tiny_clip_config, tiny_faprompt_config
+
+
+def _commit() -> str:
+    if os.environ.get("FAPROMPT_COMMIT"):
+        return os.environ["FAPROMPT_COMMIT"]
+    try:
+        root = Path(__file__).resolve().parents[1]
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(step: Callable[[], object], device: torch.device, batch: int, min_seconds: float, warmup: int) -> dict:
+    """Images per second of ``step`` (run at least ``min_seconds`` after ``warmup`` runs) and peak memory."""
+    for _ in range(warmup):
+        step()
+    _synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    runs, start = 0, time.perf_counter()
+    while True:
+        step()
+        runs += 1
+        _synchronize(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds and runs >= 3:
+            break
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return {"images_per_s": round(runs * batch / elapsed, 2), "peak_mem_gib": round(peak, 3), "runs": runs}
+
+
+def build_model(tiny: bool, device: torch.device) -> tuple[FAPromptModel, int]:
+    """The benchmarked model and its input side."""
+    torch.manual_seed(0)
+    if tiny:
+        clip_config = tiny_clip_config(image_size=112, patch_size=8, hidden_size=64, num_layers=6)
+        config = tiny_faprompt_config(clip_config=clip_config, image_size=112, num_vv_blocks=4, gaussian_sigma=4.0,
+                                      num_abnormal_prompts=10, prior_num_patches=10, deep_prompt_depth=4)
+    else:
+        config = FAPromptConfig(clip_config=clip_vit_large_patch14_336_config().to_dict())
+    with torch.device(device):
+        model = FAPromptModel(config)
+    return model.eval(), config.image_size
+
+
+@torch.no_grad()
+def reference_forward(model: FAPromptModel, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """FAPrompt computed the released code's way, one image at a time (see module docstring).
+
+    Returns:
+        ``(image_scores (B,), anomaly_maps (B, H, W))`` on the host.
+    """
+    config, learner = model.config, model.prompt_learner
+    context_length = config.clip_config.text_config.max_position_embeddings
+    token_embedding = model.clip.text_model.embeddings.token_embedding
+    patch = config.clip_config.vision_config.patch_size
+    scores, maps = [], []
+
+    def padded(ids: list[int]) -> torch.Tensor:
+        return torch.tensor(ids + [0] * (context_length - len(ids)), device=pixel_values.device)
+
+    normal_ids, abnormal_ids = padded(config.normal_prompt_ids()), padded(config.abnormal_prompt_ids())
+    normal_eot, abnormal_eot = len(config.normal_prompt_ids()) - 1, len(config.abnormal_prompt_ids()) - 1
+    split_n, split_a = 1 + config.normal_context_length, 1 + config.normal_context_length + config.abnormal_context_length
+
+    def encode(prior_bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        fixed_n, fixed_a = token_embedding(normal_ids), token_embedding(abnormal_ids)
+        normal = torch.cat([fixed_n[:1], learner.normal_context, fixed_n[split_n:]])[None]
+        context = learner.abnormal_context + (0 if prior_bias is None else prior_bias)
+        abnormal = torch.stack([torch.cat([fixed_a[:1], learner.normal_context, context[k], fixed_a[split_a:]])
+                                for k in range(config.num_abnormal_prompts)])
+        t_n = model.encode_prompts(normal, torch.tensor([normal_eot], device=normal.device))
+        t_a = model.encode_prompts(abnormal, torch.full((abnormal.shape[0],), abnormal_eot, device=normal.device))
+        return t_n[0], t_a
+
+    for image in pixel_values:
+        height, width = image.shape[-2:]
+        image_embed, patch_embeds = model.encode_image(image[None])
+        tokens = patch_embeds[0, 1:]
+        t_n, t_a = encode(None)
+        static_text = F.normalize(torch.stack([t_n, t_a.mean(0)]), dim=-1)
+        s = (tokens @ static_text.T / config.temperature).softmax(-1)
+        selected = tokens[: config.prior_num_patches] if config.prior_patch_selection == "first_m" else \
+            tokens[s[:, 1].topk(config.prior_num_patches).indices]
+        prior_bias = learner.prior(selected[None])[0]
+        t_n_prior, t_a_prior = encode(prior_bias)
+        prior_text = F.normalize(torch.stack([t_n_prior, t_a_prior.mean(0)]), dim=-1)
+        s_hat = (tokens @ prior_text.T / config.temperature).softmax(-1)
+        p = (image_embed[0] @ prior_text.T / config.temperature).softmax(-1)[1]
+        scores.append(0.5 * (p + (2 * s[:, 1].max() + s_hat[:, 1].max()) / 3))
+        grid = (height // patch, width // patch)
+        up = [F.interpolate(x.T.reshape(1, 2, *grid), size=(height, width), mode="bilinear") for x in (s, s_hat)]
+        raw = ((up[0][0, 1] + 1 - up[0][0, 0] + up[1][0, 1] + 1 - up[1][0, 0]) / 4).cpu().numpy()
+        smoothed = gaussian_filter(raw, sigma=config.gaussian_sigma) if config.gaussian_sigma else raw
+        maps.append(torch.from_numpy(smoothed))
+    return torch.stack(scores).cpu(), torch.stack(maps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--tiny", action="store_true", help="Tiny config (CPU-friendly) instead of ViT-L/14@336.")
+    parser.add_argument("--image_size", type=int, default=None, help="Input side (default: the config's, 518).")
+    parser.add_argument("--min_seconds", type=float, default=3.0, help="Time each measurement at least this long.")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="Also measure bf16 inference under torch.compile.")
+    parser.add_argument("--only", nargs="*", default=None, help="Subset of: infer train tower reference.")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    model, image_size = build_model(args.tiny, device)
+    image_size = args.image_size or image_size
+    common = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "commit": _commit(), "image_size": image_size, "model": "tiny" if args.tiny else "vit-l-14-336"}
+    wanted = set(args.only or ["infer", "train", "tower", "reference"])
+
+    def report(mode: str, dtype: str, batch: int, result: dict, **extra: object) -> None:
+        print(json.dumps({"mode": mode, "dtype": dtype, "batch": batch, **result, **common, **extra}), flush=True)
+
+    def pixels(batch: int) -> torch.Tensor:
+        return torch.randn(batch, 3, image_size, image_size, device=device)
+
+    if "reference" in wanted:
+        batch = 4 if args.tiny else 1
+        x = pixels(batch)
+        ref_scores, ref_maps = reference_forward(model, x)
+        with torch.no_grad():
+            fast = model(pixel_values=x)
+        score_diff = (fast.image_scores.cpu() - ref_scores).abs().max().item()
+        map_diff = (fast.anomaly_maps.cpu() - ref_maps).abs().max().item()
+        report("reference", "float32", batch, _time(lambda: reference_forward(model, x), device, batch,
+                                                    args.min_seconds, 1),
+               max_abs_diff_scores=score_diff, max_abs_diff_maps=map_diff)
+    if "infer" in wanted:
+        x = pixels(1)
+        with torch.no_grad():
+            fp32 = model(pixel_values=x)
+        report("infer", "float32", 1, _time(lambda: model(pixel_values=x), device, 1, args.min_seconds, args.warmup))
+        low = model.to(torch.bfloat16)
+        with torch.no_grad():
+            bf16 = low(pixel_values=x)
+            cosine = F.cosine_similarity(bf16.anomaly_maps.flatten(1).float(), fp32.anomaly_maps.flatten(1)).min()
+        for batch in ([1, 4] if args.tiny else [1, 8, 32]):
+            xb = pixels(batch)
+            with torch.no_grad():
+                result = _time(lambda: low(pixel_values=xb), device, batch, args.min_seconds, args.warmup)
+            report("infer", "bfloat16", batch, result, map_cosine_vs_fp32=round(cosine.item(), 6))
+        if args.compile:
+            compiled = torch.compile(low)
+            xb = pixels(8 if args.tiny else 32)
+            with torch.no_grad():
+                result = _time(lambda: compiled(pixel_values=xb), device, xb.shape[0], args.min_seconds, 3)
+            report("infer", "bfloat16", xb.shape[0], result, compiled=True)
+        model.float()
+    if "train" in wanted:
+        batch = 8
+        model.clip.to(torch.bfloat16)
+        model.train()
+        optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-3, betas=(0.5, 0.999))
+        xb = pixels(batch)
+        labels = torch.tensor([0, 1] * (batch // 2), device=device)
+        masks = torch.zeros(batch, image_size, image_size, device=device)
+        masks[1::2, : image_size // 4, : image_size // 4] = 1
+
+        def train_step() -> None:
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+                loss = model(pixel_values=xb, labels=labels, masks=masks).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        report("train", "bfloat16", batch, _time(train_step, device, batch, args.min_seconds, args.warmup))
+        model.eval().float()
+    if "tower" in wanted:
+        tower = model.clip.to(torch.bfloat16)
+        batch = 4 if args.tiny else 32
+        xb = pixels(batch).to(torch.bfloat16)
+        with torch.no_grad():
+            result = _time(lambda: tower.get_image_features(pixel_values=xb, interpolate_pos_encoding=True), device,
+                           batch, args.min_seconds, args.warmup)
+        report("tower", "bfloat16", batch, result)
+
+
+if __name__ == "__main__":
+    main()
