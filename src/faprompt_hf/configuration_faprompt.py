@@ -158,6 +158,8 @@ class FAPromptConfig(PreTrainedConfig):
             raise TypeError(f"FAPromptConfig got unknown field(s): {', '.join(hints)}.")
         if self.clip_config is None:
             self.clip_config = clip_vit_large_patch14_336_config()
+        elif isinstance(self.clip_config, dict):  # transformers < 5.24 leaves nested dicts as they are
+            self.clip_config = CLIPConfig.from_dict(self.clip_config)
         self.normal_suffix_token_ids = [int(i) for i in self.normal_suffix_token_ids]
         self.abnormal_suffix_token_ids = [int(i) for i in self.abnormal_suffix_token_ids]
         super().__post_init__(**kwargs)
