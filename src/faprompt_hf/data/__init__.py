@@ -1,0 +1,49 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Datasets for FAPrompt: loaders into one schema, synthetic anomalies, and processor-backed batching."""
+
+from .collate import FAPromptCollator, with_processor_transform
+from .hub import load_hub_dataset
+from .loaders import load_folder, load_meta_json, load_mvtec_ad, load_visa, write_meta_json
+from .schema import (
+    ANOMALY_FEATURES,
+    IMAGE_EXTENSIONS,
+    LABEL_NAMES,
+    NORMAL_DEFECT_TYPE,
+    decode_image_value,
+    defer_decoding,
+    verify_dataset,
+)
+from .synthetic import (
+    DEFECT_TYPES,
+    DOMAINS,
+    OBJECT_DOMAINS,
+    TEXTURE_DOMAINS,
+    generate_sample,
+    make_synthetic_dataset,
+    write_synthetic_mvtec,
+)
+
+__all__ = [
+    "ANOMALY_FEATURES",
+    "DEFECT_TYPES",
+    "DOMAINS",
+    "FAPromptCollator",
+    "IMAGE_EXTENSIONS",
+    "LABEL_NAMES",
+    "NORMAL_DEFECT_TYPE",
+    "OBJECT_DOMAINS",
+    "TEXTURE_DOMAINS",
+    "decode_image_value",
+    "defer_decoding",
+    "generate_sample",
+    "load_folder",
+    "load_hub_dataset",
+    "load_meta_json",
+    "load_mvtec_ad",
+    "load_visa",
+    "make_synthetic_dataset",
+    "verify_dataset",
+    "with_processor_transform",
+    "write_meta_json",
+    "write_synthetic_mvtec",
+]

@@ -1,0 +1,225 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Bring a Hub or local ``datasets`` dataset into :data:`~faprompt_hf.data.ANOMALY_FEATURES`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, load_dataset, load_from_disk
+from datasets import Image as ImageFeature
+from transformers.utils import logging
+
+from ..image_utils import to_mask_array
+from .schema import (
+    ANOMALY_FEATURES,
+    NORMAL_DEFECT_TYPE,
+    _defect_type_for,
+    _is_missing,
+    _parse_label,
+    decode_image_value,
+    verify_dataset,
+)
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["load_hub_dataset"]
+
+_SOURCE_PREFIX = "__faprompt_source__"
+
+
+def _open(name_or_path: str, split: str, streaming: bool, load_kwargs: dict[str, Any]) -> Dataset | IterableDataset:
+    """Open a ``save_to_disk`` folder with ``load_from_disk``, anything else with ``load_dataset``."""
+    is_saved = os.path.isdir(name_or_path) and any(
+        os.path.isfile(os.path.join(name_or_path, marker)) for marker in ("dataset_dict.json", "state.json")
+    )
+    if not is_saved:
+        dataset = load_dataset(name_or_path, split=split, streaming=streaming, **load_kwargs)
+        if not isinstance(dataset, (Dataset, IterableDataset)):
+            raise ValueError(f"load_dataset({name_or_path!r}, split={split!r}) did not return one split.")
+        return dataset
+    if load_kwargs:
+        raise ValueError(
+            f"{name_or_path!r} is a save_to_disk folder; the load_dataset options {sorted(load_kwargs)} "
+            "do not apply to it."
+        )
+    dataset = load_from_disk(name_or_path)
+    if isinstance(dataset, DatasetDict):
+        if split not in dataset:
+            raise ValueError(f"Split {split!r} not in {name_or_path!r}; its splits are {sorted(dataset)}.")
+        dataset = dataset[split]
+    return dataset.to_iterable_dataset() if streaming else dataset
+
+
+def _resolve_mapping(columns: Sequence[str], column_mapping: Mapping[str, str] | None, name: str) -> dict[str, str]:
+    """Map our column names to the dataset's, checking both sides.
+
+    Explicit entries win; every other schema column that the dataset has under the same name (and that is not
+    already the source of an explicit entry) maps to itself.
+    """
+    mapping = dict(column_mapping or {})
+    unknown = [ours for ours in mapping if ours not in ANOMALY_FEATURES]
+    if unknown:
+        raise ValueError(f"column_mapping keys {unknown} are not schema columns {list(ANOMALY_FEATURES)}.")
+    absent = {ours: theirs for ours, theirs in mapping.items() if theirs not in columns}
+    if absent:
+        raise ValueError(f"column_mapping {absent} names columns that {name!r} lacks; its columns are {list(columns)}.")
+    used = set(mapping.values())
+    for ours in ANOMALY_FEATURES:
+        if ours not in mapping and ours in columns and ours not in used:
+            mapping[ours] = ours
+    if "image" not in mapping:
+        raise ValueError(
+            f"{name!r} has no 'image' column (columns: {list(columns)}); pass column_mapping={{'image': '<column>'}}."
+        )
+    return mapping
+
+
+def _strings(values: list[Any] | None, feature: Any) -> list[str | None] | None:
+    """Values as strings, turning ``ClassLabel`` indices into their names."""
+    if values is None:
+        return None
+    if isinstance(feature, ClassLabel):
+        return [None if value is None else feature.int2str(int(value)) for value in values]
+    return [None if value is None else str(value) for value in values]
+
+
+def _normalise_batch(
+    batch: dict[str, list[Any]],
+    indices: list[int],
+    mapping: dict[str, str],
+    features: Mapping[str, Any],
+    reference: str,
+    class_name: str,
+) -> dict[str, list[Any]]:
+    """Compute the schema's ``mask``, ``label``, ``class_name``, ``defect_type`` and ``path`` for a batch.
+
+    ``batch`` holds the dataset's own columns (``{prefix}{name}``) for every source column named in ``mapping``
+    except the image, with masks undecoded.
+    """
+
+    def column(ours: str) -> list[Any] | None:
+        return batch[_SOURCE_PREFIX + mapping[ours]] if ours in mapping else None
+
+    def feature(ours: str) -> Any:
+        return features.get(mapping[ours]) if ours in mapping else None
+
+    paths = column("path") or [None] * len(indices)
+    paths = [str(path) if path else f"{reference}[{index}]" for path, index in zip(paths, indices, strict=True)]
+    masks = [None if _is_missing(mask) else mask for mask in (column("mask") or [None] * len(indices))]
+    defects = _strings(column("defect_type"), feature("defect_type"))
+    if "label" in mapping:
+        names = feature("label").names if isinstance(feature("label"), ClassLabel) else None
+        labels = [
+            _parse_label(value, f"row {path!r}", names) for value, path in zip(column("label"), paths, strict=True)
+        ]
+    elif defects is not None:
+        for defect, path in zip(defects, paths, strict=True):
+            if not defect:
+                raise ValueError(f"Row {path!r} has no defect_type to derive its label from.")
+        labels = [int(defect.strip() != NORMAL_DEFECT_TYPE) for defect in defects]
+    elif "mask" in mapping:
+        labels = [
+            0 if mask is None else int(to_mask_array(decode_image_value(mask, path), f"mask of {path}").any())
+            for mask, path in zip(masks, paths, strict=True)
+        ]
+    else:
+        raise ValueError(
+            f"{reference} has no label, defect_type or mask column to derive labels from; name one in column_mapping."
+        )
+    defects = defects or [None] * len(indices)
+    return {
+        "mask": [None if mask is None else ImageFeature().encode_example(mask) for mask in masks],
+        "label": labels,
+        "class_name": _strings(column("class_name"), feature("class_name")) or [class_name] * len(indices),
+        "defect_type": [
+            _defect_type_for(label, defect, f"Row {path!r}")
+            for label, defect, path in zip(labels, defects, paths, strict=True)
+        ],
+        "path": paths,
+    }
+
+
+def load_hub_dataset(
+    name_or_path: str | os.PathLike,
+    split: str = "test",
+    column_mapping: Mapping[str, str] | None = None,
+    class_name: str = "object",
+    streaming: bool = False,
+    verify: bool = False,
+    **load_kwargs: Any,
+) -> Dataset | IterableDataset:
+    """Load a dataset with ``datasets`` and bring it into :data:`~faprompt_hf.data.ANOMALY_FEATURES`.
+
+    ``name_or_path`` may be a Hub id, a local folder of data files (parquet, imagefolder, ...), a builder name with
+    ``data_files``/``data_dir`` in ``load_kwargs`` (``"parquet"``, ``"imagefolder"``), or a folder written by
+    ``save_to_disk`` (opened with ``load_from_disk``). Columns are derived as follows:
+
+    * ``image`` is required; ``mask`` is optional (empty strings and nulls mean "no mask").
+    * ``label`` is read as 0/1, True/False or a word (``normal``/``good``, ``anomaly``/``anomalous``/``defect``;
+      ``ClassLabel`` columns by their names). When missing it is ``defect_type != "good"``, else whether the
+      mask has any pixel > 0 (this decodes the masks).
+    * ``defect_type`` defaults to ``"good"``/``"anomaly"`` by label, ``class_name`` to ``class_name``, ``path`` to
+      ``"<name_or_path>[<split>][<index>]"``.
+    * Other columns are dropped. Image data is not decoded or copied (non-streaming: columns are added with
+      ``add_column``; streaming: a lazy ``map``).
+
+    Args:
+        name_or_path: What to load (see above).
+        split: The split to load.
+        column_mapping: Our column name -> the dataset's column name, e.g. ``{"image": "img", "label": "is_bad"}``;
+            schema columns present under their own name need no entry.
+        class_name: ``class_name`` of every row when the dataset has no such column.
+        streaming: Return an ``IterableDataset`` (nothing is downloaded or read up front).
+        verify: Decode every image and mask now and check them (not with ``streaming``).
+        **load_kwargs: Passed to ``datasets.load_dataset`` (``data_files``, ``data_dir``, ``revision``, ...).
+
+    Returns:
+        A ``Dataset`` (or ``IterableDataset`` when ``streaming``) in :data:`~faprompt_hf.data.ANOMALY_FEATURES`.
+
+    Raises:
+        ValueError: Bad ``column_mapping``, no image column, an unreadable label, a label that contradicts the
+            defect type, or no way to derive labels (messages name the row).
+    """
+    if verify and streaming:
+        raise ValueError("verify=True needs streaming=False; call verify_dataset() on the stream yourself.")
+    name = os.fspath(name_or_path)
+    dataset = _open(name, split, streaming, load_kwargs)
+    features = dataset.features or {}
+    mapping = _resolve_mapping(dataset.column_names or list(features), column_mapping, name)
+    sources = sorted({theirs for ours, theirs in mapping.items() if ours != "image"})
+    normalise = partial(
+        _normalise_batch, mapping=mapping, features=features, reference=f"{name}[{split}]", class_name=class_name
+    )
+    if isinstance(dataset, IterableDataset):
+        renamed = dataset.select_columns(sorted({mapping["image"], *sources}))
+        if mapping["image"] != "image":
+            renamed = renamed.rename_column(mapping["image"], "image")
+        renamed = renamed.rename_columns({theirs: _SOURCE_PREFIX + theirs for theirs in sources})
+        for column, feature in (renamed.features or {}).items():
+            if isinstance(feature, ImageFeature):
+                renamed = renamed.cast_column(column, ImageFeature(decode=False))
+        normalised = renamed.map(
+            normalise,
+            batched=True,
+            with_indices=True,
+            remove_columns=[_SOURCE_PREFIX + theirs for theirs in sources],
+        )
+        return normalised.cast(ANOMALY_FEATURES)
+    small = dataset.select_columns(sources).rename_columns({theirs: _SOURCE_PREFIX + theirs for theirs in sources})
+    for column, feature in small.features.items():
+        if isinstance(feature, ImageFeature):
+            small = small.cast_column(column, ImageFeature(decode=False))
+    columns = normalise(small.to_dict(), list(range(len(dataset))))
+    images = dataset.select_columns([mapping["image"]])
+    if mapping["image"] != "image":
+        images = images.rename_column(mapping["image"], "image")
+    images = images.cast_column("image", ImageFeature())
+    for column in ("mask", "label", "class_name", "defect_type", "path"):
+        images = images.add_column(column, columns[column], feature=ANOMALY_FEATURES[column])
+    logger.info("Loaded %d rows of %s[%s]", len(images), name, split)
+    if verify:
+        verify_dataset(images)
+    return images

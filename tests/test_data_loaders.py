@@ -1,0 +1,496 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Tests for the dataset loaders (faprompt_hf.data), on tiny trees written into tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from datasets import ClassLabel, Dataset, DatasetDict, Features, IterableDataset, Value  # noqa: E402
+from datasets import Image as ImageFeature  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from faprompt_hf.data import (  # noqa: E402
+    ANOMALY_FEATURES,
+    load_folder,
+    load_hub_dataset,
+    load_meta_json,
+    load_mvtec_ad,
+    load_visa,
+    make_synthetic_dataset,
+    verify_dataset,
+    write_meta_json,
+)
+
+SIZE = 16
+
+
+def save_image(path: Path, value: int = 120, size: tuple[int, int] = (SIZE, SIZE), suffix: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.full((size[1], size[0], 3), value, np.uint8)
+    array[..., 0] = np.arange(size[0], dtype=np.uint8)[None, :] * 8
+    Image.fromarray(array).save(path)
+    return path
+
+
+def save_mask(path: Path, rows: slice, value: int = 255, size: tuple[int, int] = (SIZE, SIZE)) -> Path:
+    """A mask whose marked rows identify it (so a wrong match is detectable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.zeros((size[1], size[0]), np.uint8)
+    array[rows] = value
+    Image.fromarray(array).save(path)
+    return path
+
+
+def marked_rows(mask: Image.Image) -> list[int]:
+    return np.flatnonzero((np.asarray(mask) > 0).any(axis=1)).tolist()
+
+
+def undecoded(dataset: Dataset, column: str) -> list:
+    return dataset.cast_column(column, ImageFeature(decode=False))[column]
+
+
+@pytest.fixture
+def mvtec_root(tmp_path: Path) -> Path:
+    """bottle: 2 train, 1 good + 2 broken test images; masks sorted differently from the images."""
+    root = tmp_path / "mvtec"
+    for stem in ("000", "001"):
+        save_image(root / "bottle" / "train" / "good" / f"{stem}.png")
+    save_image(root / "bottle" / "test" / "good" / "000.png")
+    for stem, row in (("010", 1), ("002", 5)):
+        save_image(root / "bottle" / "test" / "broken" / f"{stem}.png")
+        save_mask(root / "bottle" / "ground_truth" / "broken" / f"{stem}_mask.png", slice(row, row + 1))
+    # A mask without image: pairing by sort order would give 010.png this mask.
+    save_mask(root / "bottle" / "ground_truth" / "broken" / "005_mask.png", slice(9, 10))
+    save_image(root / "wood" / "train" / "good" / "000.png")
+    save_image(root / "wood" / "test" / "good" / "000.png")
+    (root / "license.txt").write_text("not a class")
+    return root
+
+
+# ------------------------------------------------------------------------------------------------------------
+# MVTec AD
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_mvtec_rows_schema_and_name_matched_masks(mvtec_root):
+    dataset = load_mvtec_ad(mvtec_root, split="test")
+    assert dataset.features == ANOMALY_FEATURES
+    assert dataset["class_name"] == ["bottle"] * 3 + ["wood"]
+    assert dataset["label"] == [1, 1, 0, 0]
+    assert dataset["defect_type"] == ["broken", "broken", "good", "good"]
+    first, second = dataset[0], dataset[1]
+    assert first["path"] == str(mvtec_root / "bottle" / "test" / "broken" / "002.png")
+    assert marked_rows(first["mask"]) == [5]
+    assert second["path"].endswith("010.png") and marked_rows(second["mask"]) == [1]
+    assert dataset[2]["mask"] is None
+    assert all(os.path.isabs(path) for path in dataset["path"])
+
+
+def test_mvtec_stores_paths_not_bytes(mvtec_root):
+    dataset = load_mvtec_ad(mvtec_root)
+    images = undecoded(dataset, "image")
+    assert all(value["bytes"] is None and os.path.isfile(value["path"]) for value in images)
+    masks = undecoded(dataset, "mask")
+    assert masks[0]["path"].endswith("002_mask.png") and masks[2] is None
+
+
+def test_mvtec_train_split_and_class_filter(mvtec_root):
+    train = load_mvtec_ad(mvtec_root, split="train", classes=["bottle"])
+    assert len(train) == 2 and set(train["label"]) == {0} and set(train["class_name"]) == {"bottle"}
+    assert load_mvtec_ad(mvtec_root, split="test", classes="wood")["class_name"] == ["wood"]
+
+
+def test_mvtec_bad_inputs(mvtec_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing_root"):
+        load_mvtec_ad(tmp_path / "missing_root")
+    with pytest.raises(FileNotFoundError, match="Class folder not found.*carpet"):
+        load_mvtec_ad(mvtec_root, classes=["carpet"])
+    with pytest.raises(ValueError, match="split must be"):
+        load_mvtec_ad(mvtec_root, split="val")
+    (mvtec_root / "empty" / "test" / "good").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"empty.test' contains no images"):
+        load_mvtec_ad(mvtec_root)
+    with pytest.raises(FileNotFoundError, match="No MVTec AD class folders"):
+        load_mvtec_ad(tmp_path / "mvtec" / "bottle" / "ground_truth")
+
+
+def test_mvtec_missing_mask_names_image_and_expected_path(mvtec_root):
+    os.remove(mvtec_root / "bottle" / "ground_truth" / "broken" / "010_mask.png")
+    expected = mvtec_root / "bottle" / "ground_truth" / "broken" / "010_mask.png"
+    with pytest.raises(FileNotFoundError) as error:
+        load_mvtec_ad(mvtec_root)
+    assert "010.png" in str(error.value) and str(expected) in str(error.value)
+
+
+def test_verify_catches_corrupt_images_and_mismatched_masks(mvtec_root):
+    corrupt = mvtec_root / "wood" / "test" / "good" / "001.png"
+    corrupt.write_bytes(b"this is not a png")
+    dataset = load_mvtec_ad(mvtec_root)  # cheap checks pass: decoding happens when a row is read
+    assert len(dataset) == 5
+    with pytest.raises(ValueError, match="001.png"):
+        load_mvtec_ad(mvtec_root, verify=True)
+    corrupt.unlink()
+    save_mask(mvtec_root / "bottle" / "ground_truth" / "broken" / "002_mask.png", slice(0, 2), size=(8, 8))
+    with pytest.raises(ValueError, match=r"002.png.*8x8.*16x16"):
+        verify_dataset(load_mvtec_ad(mvtec_root))
+
+
+def test_verify_rejects_normal_image_with_marked_mask(tmp_path):
+    save_image(tmp_path / "a.png")
+    save_mask(tmp_path / "a_mask.png", slice(0, 3))
+    row = {"image": str(tmp_path / "a.png"), "mask": str(tmp_path / "a_mask.png"), "label": 0, "path": "a.png"}
+    with pytest.raises(ValueError, match="labelled normal"):
+        verify_dataset([row])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# VisA
+# ------------------------------------------------------------------------------------------------------------
+
+
+def write_visa(root: Path, rows: list[tuple[str, ...]] | None = None) -> Path:
+    """candle: 2 normal + 1 anomalous test image, 1 train image; masks hold 0/1 values as in VisA."""
+    for name in ("000", "001", "002"):
+        save_image(root / "candle" / "Data" / "Images" / "Normal" / f"{name}.JPG")
+    save_image(root / "candle" / "Data" / "Images" / "Anomaly" / "000.JPG")
+    save_mask(root / "candle" / "Data" / "Masks" / "Anomaly" / "000.png", slice(3, 6), value=1)
+    save_image(root / "pcb1" / "Data" / "Images" / "Normal" / "000.JPG")
+    rows = rows or [
+        ("candle", "train", "normal", "candle/Data/Images/Normal/002.JPG", ""),
+        ("candle", "test", "normal", "candle/Data/Images/Normal/000.JPG", ""),
+        ("candle", "test", "anomaly", "candle/Data/Images/Anomaly/000.JPG", "candle/Data/Masks/Anomaly/000.png"),
+        ("candle", "test", "normal", "candle/Data/Images/Normal/001.JPG", ""),
+        ("pcb1", "test", "normal", "pcb1/Data/Images/Normal/000.JPG", ""),
+    ]
+    csv_path = root / "split_csv" / "1cls.csv"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    csv_path.write_text("object,split,label,image,mask\n" + "".join(",".join(row) + "\n" for row in rows))
+    return csv_path
+
+
+def test_visa_rows_keep_non_binary_masks(tmp_path):
+    write_visa(tmp_path)
+    dataset = load_visa(tmp_path)
+    assert dataset.features == ANOMALY_FEATURES
+    assert dataset["label"] == [0, 1, 0, 0]
+    assert dataset["defect_type"] == ["good", "anomaly", "good", "good"]
+    assert dataset["class_name"] == ["candle"] * 3 + ["pcb1"]
+    mask = np.asarray(dataset[1]["mask"])
+    assert mask.max() == 1 and marked_rows(dataset[1]["mask"]) == [3, 4, 5]
+    assert dataset[1]["path"] == str(tmp_path / "candle" / "Data" / "Images" / "Anomaly" / "000.JPG")
+    assert load_visa(tmp_path, split="train")["path"][0].endswith("002.JPG")
+    assert load_visa(tmp_path, classes=["pcb1"])["class_name"] == ["pcb1"]
+    assert len(load_visa(tmp_path, split_csv=tmp_path / "split_csv" / "1cls.csv", verify=True)) == 4
+
+
+def test_visa_bad_inputs(tmp_path):
+    save_image(tmp_path / "candle" / "x.png")
+    with pytest.raises(FileNotFoundError, match="1cls.csv"):
+        load_visa(tmp_path)
+    csv_path = write_visa(tmp_path)
+    with pytest.raises(ValueError, match=r"Classes \['capsules'\]"):
+        load_visa(tmp_path, classes=["capsules"])
+    with pytest.raises(ValueError, match="No rows with split 'val'"):
+        load_visa(tmp_path, split="val")
+    csv_path.write_text("object,split,image\ncandle,test,a.png\n")
+    with pytest.raises(ValueError, match=r"lacks the columns \['label', 'mask'\]"):
+        load_visa(tmp_path)
+    write_visa(tmp_path, [("candle", "test", "normal", "candle/nope.JPG", "")])
+    with pytest.raises(FileNotFoundError, match=r"1cls.csv:2: image file not found.*nope.JPG"):
+        load_visa(tmp_path)
+    write_visa(tmp_path, [("candle", "test", "anomaly", "candle/Data/Images/Anomaly/000.JPG", "")])
+    with pytest.raises(FileNotFoundError, match=r"1cls.csv:2: anomalous image .*000.JPG.* has no mask"):
+        load_visa(tmp_path)
+    write_visa(tmp_path, [("candle", "test", "broken?", "candle/Data/Images/Anomaly/000.JPG", "")])
+    with pytest.raises(ValueError, match=r"label 'broken\?' of .*1cls.csv:2"):
+        load_visa(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# meta.json
+# ------------------------------------------------------------------------------------------------------------
+
+
+def write_meta_tree(root: Path) -> dict:
+    save_image(root / "screw" / "good" / "0.png")
+    save_image(root / "screw" / "thread" / "0.png")
+    save_mask(root / "screw" / "gt" / "thread" / "0.png", slice(2, 4))
+    save_image(root / "screw" / "train" / "0.png")
+    meta = {
+        "train": {
+            "screw": [
+                {
+                    "img_path": "screw/train/0.png",
+                    "mask_path": "",
+                    "cls_name": "screw",
+                    "specie_name": "good",
+                    "anomaly": 0,
+                }
+            ]
+        },
+        "test": {
+            "screw": [
+                {
+                    "img_path": "screw/good/0.png",
+                    "mask_path": "",
+                    "cls_name": "screw",
+                    "specie_name": "good",
+                    "anomaly": 0,
+                },
+                {
+                    "img_path": "screw/thread/0.png",
+                    "mask_path": "screw/gt/thread/0.png",
+                    "cls_name": "screw",
+                    "specie_name": "thread",
+                    "anomaly": 1,
+                },
+            ]
+        },
+    }
+    (root / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+def test_meta_json_loads_both_splits(tmp_path):
+    write_meta_tree(tmp_path)
+    test = load_meta_json(tmp_path)
+    assert test.features == ANOMALY_FEATURES
+    assert test["label"] == [0, 1] and test["defect_type"] == ["good", "thread"]
+    assert marked_rows(test[1]["mask"]) == [2, 3]
+    assert test["path"][1] == str(tmp_path / "screw" / "thread" / "0.png")
+    assert load_meta_json(tmp_path, split="train")["label"] == [0]
+
+
+def test_meta_json_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        load_meta_json(tmp_path)
+    meta = write_meta_tree(tmp_path)
+    with pytest.raises(ValueError, match="no 'val' object"):
+        load_meta_json(tmp_path, split="val")
+    with pytest.raises(ValueError, match=r"Classes \['nut'\]"):
+        load_meta_json(tmp_path, classes=["nut"])
+    meta["test"]["screw"][1]["mask_path"] = ""
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(FileNotFoundError, match=r"\[test\]\[screw\]\[1\]: anomalous image .*thread.0.png"):
+        load_meta_json(tmp_path)
+    image_level = load_meta_json(tmp_path, require_masks=False)
+    assert image_level["label"] == [0, 1] and image_level[1]["mask"] is None
+    meta["test"]["screw"][1]["img_path"] = "screw/thread/9.png"
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(FileNotFoundError, match=r"\[test\]\[screw\]\[1\]: image file not found.*9.png"):
+        load_meta_json(tmp_path)
+    meta["test"]["screw"][1].update(img_path="screw/thread/0.png", specie_name="good", mask_path="")
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="labelled anomalous but has defect type 'good'"):
+        load_meta_json(tmp_path, require_masks=False)
+    (tmp_path / "meta.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_meta_json(tmp_path)
+
+
+def test_write_meta_json_round_trip(mvtec_root, tmp_path):
+    test = load_mvtec_ad(mvtec_root, split="test")
+    train = load_mvtec_ad(mvtec_root, split="train")
+    write_meta_json(test, mvtec_root)
+    meta_path = write_meta_json(train, mvtec_root, split="train")
+    meta = json.loads(meta_path.read_text())
+    assert set(meta) == {"train", "test"}
+    item = meta["test"]["bottle"][0]
+    assert item == {
+        "img_path": "bottle/test/broken/002.png",
+        "mask_path": "bottle/ground_truth/broken/002_mask.png",
+        "cls_name": "bottle",
+        "specie_name": "broken",
+        "anomaly": 1,
+    }
+    for split, original in (("test", test), ("train", train)):
+        loaded = load_meta_json(mvtec_root, split=split)
+        for column in ("label", "class_name", "defect_type", "path"):
+            assert loaded[column] == original[column]
+        assert [value and value["path"] for value in undecoded(loaded, "mask")] == [
+            value and value["path"] for value in undecoded(original, "mask")
+        ]
+    elsewhere = write_meta_json(test, tmp_path / "other_root")
+    assert json.loads(elsewhere.read_text())["test"]["bottle"][0]["img_path"] == test[0]["path"]
+    assert load_meta_json(tmp_path / "other_root")["path"] == test["path"]
+
+
+def test_write_meta_json_refuses_in_memory_rows(tmp_path):
+    dataset = make_synthetic_dataset(domains=("dots",), n_normal=1, n_anomalous=0, image_size=64)
+    with pytest.raises(ValueError, match="synthetic/test/dots/good/000.*not an image file"):
+        write_meta_json(dataset, tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Hand-made folders
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def folder_root(tmp_path: Path) -> Path:
+    root = tmp_path / "folder"
+    save_image(root / "gear" / "good" / "a.png")
+    save_image(root / "gear" / "dent" / "b.png")
+    save_image(root / "gear" / "dent" / "c.jpg")
+    save_mask(root / "gear" / "masks" / "dent" / "b.png", slice(0, 1))
+    save_mask(root / "gear" / "masks" / "dent" / "c_mask.png", slice(7, 8))
+    save_image(root / "tile" / "good" / "a.png")
+    return root
+
+
+def test_folder_layout(folder_root):
+    dataset = load_folder(folder_root)
+    assert dataset.features == ANOMALY_FEATURES
+    assert dataset["class_name"] == ["gear", "gear", "gear", "tile"]
+    assert dataset["defect_type"] == ["dent", "dent", "good", "good"]
+    assert dataset["label"] == [1, 1, 0, 0]
+    assert marked_rows(dataset[0]["mask"]) == [0] and marked_rows(dataset[1]["mask"]) == [7]
+    assert load_folder(folder_root, classes=["tile"])["class_name"] == ["tile"]
+
+
+def test_folder_with_separate_masks_dir(folder_root, tmp_path):
+    masks_dir = tmp_path / "masks"
+    masks_dir.mkdir()
+    (folder_root / "gear" / "masks").rename(masks_dir / "gear")
+    dataset = load_folder(folder_root, masks_dir=masks_dir, classes=["gear"])
+    assert marked_rows(dataset[1]["mask"]) == [7]
+    with pytest.raises(FileNotFoundError, match=r"No mask for anomalous image .*b.png.*gear.masks.dent.b\[_mask\]"):
+        load_folder(folder_root, classes=["gear"])
+
+
+def test_folder_bad_inputs(folder_root):
+    os.remove(folder_root / "gear" / "masks" / "dent" / "b.png")
+    with pytest.raises(FileNotFoundError, match=r"b.png.*require_masks=False"):
+        load_folder(folder_root)
+    image_level = load_folder(folder_root, require_masks=False)
+    assert image_level["label"] == [1, 1, 0, 0] and image_level[0]["mask"] is None
+    save_image(folder_root / "tile" / "stray.png")
+    with pytest.raises(ValueError, match=r"Images directly in class folder .*tile"):
+        load_folder(folder_root, require_masks=False)
+    os.remove(folder_root / "tile" / "stray.png")
+    (folder_root / "empty" / "good").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"Class folder .*empty' contains no images"):
+        load_folder(folder_root, require_masks=False)
+    with pytest.raises(FileNotFoundError, match="Class folder not found"):
+        load_folder(folder_root, classes=["nothing"])
+
+
+def test_ambiguous_masks_are_an_error(folder_root):
+    save_mask(folder_root / "gear" / "masks" / "dent" / "b_mask.png", slice(0, 1))
+    with pytest.raises(ValueError, match=r"Ambiguous masks .*b.png.*b_mask.png"):
+        load_folder(folder_root)
+    os.remove(folder_root / "gear" / "masks" / "dent" / "b_mask.png")
+    save_mask(folder_root / "gear" / "masks" / "dent" / "b.bmp", slice(0, 1))
+    with pytest.raises(ValueError, match="Ambiguous masks"):
+        load_folder(folder_root)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# datasets / Hub
+# ------------------------------------------------------------------------------------------------------------
+
+
+def in_memory_rows(count: int = 4) -> dict[str, list]:
+    """Columns in someone else's naming, images and masks embedded as bytes."""
+    images = [Image.fromarray(np.full((SIZE, SIZE, 3), 40 * index, np.uint8)) for index in range(count)]
+    masks = [None] * (count // 2) + [
+        Image.fromarray((np.arange(SIZE)[:, None] == index).repeat(SIZE, 1).astype(np.uint8) * 255)
+        for index in range(count - count // 2)
+    ]
+    kinds = ["good"] * (count // 2) + ["scratch"] * (count - count // 2)
+    return {"img": images, "gt": masks, "category": ["leather"] * count, "kind": kinds, "extra": list(range(count))}
+
+
+def test_hub_parquet_with_column_mapping(tmp_path):
+    features = Features(
+        {
+            "img": ImageFeature(),
+            "gt": ImageFeature(),
+            "category": Value("string"),
+            "kind": Value("string"),
+            "extra": Value("int64"),
+        }
+    )
+    Dataset.from_dict(in_memory_rows(), features=features).to_parquet(tmp_path / "test.parquet")
+    mapping = {"image": "img", "mask": "gt", "class_name": "category", "defect_type": "kind"}
+    dataset = load_hub_dataset("parquet", data_files={"test": str(tmp_path / "test.parquet")}, column_mapping=mapping)
+    assert isinstance(dataset, Dataset) and dataset.features == ANOMALY_FEATURES
+    assert dataset["label"] == [0, 0, 1, 1]  # derived from defect_type != "good"
+    assert dataset["class_name"] == ["leather"] * 4 and dataset["defect_type"] == ["good", "good", "scratch", "scratch"]
+    assert dataset["path"] == [f"parquet[test][{index}]" for index in range(4)]
+    assert dataset[0]["mask"] is None and marked_rows(dataset[3]["mask"]) == [1]
+    assert np.asarray(dataset[2]["image"]).max() == 80
+    from_folder = load_hub_dataset(str(tmp_path), column_mapping=mapping)  # a folder of data files
+    assert from_folder["label"] == [0, 0, 1, 1] and from_folder["path"][0] == f"{tmp_path}[test][0]"
+    streamed = load_hub_dataset(str(tmp_path), column_mapping=mapping, streaming=True)
+    assert isinstance(streamed, IterableDataset)
+    rows = list(streamed)
+    assert [row["label"] for row in rows] == [0, 0, 1, 1] and marked_rows(rows[3]["mask"]) == [1]
+    assert rows[2]["image"].size == (SIZE, SIZE) and rows[0]["path"] == f"{tmp_path}[test][0]"
+
+
+def test_hub_label_from_mask_and_save_to_disk(tmp_path):
+    columns = in_memory_rows()
+    Dataset.from_dict({"image": columns["img"], "mask": columns["gt"]}).save_to_disk(str(tmp_path / "saved"))
+    dataset = load_hub_dataset(tmp_path / "saved", class_name="leather")
+    assert dataset["label"] == [0, 0, 1, 1] and dataset["defect_type"] == ["good", "good", "anomaly", "anomaly"]
+    assert dataset["class_name"] == ["leather"] * 4
+    assert dataset["path"][1] == f"{tmp_path / 'saved'}[test][1]"
+    splits = DatasetDict({"train": Dataset.from_dict({"image": columns["img"][:1], "label": ["normal"]})})
+    splits.save_to_disk(str(tmp_path / "dict"))
+    train = load_hub_dataset(str(tmp_path / "dict"), split="train", verify=True)
+    assert train["label"] == [0] and train[0]["mask"] is None
+    with pytest.raises(ValueError, match=r"Split 'test' not in .*its splits are \['train'\]"):
+        load_hub_dataset(str(tmp_path / "dict"))
+    assert next(iter(load_hub_dataset(str(tmp_path / "dict"), split="train", streaming=True)))["label"] == 0
+
+
+def test_hub_class_label_is_read_by_name(tmp_path):
+    """An imagefolder-style ClassLabel sorts "anomaly" before "normal": index 0 must not mean normal."""
+    features = Features(
+        {"image": ImageFeature(), "label": ClassLabel(names=["anomaly", "normal"]), "path": Value("string")}
+    )
+    rows = {"image": in_memory_rows(2)["img"], "label": [0, 1], "path": ["x/a.png", ""]}
+    Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "saved"))
+    dataset = load_hub_dataset(str(tmp_path / "saved"))
+    assert dataset["label"] == [1, 0] and dataset["path"] == ["x/a.png", f"{tmp_path / 'saved'}[test][1]"]
+    defects = Features({"image": ImageFeature(), "label": ClassLabel(names=["crack", "good"])})
+    Dataset.from_dict({"image": rows["image"], "label": [0, 1]}, features=defects).save_to_disk(str(tmp_path / "d"))
+    with pytest.raises(ValueError, match=r"Cannot read the label 'crack'"):
+        load_hub_dataset(str(tmp_path / "d"))
+    by_defect = load_hub_dataset(str(tmp_path / "d"), column_mapping={"defect_type": "label"})
+    assert by_defect["label"] == [1, 0] and by_defect["defect_type"] == ["crack", "good"]
+
+
+def test_hub_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_hub_dataset(str(tmp_path / "nowhere"))
+    images = in_memory_rows(2)["img"]
+    Dataset.from_dict({"picture": images}).save_to_disk(str(tmp_path / "no_image"))
+    with pytest.raises(ValueError, match=r"no 'image' column .*picture"):
+        load_hub_dataset(str(tmp_path / "no_image"))
+    with pytest.raises(ValueError, match="no label, defect_type or mask column"):
+        load_hub_dataset(str(tmp_path / "no_image"), column_mapping={"image": "picture"})
+    with pytest.raises(ValueError, match=r"names columns that .* lacks"):
+        load_hub_dataset(str(tmp_path / "no_image"), column_mapping={"image": "img"})
+    with pytest.raises(ValueError, match="not schema columns"):
+        load_hub_dataset(str(tmp_path / "no_image"), column_mapping={"picture": "picture"})
+    Dataset.from_dict({"image": images, "label": [0, 7]}).save_to_disk(str(tmp_path / "bad_label"))
+    with pytest.raises(ValueError, match=r"Cannot read the label 7 of row .*bad_label\[test\]\[1\]"):
+        load_hub_dataset(str(tmp_path / "bad_label"))
+    Dataset.from_dict({"image": images, "label": [0, 0], "defect_type": ["good", "hole"]}).save_to_disk(
+        str(tmp_path / "contradiction")
+    )
+    with pytest.raises(ValueError, match=r"contradiction\[test\]\[1\].* labelled normal but has defect type 'hole'"):
+        load_hub_dataset(str(tmp_path / "contradiction"))
+    with pytest.raises(ValueError, match="verify=True needs streaming=False"):
+        load_hub_dataset(str(tmp_path / "contradiction"), streaming=True, verify=True)
+    with pytest.raises(ValueError, match="load_dataset options"):
+        load_hub_dataset(str(tmp_path / "contradiction"), data_files="x.parquet")
