@@ -1,0 +1,242 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Anomaly-map overlays, comparison grids and per-class ROC / precision-recall plots.
+
+The overlays need only numpy and Pillow: the "jet" colormap is built in. Other colormaps and the curve plots use
+matplotlib, installed with ``pip install "faprompt-hf[plots]"``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from faprompt_hf.image_utils import ImageInput, to_mask_array, to_rgb_image
+from faprompt_hf.metrics import ArrayLike, auroc, average_precision, precision_recall_curve, roc_curve
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+Normalization = bool | tuple[float, float]
+
+__all__ = ["apply_colormap", "comparison_grid", "overlay_heatmap", "plot_roc_pr_curves"]
+
+_PLOTS_HINT = 'pip install "faprompt-hf[plots]"'
+
+# The classic piecewise-linear "jet" colormap: (position, value) knots per channel, dark blue -> red -> dark red.
+_JET_KNOTS = (
+    ((0.0, 0.35, 0.66, 0.89, 1.0), (0.0, 0.0, 1.0, 1.0, 0.5)),
+    ((0.0, 0.125, 0.375, 0.64, 0.91, 1.0), (0.0, 0.0, 1.0, 1.0, 0.0, 0.0)),
+    ((0.0, 0.11, 0.34, 0.65, 1.0), (0.5, 1.0, 1.0, 0.0, 0.0)),
+)
+
+
+def _require_matplotlib(feature: str) -> Any:
+    """Import matplotlib, or raise an ImportError that says how to install it."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError(f"{feature} needs matplotlib; install it with: {_PLOTS_HINT}") from error
+    return matplotlib
+
+
+def apply_colormap(values: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """Map values in [0, 1] to RGB colours.
+
+    Args:
+        values: Values of any shape (...); clipped to [0, 1].
+        colormap: ``"jet"`` (built in) or any matplotlib colormap name (needs matplotlib).
+
+    Returns:
+        uint8 colours of shape (..., 3).
+
+    Raises:
+        ImportError: A colormap other than "jet" is asked for and matplotlib is not installed.
+        ValueError: The colormap name is unknown to matplotlib.
+    """
+    values = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    if colormap == "jet":
+        rgb = np.stack([np.interp(values, positions, levels) for positions, levels in _JET_KNOTS], axis=-1)
+    else:
+        matplotlib = _require_matplotlib(f"colormap {colormap!r}")
+        if colormap not in matplotlib.colormaps:
+            raise ValueError(f"Unknown colormap {colormap!r}; use 'jet' or a matplotlib colormap name.")
+        rgb = matplotlib.colormaps[colormap](values)[..., :3]
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def _map_array(anomaly_map: ArrayLike, name: str = "anomaly_map") -> np.ndarray:
+    """A finite float32 (H, W) array from an array or tensor of shape (H, W) or (1, H, W)."""
+    if hasattr(anomaly_map, "detach"):
+        anomaly_map = anomaly_map.detach().cpu().float().numpy()
+    array = np.asarray(anomaly_map, dtype=np.float32)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(f"{name} must have shape (H, W) or (1, H, W); got shape {array.shape}.")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} (shape {array.shape}) contains NaN or infinite values.")
+    return array
+
+
+def _normalize(array: np.ndarray, normalize: Normalization) -> np.ndarray:
+    """Scale a map to [0, 1]: by its own min/max (True), a fixed (vmin, vmax) range, or clip as is (False)."""
+    if normalize is True:
+        low, high = float(array.min()), float(array.max())
+    elif normalize is False:
+        low, high = 0.0, 1.0
+    else:
+        low, high = (float(bound) for bound in normalize)
+        if not high > low:
+            raise ValueError(f"normalize=(vmin, vmax) needs vmax > vmin; got {normalize!r}.")
+    if high == low:
+        return np.zeros_like(array)
+    return np.clip((array - low) / (high - low), 0.0, 1.0)
+
+
+def overlay_heatmap(
+    image: ImageInput,
+    anomaly_map: ArrayLike,
+    alpha: float = 0.5,
+    colormap: str = "jet",
+    normalize: Normalization = True,
+) -> Image.Image:
+    """Blend a colour-mapped anomaly map over an image.
+
+    Args:
+        image: A path, PIL image (any mode), numpy array or tensor; converted to RGB.
+        anomaly_map: Anomaly map of shape (H', W') or (1, H', W'), any resolution; resized (bilinear) to the image.
+        alpha: Weight of the heatmap in the blend, in [0, 1] (1 shows the heatmap alone).
+        colormap: ``"jet"`` (built in, hot = dark red) or a matplotlib colormap name.
+        normalize: ``True`` rescales the map by its own min and max, ``(vmin, vmax)`` by a fixed range (use it to
+            compare maps), ``False`` takes the map as already in [0, 1]. Values outside the range are clipped.
+
+    Returns:
+        An RGB image of the input image's size.
+
+    Raises:
+        ValueError: Bad shapes, non-finite map values, ``alpha`` outside [0, 1] or an empty ``normalize`` range.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1]; got {alpha!r}.")
+    rgb = to_rgb_image(image)
+    scaled = _normalize(_map_array(anomaly_map), normalize).astype(np.float32)
+    resized = np.asarray(Image.fromarray(scaled).resize(rgb.size, Image.Resampling.BILINEAR))
+    heat = apply_colormap(resized, colormap).astype(np.float32)
+    blend = (1.0 - alpha) * np.asarray(rgb, dtype=np.float32) + alpha * heat
+    return Image.fromarray(np.round(blend).astype(np.uint8))
+
+
+def comparison_grid(
+    images: Sequence[ImageInput],
+    anomaly_maps: Sequence[ArrayLike] | np.ndarray,
+    masks: Sequence[ImageInput] | np.ndarray | None = None,
+    titles: Sequence[str] | None = None,
+    tile_size: int = 224,
+    padding: int = 4,
+    alpha: float = 0.5,
+    normalize: Normalization = True,
+) -> Image.Image:
+    """One row per sample: image | anomaly-map overlay | ground-truth mask (when masks are given).
+
+    Every tile is resized to ``tile_size`` x ``tile_size``. With ``titles``, a strip of ``tile_size // 8`` pixels
+    above each row holds its title.
+
+    Args:
+        images: N images (paths, PIL images of any mode, arrays or tensors).
+        anomaly_maps: N maps of shape (H, W), or an array / tensor of shape (N, H, W).
+        masks: Optional N masks (any value > 0 is anomalous), or an array of shape (N, H, W).
+        titles: Optional N row titles (e.g. class and score).
+        tile_size: Side of each square tile, in pixels.
+        padding: White margin around and between tiles, in pixels.
+        alpha: Heatmap weight of the overlays (see :func:`overlay_heatmap`).
+        normalize: Map scaling of the overlays; pass ``(vmin, vmax)`` to share one scale across rows.
+
+    Returns:
+        An RGB image of width ``C * tile_size + (C + 1) * padding`` (C = 3 with masks, else 2) and height
+        ``N * (tile_size + title_height) + (N + 1) * padding``.
+
+    Raises:
+        ValueError: The sequences have different lengths, are empty, or hold invalid images or maps.
+    """
+    count = len(images)
+    lengths = {"anomaly_maps": len(anomaly_maps), "masks": count if masks is None else len(masks)}
+    lengths["titles"] = count if titles is None else len(titles)
+    mismatched = {name: length for name, length in lengths.items() if length != count}
+    if mismatched or not count:
+        raise ValueError(f"comparison_grid needs the same non-zero number of items; images: {count}, {lengths}.")
+    if tile_size < 1 or padding < 0:
+        raise ValueError(f"tile_size must be >= 1 and padding >= 0; got {tile_size} and {padding}.")
+    columns = 2 if masks is None else 3
+    title_height = tile_size // 8 if titles is not None else 0
+    row_height = tile_size + title_height
+    grid = Image.new(
+        "RGB", (columns * tile_size + (columns + 1) * padding, count * row_height + (count + 1) * padding), "white"
+    )
+    draw = ImageDraw.Draw(grid)
+    size = (tile_size, tile_size)
+    for row in range(count):
+        tile = to_rgb_image(images[row], source=f"images[{row}]").resize(size, Image.Resampling.BILINEAR)
+        tiles = [tile, overlay_heatmap(tile, anomaly_maps[row], alpha=alpha, normalize=normalize)]
+        if masks is not None:
+            mask = to_mask_array(masks[row], source=f"masks[{row}]")
+            tiles.append(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST))
+        top = padding + row * (row_height + padding)
+        if titles is not None:
+            draw.text((padding, top), str(titles[row]), fill="black")
+        for column, picture in enumerate(tiles):
+            grid.paste(picture.convert("RGB"), (padding + column * (tile_size + padding), top + title_height))
+    return grid
+
+
+def plot_roc_pr_curves(
+    per_class_scores_labels: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Per-class ROC and precision-recall curves side by side, AUROC / AP in the legends.
+
+    Args:
+        per_class_scores_labels: ``{class: (scores, labels)}``, scores of shape (N,) and labels in {0, 1} of shape
+            (N,) (image-level, or flattened pixels). Classes without both labels are skipped with a UserWarning.
+        path: Where to save the figure (format from the extension, e.g. ``.png`` or ``.pdf``); not saved if ``None``.
+        title: Optional figure title.
+
+    Returns:
+        The matplotlib figure (two axes: ROC, then precision-recall).
+
+    Raises:
+        ImportError: matplotlib is not installed (``pip install "faprompt-hf[plots]"``).
+        ValueError: Invalid scores or labels.
+    """
+    _require_matplotlib("plot_roc_pr_curves")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 5), layout="constrained")
+    roc_axes, pr_axes = figure.subplots(1, 2)
+    for name, (scores, labels) in per_class_scores_labels.items():
+        label_array = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels)
+        if label_array.size == 0 or label_array.min() == label_array.max():
+            warnings.warn(f"Class {name!r} is not plotted: it needs both normal and anomalous samples.", stacklevel=2)
+            continue
+        fpr, tpr = roc_curve(scores, label_array)
+        precision, recall = precision_recall_curve(scores, label_array)
+        roc_axes.plot(fpr, tpr, label=f"{name} (AUROC {100 * auroc(scores, label_array):.1f})")
+        pr_axes.step(
+            recall, precision, where="pre", label=f"{name} (AP {100 * average_precision(scores, label_array):.1f})"
+        )
+    roc_axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    roc_axes.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
+    pr_axes.set(xlabel="Recall", ylabel="Precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.01))
+    for axes in (roc_axes, pr_axes):
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(loc="lower right" if axes is roc_axes else "lower left", fontsize="small")
+    if title:
+        figure.suptitle(title)
+    if path is not None:
+        figure.savefig(os.fspath(path), dpi=120)
+    return figure
