@@ -143,7 +143,8 @@ def to_mask_array(mask: ImageInput | None, source: str | None = None) -> np.ndar
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     if isinstance(mask, Image.Image):
-        mask = np.asarray(mask.convert("L") if mask.mode in ("P", "CMYK", "YCbCr") else mask)
+        # palette masks: the index (0 = background) marks defects, not the colour's brightness
+        mask = np.asarray(mask.convert("L") if mask.mode in ("CMYK", "YCbCr") else mask)
     array = np.asarray(mask)
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]

@@ -244,9 +244,15 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> FAPromptModel:
-        """Load as transformers does, then freeze CLIP again (loading materialises fresh parameters)."""
+        """Load as transformers does, then freeze CLIP again (loading materialises fresh parameters).
+
+        An ``attn_implementation`` is also set explicitly on the CLIP towers (transformers < 5.24 does not always
+        pass it on to nested sub-models).
+        """
         model = super().from_pretrained(*args, **kwargs)
         model.clip.requires_grad_(False)
+        if kwargs.get("attn_implementation"):
+            model.set_attn_implementation(kwargs["attn_implementation"])
         return model
 
     @classmethod
