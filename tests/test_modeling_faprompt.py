@@ -11,7 +11,7 @@ from scipy.ndimage import gaussian_filter
 from transformers import AutoModel, CLIPModel
 
 from faprompt_hf import FAPromptModel, FAPromptOutput
-from faprompt_hf.modeling_faprompt import gaussian_smooth, resize_position_embeddings
+from faprompt_hf.modeling_faprompt import bilinear_resize_matrix, gaussian_smooth, resize_position_embeddings
 
 
 def _outputs_close(first: FAPromptOutput, second: FAPromptOutput, atol: float = 1e-5) -> None:
@@ -254,3 +254,13 @@ def test_position_embeddings_are_resized_bilinearly_and_purely():
 
 def test_model_is_small(tiny_model):
     assert sum(p.numel() for p in tiny_model.parameters()) < 1_000_000
+
+
+@pytest.mark.parametrize("out_size, in_size", [(518, 37), (224, 16), (5, 7), (16, 16)])
+def test_bilinear_resize_matrix_equals_interpolate(out_size, in_size):
+    image = torch.rand(2, 3, in_size, in_size + 1)
+    rows = bilinear_resize_matrix(out_size, in_size, image.device, image.dtype)
+    columns = bilinear_resize_matrix(out_size + 2, in_size + 1, image.device, image.dtype)
+    expected = F.interpolate(image, size=(out_size, out_size + 2), mode="bilinear", align_corners=False)
+    # PyTorch computes its weights in float32, ours in float64: they agree to float32 rounding
+    torch.testing.assert_close(rows @ image @ columns.T, expected, atol=1e-5, rtol=0)

@@ -32,9 +32,14 @@ def focal_loss(probabilities: torch.Tensor, targets: torch.Tensor, gamma: float 
         The scalar loss ``mean(-(1 - pt) ** gamma * log(pt))``.
     """
     num_classes = probabilities.shape[1]
-    one_hot = F.one_hot(targets.long(), num_classes).movedim(-1, 1).to(probabilities.dtype)
-    one_hot = one_hot.clamp(_LABEL_SMOOTHING / (num_classes - 1), 1.0 - _LABEL_SMOOTHING)
-    pt = (one_hot * probabilities).sum(1) + _LABEL_SMOOTHING
+    # sum(clamped_onehot * p) without materialising the one-hot tensor
+    target_probability = probabilities.gather(1, targets.long().unsqueeze(1)).squeeze(1)
+    other_probability = probabilities.sum(1) - target_probability
+    pt = (
+        (1.0 - _LABEL_SMOOTHING) * target_probability
+        + _LABEL_SMOOTHING / (num_classes - 1) * other_probability
+        + _LABEL_SMOOTHING
+    )
     return (-((1 - pt) ** gamma) * pt.log()).mean()
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "FAPromptModel",
     "FAPromptOutput",
     "FAPromptPreTrainedModel",
+    "bilinear_resize_matrix",
     "gaussian_smooth",
     "resize_position_embeddings",
 ]
@@ -99,6 +100,24 @@ def resize_position_embeddings(position_embeddings: torch.Tensor, grid: tuple[in
     resized = F.interpolate(patch_positions.float(), size=tuple(grid), mode="bilinear", align_corners=False)
     resized = resized.to(position_embeddings.dtype).permute(0, 2, 3, 1).reshape(-1, channels)
     return torch.cat([position_embeddings[:1], resized], dim=0)
+
+
+def bilinear_resize_matrix(out_size: int, in_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The (out, in) matrix of 1-D bilinear resizing with ``align_corners=False`` (PyTorch's convention).
+
+    ``A @ x`` resizes a length-``in_size`` signal to ``out_size``; ``A_h @ X @ A_w.T`` resizes an image exactly as
+    ``F.interpolate(X, mode="bilinear", align_corners=False)`` does.
+    """
+    scale = in_size / out_size
+    source = ((torch.arange(out_size, device=device, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0)
+    lower = source.floor().long().clamp(max=in_size - 1)
+    upper = (lower + 1).clamp(max=in_size - 1)
+    upper_weight = source - lower
+    matrix = torch.zeros(out_size, in_size, device=device, dtype=torch.float64)
+    rows = torch.arange(out_size, device=device)
+    matrix.index_put_((rows, lower), 1 - upper_weight, accumulate=True)
+    matrix.index_put_((rows, upper), upper_weight, accumulate=True)
+    return matrix.to(dtype)
 
 
 def _full_precision(device: torch.device) -> torch.autocast:
@@ -452,13 +471,15 @@ class FAPromptModel(FAPromptPreTrainedModel):
         Returns:
             ``(normal_feature, abnormal_features)``: unnormalised (D,) and (K, D), float32.
         """
-        parameters = (self.prompt_learner.normal_context, self.prompt_learner.abnormal_context,
-                      self.prompt_learner.deep_prompts)
-        cache_key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in parameters)
-        if not torch.is_grad_enabled() and self._static_text_cache is not None:
-            key, value = self._static_text_cache
-            if key == cache_key:
-                return value
+        cache_key = None
+        if not torch.is_grad_enabled():
+            learner = self.prompt_learner
+            cache_key = tuple(
+                (p.data_ptr(), p._version, p.device, p.dtype)
+                for p in (learner.normal_context, learner.abnormal_context, learner.deep_prompts)
+            )
+            if self._static_text_cache is not None and self._static_text_cache[0] == cache_key:
+                return self._static_text_cache[1]
         abnormal = self._abnormal_prompt_embeds(None)
         normal = self._normal_prompt_embeds(abnormal.shape[1])
         eot_positions = torch.tensor(
@@ -467,7 +488,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         )
         features = self.encode_prompts(torch.cat([normal, abnormal]), eot_positions)
         result = (features[0], features[1:])
-        self._static_text_cache = None if torch.is_grad_enabled() else (cache_key, result)
+        self._static_text_cache = None if cache_key is None else (cache_key, result)
         return result
 
     def prior_abnormal_features(self, prior_bias: torch.Tensor) -> torch.Tensor:
@@ -589,9 +610,15 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
     @staticmethod
     def _upsample_scores(scores: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
-        """Patch scores (B, G, 2) -> bilinear maps (B, 2, H, W) (row-major patch order)."""
+        """Patch scores (B, G, 2) -> bilinear maps (B, 2, H, W) (row-major patch order).
+
+        Equal to ``F.interpolate(..., mode="bilinear", align_corners=False)``, written as two matrix products so
+        that its backward is a matrix product too (the interpolation's own backward scatters with atomics).
+        """
         maps = scores.transpose(1, 2).reshape(scores.shape[0], 2, *grid)
-        return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+        rows = bilinear_resize_matrix(size[0], grid[0], maps.device, maps.dtype)
+        columns = bilinear_resize_matrix(size[1], grid[1], maps.device, maps.dtype)
+        return rows @ maps @ columns.T
 
     @staticmethod
     def _pixel_targets(
