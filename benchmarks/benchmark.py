@@ -69,6 +69,32 @@ def _time(step: Callable[[], object], device: torch.device, batch: int, min_seco
     return {"images_per_s": round(runs * batch / elapsed, 2), "peak_mem_gib": round(peak, 3), "runs": runs}
 
 
+def _run_compiled(report: Callable, mode: str, dtype: str, batch: int, measure: Callable[[], dict]) -> None:
+    """Report a torch.compile measurement, or the error that stopped it (compilation is optional)."""
+    try:
+        report(mode, dtype, batch, measure(), compiled=True)
+    except Exception as error:  # noqa: BLE001 - report any compiler failure instead of losing the run
+        report(mode, dtype, batch, {"images_per_s": None, "error": f"{type(error).__name__}: {error}"[:300]},
+               compiled=True)
+
+
+def _profile(step: Callable[[], object], device: torch.device, path: Path) -> None:
+    """Write the 25 most expensive operators of a few steps to ``path``."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    for _ in range(2):
+        step()
+    _synchronize(device)
+    with torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(3):
+            step()
+        _synchronize(device)
+    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(profiler.key_averages().table(sort_by=sort, row_limit=25))
+
+
 def build_model(tiny: bool, device: torch.device) -> tuple[FAPromptModel, int]:
     """The benchmarked model and its input side."""
     torch.manual_seed(0)
@@ -144,6 +170,8 @@ def main() -> None:
     parser.add_argument("--min_seconds", type=float, default=3.0, help="Time each measurement at least this long.")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="Also measure bf16 inference under torch.compile.")
+    parser.add_argument("--profile", default=None, metavar="DIR",
+                        help="Write torch.profiler tables of fp32 inference (batch 1) and the training step here.")
     parser.add_argument("--only", nargs="*", default=None, help="Subset of: infer train tower reference.")
     args = parser.parse_args()
 
@@ -176,6 +204,9 @@ def main() -> None:
         with torch.no_grad():
             fp32 = model(pixel_values=x)
         report("infer", "float32", 1, _time(lambda: model(pixel_values=x), device, 1, args.min_seconds, args.warmup))
+        if args.profile:
+            with torch.no_grad():
+                _profile(lambda: model(pixel_values=x), device, Path(args.profile) / "infer_fp32_b1.txt")
         low = model.to(torch.bfloat16)
         with torch.no_grad():
             bf16 = low(pixel_values=x)
@@ -188,10 +219,13 @@ def main() -> None:
         if args.compile:
             compiled = torch.compile(low)
             xb = pixels(8 if args.tiny else 32)
-            with torch.no_grad():
-                result = _time(lambda: compiled(pixel_values=xb), device, xb.shape[0], args.min_seconds, 3)
-            report("infer", "bfloat16", xb.shape[0], result, compiled=True)
+            _run_compiled(report, "infer", "bfloat16", xb.shape[0],
+                          lambda: _time(lambda: compiled(pixel_values=xb), device, xb.shape[0], args.min_seconds, 3))
         model.float()
+        if args.compile:
+            compiled = torch.compile(model)
+            _run_compiled(report, "infer", "float32", 1,
+                          lambda: _time(lambda: compiled(pixel_values=x), device, 1, args.min_seconds, 3))
     if "train" in wanted:
         batch = 8
         model.clip.to(torch.bfloat16)
@@ -202,14 +236,20 @@ def main() -> None:
         masks = torch.zeros(batch, image_size, image_size, device=device)
         masks[1::2, : image_size // 4, : image_size // 4] = 1
 
-        def train_step() -> None:
+        def train_step(forward: Callable = model) -> None:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-                loss = model(pixel_values=xb, labels=labels, masks=masks).loss
+                loss = forward(pixel_values=xb, labels=labels, masks=masks).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
         report("train", "bfloat16", batch, _time(train_step, device, batch, args.min_seconds, args.warmup))
+        if args.profile:
+            _profile(train_step, device, Path(args.profile) / "train_bf16_b8.txt")
+        if args.compile:
+            compiled = torch.compile(model)
+            _run_compiled(report, "train", "bfloat16", batch,
+                          lambda: _time(lambda: train_step(compiled), device, batch, args.min_seconds, 3))
         model.eval().float()
     if "tower" in wanted:
         tower = model.clip.to(torch.bfloat16)
