@@ -1,0 +1,345 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""The ``"anomaly-detection"`` pipeline for FAPrompt, and helpers that calibrate its decision threshold.
+
+Importing this module registers the pipeline with transformers (idempotent), so that
+``pipeline("anomaly-detection", model="path/or/hub-id")`` builds a [`FAPromptAnomalyDetectionPipeline`].
+
+Thresholds. ``is_anomalous`` is ``score >= threshold`` with the threshold taken from, in order: the ``threshold``
+argument, ``model.config.anomaly_threshold`` (set by :func:`calibrate_threshold` or :func:`threshold_from_f1` and kept
+by ``save_pretrained``), else 0.5 with a one-time warning that it is uncalibrated. The pixel ``mask`` is
+``anomaly_map >= pixel_threshold`` (argument, default 0.5).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.utils import logging
+
+from .image_processing_faprompt import FAPromptImageProcessor
+from .image_utils import ImageInput, to_rgb_image
+from .metrics import ArrayLike, f1_max
+from .modeling_faprompt import FAPromptModel
+from .visualization import overlay_heatmap
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "ANOMALY_DETECTION_TASK",
+    "DEFAULT_PIXEL_THRESHOLD",
+    "DEFAULT_THRESHOLD",
+    "FAPromptAnomalyDetectionPipeline",
+    "calibrate_threshold",
+    "register_pipeline",
+    "threshold_from_f1",
+]
+
+ANOMALY_DETECTION_TASK = "anomaly-detection"
+"""The pipeline task name."""
+
+DEFAULT_THRESHOLD = 0.5
+"""Image-score threshold used when neither an argument nor ``config.anomaly_threshold`` gives one (uncalibrated)."""
+
+DEFAULT_PIXEL_THRESHOLD = 0.5
+"""Anomaly-map threshold of the returned ``mask`` when no ``pixel_threshold`` is given."""
+
+
+def _check_threshold(value: Any, name: str) -> float:
+    """A finite float, or a ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number, got {value!r}.")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be finite, got {value!r}.")
+    return float(value)
+
+
+class FAPromptAnomalyDetectionPipeline(Pipeline):
+    """Zero-shot anomaly detection of images with an [`FAPromptModel`].
+
+    Inputs: an image path, a PIL image of any mode, a numpy array or torch tensor ((H, W), (H, W, C) or (C, H, W);
+    uint8, uint16 or float in [0, 1]), or a list of them. Use ``batch_size`` to score several images per forward pass;
+    results do not depend on it.
+
+    Each image gives a dict:
+
+    - ``score`` (float): the image anomaly score, in [0, 1].
+    - ``is_anomalous`` (bool): ``score >= threshold`` (see the module docstring for where the threshold comes from).
+    - ``anomaly_map`` (float32 ndarray (H, W)): the smoothed anomaly map, resized (bilinear) to the input's original
+      height H and width W.
+    - ``mask`` (bool ndarray (H, W)): ``anomaly_map >= pixel_threshold``.
+    - ``overlay`` (PIL RGB image of size W x H): the map as a "jet" heatmap over the image (None with
+      ``return_overlay=False``).
+
+    Call parameters (also accepted by the constructor as defaults): ``threshold``, ``pixel_threshold``,
+    ``return_overlay`` (default True), ``overlay_alpha`` (default 0.5) and ``overlay_normalize`` (default True: each
+    map min-max scaled, as the original visualisations; ``(vmin, vmax)`` for a fixed scale).
+
+    Example:
+        ```python
+        from transformers import pipeline
+        import faprompt_hf  # registers the task
+
+        detector = pipeline("anomaly-detection", model="path/to/faprompt-checkpoint")
+        result = detector("part.png", threshold=0.42)
+        result["score"], result["is_anomalous"], result["anomaly_map"].shape
+        ```
+    """
+
+    _load_processor = False
+    _load_image_processor = None
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.image_processor is None:
+            logger.info("No image processor given or found; using FAPromptImageProcessor(size=config.image_size).")
+            self.image_processor = FAPromptImageProcessor(size=self.model.config.image_size)
+        self._warned_uncalibrated = False
+
+    def _sanitize_parameters(
+        self,
+        threshold: float | None = None,
+        pixel_threshold: float | None = None,
+        return_overlay: bool | None = None,
+        overlay_alpha: float | None = None,
+        overlay_normalize: bool | tuple[float, float] | None = None,
+        **kwargs: Any,
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """Split call arguments into preprocess, forward and postprocess parameters."""
+        if kwargs:
+            raise TypeError(f"Unknown argument(s) {sorted(kwargs)} for the anomaly-detection pipeline.")
+        postprocess: dict[str, Any] = {}
+        if threshold is not None:
+            postprocess["threshold"] = _check_threshold(threshold, "threshold")
+        if pixel_threshold is not None:
+            postprocess["pixel_threshold"] = _check_threshold(pixel_threshold, "pixel_threshold")
+        if return_overlay is not None:
+            postprocess["return_overlay"] = bool(return_overlay)
+        if overlay_alpha is not None:
+            postprocess["overlay_alpha"] = float(overlay_alpha)
+        if overlay_normalize is not None:
+            postprocess["overlay_normalize"] = overlay_normalize
+        return {}, {}, postprocess
+
+    def __call__(
+        self, images: ImageInput | Sequence[ImageInput], **kwargs: Any
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Detect anomalies in one image or a list of images.
+
+        Args:
+            images: One image (path, PIL image, array or tensor) or a list (or tuple) of them.
+            **kwargs: ``batch_size``, ``num_workers``, ``threshold``, ``pixel_threshold``, ``return_overlay``,
+                ``overlay_alpha``, ``overlay_normalize``.
+
+        Returns:
+            A result dict for one image (see the class docstring), a list of them for a list.
+
+        Raises:
+            FileNotFoundError: A path does not exist (the message names it).
+            ValueError: An input that is not an image (the message names it), or a bad threshold.
+        """
+        if isinstance(images, tuple):
+            images = list(images)
+        if isinstance(images, list) and not images:
+            return []
+        return super().__call__(images, **kwargs)
+
+    def preprocess(self, image: ImageInput) -> dict[str, Any]:
+        """Load and convert one image to RGB, and normalise it for the model.
+
+        Returns:
+            ``pixel_values`` (1, 3, S, S), the ``original_size`` (height, width) and the RGB ``image``.
+        """
+        source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        rgb = to_rgb_image(image, source)
+        pixel_values = self.image_processor(images=[rgb], return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixel_values, "original_size": (rgb.height, rgb.width), "image": rgb}
+
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+        """Run the model on a batch; image scores (B,) and smoothed anomaly maps (B, S, S) come back as float32."""
+        outputs = self.model(pixel_values=model_inputs["pixel_values"].to(self.model.dtype))
+        return {
+            "image_scores": outputs.image_scores.float(),
+            "anomaly_maps": outputs.anomaly_maps.float(),
+            "original_size": model_inputs["original_size"],
+            "image": model_inputs["image"],
+        }
+
+    def _resolve_threshold(self, threshold: float | None) -> float:
+        """The threshold argument, else ``config.anomaly_threshold``, else 0.5 (warning once per pipeline)."""
+        if threshold is not None:
+            return threshold
+        configured = getattr(self.model.config, "anomaly_threshold", None)
+        if configured is not None:
+            return float(configured)
+        if not self._warned_uncalibrated:
+            warnings.warn(
+                f"No threshold given and model.config.anomaly_threshold is unset: is_anomalous uses the uncalibrated "
+                f"default {DEFAULT_THRESHOLD}. Calibrate it with faprompt_hf.calibrate_threshold (known-normal "
+                "images) or threshold_from_f1 (labelled scores), or pass threshold=...",
+                UserWarning,
+                stacklevel=2,
+            )
+            self._warned_uncalibrated = True
+        return DEFAULT_THRESHOLD
+
+    def postprocess(
+        self,
+        model_outputs: dict[str, Any],
+        threshold: float | None = None,
+        pixel_threshold: float = DEFAULT_PIXEL_THRESHOLD,
+        return_overlay: bool = True,
+        overlay_alpha: float = 0.5,
+        overlay_normalize: bool | tuple[float, float] = True,
+    ) -> dict[str, Any]:
+        """Turn one image's outputs into the result dict (maps resized to the original size)."""
+        height, width = model_outputs["original_size"]
+        score = float(model_outputs["image_scores"].reshape(-1)[0])
+        anomaly_map = self.image_processor.post_process_anomaly_maps(
+            model_outputs["anomaly_maps"].reshape(1, *model_outputs["anomaly_maps"].shape[-2:]), [(height, width)]
+        )[0]
+        anomaly_map = anomaly_map.numpy().astype(np.float32, copy=False)
+        overlay: Image.Image | None = None
+        if return_overlay:
+            overlay = overlay_heatmap(
+                model_outputs["image"], anomaly_map, alpha=overlay_alpha, normalize=overlay_normalize
+            )
+        return {
+            "score": score,
+            "is_anomalous": bool(score >= self._resolve_threshold(threshold)),
+            "anomaly_map": anomaly_map,
+            "mask": anomaly_map >= pixel_threshold,
+            "overlay": overlay,
+        }
+
+
+def register_pipeline() -> None:
+    """Register [`FAPromptAnomalyDetectionPipeline`] under the task ``"anomaly-detection"`` (idempotent)."""
+    existing = PIPELINE_REGISTRY.supported_tasks.get(ANOMALY_DETECTION_TASK)
+    if existing is not None and existing.get("impl") is FAPromptAnomalyDetectionPipeline:
+        return
+    PIPELINE_REGISTRY.register_pipeline(
+        ANOMALY_DETECTION_TASK,
+        pipeline_class=FAPromptAnomalyDetectionPipeline,
+        pt_model=FAPromptModel,
+        type="image",
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Threshold calibration
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _model_of(model_or_pipeline: FAPromptModel | FAPromptAnomalyDetectionPipeline) -> FAPromptModel:
+    """The model of a pipeline, or the model itself."""
+    if isinstance(model_or_pipeline, FAPromptAnomalyDetectionPipeline):
+        return model_or_pipeline.model
+    if isinstance(model_or_pipeline, FAPromptModel):
+        return model_or_pipeline
+    raise TypeError(
+        f"Expected an FAPromptModel or FAPromptAnomalyDetectionPipeline, got {type(model_or_pipeline).__name__}."
+    )
+
+
+def calibrate_threshold(
+    model_or_pipeline: FAPromptModel | FAPromptAnomalyDetectionPipeline,
+    normal_images: Sequence[ImageInput],
+    quantile: float = 0.99,
+    batch_size: int = 8,
+    image_processor: FAPromptImageProcessor | None = None,
+    store: bool = True,
+) -> float:
+    """Calibrate the image-score threshold on known-normal images and store it in ``model.config.anomaly_threshold``.
+
+    The threshold is the ``quantile`` of the normal images' scores (linear interpolation), so about
+    ``1 - quantile`` of similar normal images would be flagged. Stored in the config, it is used by the pipeline
+    and kept by ``save_pretrained``.
+
+    Args:
+        model_or_pipeline: An ``FAPromptModel`` or an ``FAPromptAnomalyDetectionPipeline``.
+        normal_images: Images known to be normal (paths, PIL images, arrays or tensors; a ``datasets`` image column
+            works too).
+        quantile: Quantile of the normal scores, in (0, 1].
+        batch_size: Images per forward pass.
+        image_processor: Processor for a bare model (default: the pipeline's, or ``FAPromptImageProcessor`` at
+            ``config.image_size``).
+        store: Write the threshold into ``model.config.anomaly_threshold``.
+
+    Returns:
+        The threshold.
+
+    Raises:
+        ValueError: No images, a quantile outside (0, 1], or an input that is not an image (named in the message).
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must lie in (0, 1], got {quantile!r}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    model = _model_of(model_or_pipeline)
+    if image_processor is None:
+        image_processor = getattr(model_or_pipeline, "image_processor", None) or FAPromptImageProcessor(
+            size=model.config.image_size
+        )
+    images = list(normal_images)
+    if not images:
+        raise ValueError("calibrate_threshold needs at least one normal image.")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    scores = []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                pixel_values = image_processor(images=images[start : start + batch_size], return_tensors="pt")[
+                    "pixel_values"
+                ]
+                outputs = model(pixel_values=pixel_values.to(device=device, dtype=model.dtype))
+                scores.append(outputs.image_scores.float().cpu())
+    finally:
+        model.train(was_training)
+    threshold = float(np.quantile(torch.cat(scores).numpy(), quantile))
+    if store:
+        model.config.anomaly_threshold = threshold
+    logger.info("Calibrated threshold %.6g (quantile %.3g of %d normal images).", threshold, quantile, len(images))
+    return threshold
+
+
+def threshold_from_f1(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    model_or_pipeline: FAPromptModel | FAPromptAnomalyDetectionPipeline | None = None,
+) -> float:
+    """The image-score threshold with the best F1 on labelled scores (e.g. an evaluation's ``image_scores``).
+
+    Args:
+        scores: Image anomaly scores (N,).
+        labels: Labels in {0, 1} (N,), 1 anomalous; both classes should be present.
+        model_or_pipeline: When given, the threshold is stored in its ``model.config.anomaly_threshold``.
+
+    Returns:
+        The highest threshold reaching the maximal F1 (predicting ``score >= threshold`` as anomalous).
+
+    Raises:
+        ValueError: Invalid inputs, or no anomalous label (F1 is undefined).
+    """
+    best_f1, threshold = f1_max(scores, labels)
+    if math.isnan(threshold):
+        raise ValueError("threshold_from_f1 needs at least one anomalous (label 1) score.")
+    if model_or_pipeline is not None:
+        _model_of(model_or_pipeline).config.anomaly_threshold = float(threshold)
+    logger.info("F1-max threshold %.6g (F1 %.4f).", threshold, best_f1)
+    return float(threshold)
+
+
+register_pipeline()

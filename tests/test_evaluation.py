@@ -1,0 +1,372 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Zero-shot evaluation: the library function, its result files and examples/evaluate.py (1 and 2 processes)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from datasets import Dataset
+
+from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor, evaluation
+from faprompt_hf.data import (
+    FAPromptCollator,
+    load_mvtec_ad,
+    make_synthetic_dataset,
+    write_synthetic_mvtec,
+)
+from faprompt_hf.evaluation import (
+    DEFAULT_AUPRO,
+    EvaluationResult,
+    evaluate_model,
+    load_evaluation_dataset,
+    load_evaluation_model,
+    pixel_bytes_per_image,
+    save_heatmaps,
+)
+from faprompt_hf.metrics import IMAGE_METRIC_KEYS, PIXEL_METRIC_KEYS, compute_per_class_metrics
+from faprompt_hf.tiny import tiny_faprompt_config
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVALUATE_SCRIPT = os.path.join(REPO_ROOT, "examples", "evaluate.py")
+CLASSES = ("nut", "stripes")
+
+
+@pytest.fixture(scope="module")
+def model() -> FAPromptModel:
+    torch.manual_seed(0)
+    return FAPromptModel(tiny_faprompt_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def model_dir(model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(directory)
+    FAPromptProcessor(image_processor=FAPromptImageProcessor(size=model.config.image_size)).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def mvtec_root(tmp_path_factory):
+    """A synthetic dataset on disk in the MVTec AD layout: 2 classes x (2 normal + 2 anomalous) test images."""
+    root = tmp_path_factory.mktemp("mvtec")
+    return write_synthetic_mvtec(root, domains=CLASSES, n_train=0, n_normal=2, n_anomalous=2, image_size=64)
+
+
+@pytest.fixture(scope="module")
+def dataset(mvtec_root) -> Dataset:
+    return load_mvtec_ad(mvtec_root)
+
+
+def direct_outputs(model, dataset, batch_size, size=None):
+    """Scores, maps and masks of the whole dataset, by running the collator and the model by hand."""
+    size = size or model.config.image_size
+    collator = FAPromptCollator(FAPromptImageProcessor(size=size))
+    rows = [dataset[index] for index in range(len(dataset))]
+    scores, maps, masks = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            batch = collator(rows[start : start + batch_size])
+            outputs = model(pixel_values=batch["pixel_values"])
+            scores.append(outputs.image_scores)
+            maps.append(outputs.anomaly_maps)
+            masks.append(batch["masks"])
+    return torch.cat(scores).numpy(), torch.cat(maps).numpy(), torch.cat(masks).numpy()
+
+
+def assert_metrics_equal(ours, expected, rel=1e-9):
+    assert list(ours) == list(expected)
+    for name, row in expected.items():
+        assert set(ours[name]) == set(row), name
+        for key, value in row.items():
+            if math.isnan(value):
+                assert math.isnan(ours[name][key]), (name, key)
+            else:
+                assert ours[name][key] == pytest.approx(value, rel=rel, abs=1e-12), (name, key)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# evaluate_model
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("aupro", ["original", "exact"])
+def test_evaluation_equals_direct_metric_computation(model, dataset, aupro):
+    result = evaluate_model(model, dataset, batch_size=3, aupro=aupro)
+    scores, maps, masks = direct_outputs(model, dataset, batch_size=3)
+    expected = compute_per_class_metrics(
+        list(dataset["class_name"]), scores, list(dataset["label"]), maps, masks, aupro=aupro
+    )
+    assert_metrics_equal(result.metrics, expected)
+    np.testing.assert_array_equal(result.image_scores, scores)
+    np.testing.assert_array_equal(result.labels, np.asarray(dataset["label"]))
+    assert result.class_names == list(dataset["class_name"])
+    assert result.protocol["aupro"] == aupro
+    assert result.protocol["num_images"] == 8 and result.protocol["num_classes"] == 2
+
+
+def test_table_has_every_class_and_the_mean(model, dataset):
+    result = evaluate_model(model, dataset, batch_size=4)
+    lines = result.table.splitlines()
+    assert [line.split("|")[1].strip() for line in lines[2:]] == [*CLASSES, "mean"]
+    assert list(result.metrics) == [*CLASSES, "mean"]
+    assert set(result.metrics["nut"]) == set(IMAGE_METRIC_KEYS) | set(PIXEL_METRIC_KEYS)
+    for key, value in result.metrics["mean"].items():
+        assert value == pytest.approx(np.mean([result.metrics[name][key] for name in CLASSES]))
+
+
+def test_shuffled_dataset_is_visited_class_by_class(model, dataset, monkeypatch):
+    pending = []
+    add = evaluation._ClassAccumulator.add
+
+    def spy(self, *args):
+        add(self, *args)
+        pending.append(len(self.pixel_items))
+
+    monkeypatch.setattr(evaluation._ClassAccumulator, "add", spy)
+    shuffled = evaluate_model(model, dataset.shuffle(seed=1), batch_size=3)
+    assert max(pending) <= 1  # at most one class holds maps at any time
+    assert list(shuffled.metrics)[-1] == "mean"
+    reference = evaluate_model(model, dataset, batch_size=3)
+    assert_metrics_equal({name: shuffled.metrics[name] for name in reference.metrics}, reference.metrics, rel=1e-5)
+
+
+def test_default_protocol_is_the_models(model, dataset):
+    result = evaluate_model(model, dataset)
+    assert DEFAULT_AUPRO == "original"
+    assert result.protocol["aupro"] == "original" and result.protocol["aupro_thresholds"] == 200
+    assert result.protocol["image_size"] == model.config.image_size
+    assert result.protocol["gaussian_sigma"] == model.config.gaussian_sigma
+    assert result.protocol["pixel_metrics_size"] is None
+
+
+def test_overrides_apply_and_the_config_is_restored(model, dataset):
+    sigma_before, size = model.config.gaussian_sigma, 2 * model.config.image_size
+    result = evaluate_model(model, dataset, batch_size=4, image_size=size, sigma=0.0)
+    assert model.config.gaussian_sigma == sigma_before
+    assert result.protocol["image_size"] == size and result.protocol["gaussian_sigma"] == 0.0
+    model.config.gaussian_sigma = 0.0
+    try:
+        scores, maps, masks = direct_outputs(model, dataset, batch_size=4, size=size)
+    finally:
+        model.config.gaussian_sigma = sigma_before
+    expected = compute_per_class_metrics(list(dataset["class_name"]), scores, list(dataset["label"]), maps, masks,
+                                         aupro="original")
+    assert_metrics_equal(result.metrics, expected)
+
+
+def test_pixel_metrics_size_pools_maps_and_masks(model, dataset):
+    full = evaluate_model(model, dataset, batch_size=4)
+    pooled = evaluate_model(model, dataset, batch_size=4, pixel_metrics_size=16, heatmaps_per_class=1)
+    for key in IMAGE_METRIC_KEYS:
+        assert pooled.metrics["mean"].get(key) == full.metrics["mean"].get(key)
+    assert set(pooled.metrics["nut"]) == set(full.metrics["nut"])
+    assert pooled.protocol["pixel_metrics_size"] == 16
+    assert all(anomaly_map.shape == (16, 16) for anomaly_map in pooled.heatmaps.values())
+    assert pixel_bytes_per_image(518) == 1_341_620 and pixel_bytes_per_image(256) == 327_680
+
+
+def test_no_pixel_metrics(model, dataset):
+    result = evaluate_model(model, dataset, batch_size=8, pixel_metrics=False)
+    assert set(result.metrics["nut"]) == set(IMAGE_METRIC_KEYS)
+
+
+def test_anomalous_images_without_masks_are_left_out_of_pixel_metrics(model):
+    base = make_synthetic_dataset(["nut", "stripes"], n_normal=2, n_anomalous=2, image_size=64)
+    names, labels = list(base["class_name"]), np.asarray(base["label"])
+    anomalous_rows = np.flatnonzero(labels == 1).tolist()
+    # nut: its first anomalous image loses its mask; stripes: every anomalous image does.
+    drop = {anomalous_rows[0]} | {i for i in anomalous_rows if names[i] == "stripes"}
+    partial = base.map(lambda row, index: {"mask": None if index in drop else row["mask"]}, with_indices=True)
+    scores, maps, masks = direct_outputs(model, base, batch_size=4)
+    image_only = compute_per_class_metrics(names, scores, labels)
+    keep = np.asarray([i not in drop for i in range(len(base))])
+    with warnings.catch_warnings():  # stripes: no anomalous pixel left
+        warnings.simplefilter("ignore")
+        result = evaluate_model(model, partial, batch_size=4)
+        pixel = compute_per_class_metrics(
+            np.asarray(names)[keep], scores[keep], labels[keep], maps[keep], masks[keep]
+        )
+    assert set(result.metrics["stripes"]) == set(IMAGE_METRIC_KEYS)  # no anomalous image with a mask
+    for key in IMAGE_METRIC_KEYS:
+        assert result.metrics["nut"][key] == pytest.approx(image_only["nut"][key])
+    for key in PIXEL_METRIC_KEYS:
+        assert result.metrics["nut"][key] == pytest.approx(pixel["nut"][key])
+    assert result.metrics["mean"]["pixel_auroc"] == pytest.approx(result.metrics["nut"]["pixel_auroc"])
+
+
+def test_result_files(model, dataset, tmp_path):
+    result = evaluate_model(model, dataset, batch_size=4, heatmaps_per_class=2)
+    paths = result.save(tmp_path / "out", extra={"model": "tiny"})
+    payload = json.loads(paths["json"].read_text())
+    assert payload["run"] == {"model": "tiny"} and payload["protocol"]["aupro"] == "original"
+    assert list(payload["metrics"]) == [*CLASSES, "mean"]
+    assert "image_f1_threshold" in payload["metrics"]["nut"] and "image_f1_threshold" not in payload["metrics"]["mean"]
+    with paths["csv"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["class"] for row in rows] == [*CLASSES, "mean"]
+    assert float(rows[0]["image_auroc"]) == pytest.approx(result.metrics["nut"]["image_auroc"])
+    with paths["scores"].open() as handle:
+        scores = list(csv.DictReader(handle))
+    assert len(scores) == len(dataset) and scores[0]["path"] == dataset[0]["path"]
+    assert paths["markdown"].read_text().strip() == result.table
+    assert len(result.heatmaps) == 4 and all(result.labels[i] == 1 for i in result.heatmaps)
+    grids = save_heatmaps(result, dataset, tmp_path / "heatmaps", tile_size=32)
+    assert [path.name for path in grids] == ["nut.png", "stripes.png"]
+
+
+def test_json_has_no_nan():
+    result = EvaluationResult(
+        metrics={"a": {"image_auroc": math.nan}, "mean": {"image_auroc": math.nan}}, table="", protocol={},
+        image_scores=np.zeros(1, np.float32), labels=np.zeros(1, np.int64), class_names=["a"], paths=["p"],
+    )
+    assert result.to_dict()["metrics"]["a"]["image_auroc"] is None
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_bad_arguments(model, dataset):
+    with pytest.raises(ValueError, match="aupro"):
+        evaluate_model(model, dataset, aupro="approximate")
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        evaluate_model(model, dataset, image_size=30)
+    with pytest.raises(ValueError, match="pixel_metrics_size"):
+        evaluate_model(model, dataset, pixel_metrics_size=1000)
+    with pytest.raises(TypeError, match="map-style"):
+        evaluate_model(model, dataset.to_iterable_dataset())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Loading by name
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_load_evaluation_dataset_formats(mvtec_root, tmp_path):
+    mvtec = load_evaluation_dataset("mvtec", mvtec_root, classes=["stripes"])
+    assert set(mvtec["class_name"]) == {"stripes"} and len(mvtec) == 4
+    synthetic = load_evaluation_dataset("synthetic", classes=["nut"], n_normal=1, n_anomalous=1, image_size=64)
+    assert list(synthetic["label"]) == [0, 1]
+    renamed = make_synthetic_dataset(["nut", "stripes"], n_normal=1, n_anomalous=1, image_size=64).rename_columns(
+        {"image": "img", "label": "is_bad", "class_name": "category"}
+    )
+    renamed.save_to_disk(tmp_path / "hub")
+    hub = load_evaluation_dataset(
+        "hub", tmp_path / "hub", classes=["stripes"],
+        column_mapping={"image": "img", "label": "is_bad", "class_name": "category"},
+    )
+    assert list(hub["class_name"]) == ["stripes", "stripes"] and list(hub["label"]) == [0, 1]
+    with pytest.raises(ValueError, match="dataset_format"):
+        load_evaluation_dataset("kaggle", mvtec_root)
+    with pytest.raises(ValueError, match="needs a dataset_path"):
+        load_evaluation_dataset("visa")
+    with pytest.raises(ValueError, match="column_mapping"):
+        load_evaluation_dataset("mvtec", mvtec_root, column_mapping={"image": "img"})
+    with pytest.raises(ValueError, match="not in"):
+        load_evaluation_dataset("hub", tmp_path / "hub", classes=["cable"], column_mapping={
+            "image": "img", "label": "is_bad", "class_name": "category"})
+
+
+def test_load_evaluation_model(model_dir, original_weights):
+    loaded, image_processor = load_evaluation_model(model_dir)
+    assert isinstance(loaded, FAPromptModel) and not loaded.training
+    assert image_processor.size == {"height": 32, "width": 32}
+    clip_path, prompt_learner_path = original_weights
+    converted, converted_processor = load_evaluation_model(
+        original_checkpoint=prompt_learner_path, clip=clip_path, image_size=56
+    )
+    assert converted.config.prior_patch_selection == "first_m" and not converted.training
+    assert converted_processor.size == {"height": 56, "width": 56}
+    with pytest.raises(ValueError, match="exactly one"):
+        load_evaluation_model()
+    with pytest.raises(ValueError, match="needs clip"):
+        load_evaluation_model(original_checkpoint=prompt_learner_path)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# examples/evaluate.py
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def script_args(model_dir, mvtec_root, output_dir):
+    return [
+        "--model", str(model_dir), "--dataset_format", "mvtec", "--dataset_path", str(mvtec_root),
+        "--batch_size", "2", "--num_workers", "0", "--cpu", "--output_dir", str(output_dir),
+    ]
+
+
+def run_script(argv):
+    """examples/evaluate.py's main() in this process; the accelerate singletons are reset afterwards (P18)."""
+    spec = importlib.util.spec_from_file_location("evaluate_example", EVALUATE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        return module.main(argv)
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def one_process_run(model_dir, mvtec_root, tmp_path_factory):
+    """The script run in this process (module scope: the 2-process test compares against it)."""
+    output = tmp_path_factory.mktemp("one_process")
+    return run_script([*script_args(model_dir, mvtec_root, output), "--save_heatmaps", "1"]), output
+
+
+def test_script_writes_table_and_files(one_process_run):
+    result, output = one_process_run
+    assert isinstance(result, EvaluationResult)
+    names = {path.name for path in output.iterdir()}
+    assert {"metrics.json", "metrics.csv", "metrics.md", "image_scores.csv", "heatmaps"} <= names
+    assert sorted(path.name for path in (output / "heatmaps").iterdir()) == ["nut.png", "stripes.png"]
+    payload = json.loads((output / "metrics.json").read_text())
+    assert payload["run"]["num_processes"] == 1 and payload["run"]["dataset_format"] == "mvtec"
+    assert list(payload["metrics"]) == [*CLASSES, "mean"]
+
+
+def test_script_prints_the_markdown_table(model_dir, mvtec_root, tmp_path, capsys):
+    result = run_script([*script_args(model_dir, mvtec_root, tmp_path), "--classes", "nut", "--aupro", "exact",
+                            "--no_pixel_metrics"])
+    printed = capsys.readouterr().out
+    assert result.table in printed and "| mean |" in printed and "AUPRO exact" in printed
+    assert list(result.metrics) == ["nut", "mean"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_give_the_same_metrics(one_process_run, model_dir, mvtec_root, tmp_path):
+    """accelerate launch with 2 CPU processes: the data is sharded and gathered; metrics equal 1 process's."""
+    expected, _ = one_process_run
+    port = free_port()
+    environment = {**os.environ, "MASTER_PORT": str(port), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+        EVALUATE_SCRIPT, *script_args(model_dir, mvtec_root, tmp_path),
+    ]
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    payload = json.loads((tmp_path / "metrics.json").read_text())
+    assert payload["run"]["num_processes"] == 2
+    assert_metrics_equal(
+        {name: {k: (math.nan if v is None else v) for k, v in row.items()} for name, row in payload["metrics"].items()},
+        expected.metrics,
+        rel=1e-6,
+    )
+    with (tmp_path / "image_scores.csv").open() as handle:
+        scores = [float(row["score"]) for row in csv.DictReader(handle)]
+    np.testing.assert_allclose(scores, expected.image_scores, rtol=1e-6)

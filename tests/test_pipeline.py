@@ -1,0 +1,250 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""The "anomaly-detection" pipeline: registration, inputs, batching, output schema, thresholds and calibration."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+import faprompt_hf
+from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
+from faprompt_hf.metrics import f1_max
+from faprompt_hf.pipeline_faprompt import (
+    ANOMALY_DETECTION_TASK,
+    DEFAULT_THRESHOLD,
+    FAPromptAnomalyDetectionPipeline,
+    calibrate_threshold,
+    register_pipeline,
+    threshold_from_f1,
+)
+from faprompt_hf.tiny import tiny_faprompt_config
+
+RESULT_KEYS = ["score", "is_anomalous", "anomaly_map", "mask", "overlay"]
+
+
+@pytest.fixture(scope="module")
+def model() -> FAPromptModel:
+    torch.manual_seed(0)
+    return FAPromptModel(tiny_faprompt_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def model_dir(model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(directory)
+    FAPromptProcessor(image_processor=FAPromptImageProcessor(size=model.config.image_size)).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def detector(model_dir):
+    return pipeline(ANOMALY_DETECTION_TASK, model=str(model_dir))
+
+
+@pytest.fixture(scope="module")
+def images():
+    """RGB images of five different sizes."""
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (24 + 5 * i, 40 - 3 * i, 3), dtype=np.uint8)) for i in range(5)]
+
+
+def fresh_pipeline(model, **kwargs) -> FAPromptAnomalyDetectionPipeline:
+    return FAPromptAnomalyDetectionPipeline(model=model, image_processor=FAPromptImageProcessor(size=32), **kwargs)
+
+
+def test_task_is_registered():
+    register_pipeline()
+    register_pipeline()  # idempotent
+    assert ANOMALY_DETECTION_TASK in PIPELINE_REGISTRY.get_supported_tasks()
+    entry = PIPELINE_REGISTRY.supported_tasks[ANOMALY_DETECTION_TASK]
+    assert entry["impl"] is FAPromptAnomalyDetectionPipeline and entry["pt"] == (FAPromptModel,)
+    assert entry["type"] == "image"
+
+
+@pytest.mark.skipif(
+    not hasattr(faprompt_hf, "FAPromptAnomalyDetectionPipeline"),
+    reason="faprompt_hf/__init__.py does not import the pipeline module yet",
+)
+def test_package_import_exports_the_pipeline():
+    assert faprompt_hf.FAPromptAnomalyDetectionPipeline is FAPromptAnomalyDetectionPipeline
+    assert faprompt_hf.calibrate_threshold is calibrate_threshold
+
+
+def test_pipeline_factory_loads_model_and_processor(detector, model):
+    assert isinstance(detector, FAPromptAnomalyDetectionPipeline)
+    assert isinstance(detector.model, FAPromptModel)
+    assert isinstance(detector.image_processor, FAPromptImageProcessor)
+    assert detector.image_processor.size == {"height": 32, "width": 32}
+
+
+def test_class_usage_defaults_to_the_configs_image_size(model):
+    detector = FAPromptAnomalyDetectionPipeline(model=model)
+    assert detector.image_processor.size == {"height": model.config.image_size, "width": model.config.image_size}
+
+
+def test_output_schema_and_sizes(detector, images):
+    result = detector(images[1], threshold=0.5)
+    assert list(result) == RESULT_KEYS
+    height, width = images[1].height, images[1].width
+    assert isinstance(result["score"], float) and 0.0 <= result["score"] <= 1.0
+    assert isinstance(result["is_anomalous"], bool)
+    assert result["anomaly_map"].dtype == np.float32 and result["anomaly_map"].shape == (height, width)
+    assert result["mask"].dtype == bool and result["mask"].shape == (height, width)
+    assert isinstance(result["overlay"], Image.Image)
+    assert result["overlay"].mode == "RGB" and result["overlay"].size == (width, height)
+
+
+def test_input_kinds(detector, images, tmp_path):
+    rgb = images[2]
+    path = tmp_path / "part.png"
+    rgb.save(path)
+    inputs = {
+        "path string": str(path),
+        "path object": path,
+        "PIL RGB": rgb,
+        "PIL L": rgb.convert("L"),
+        "PIL RGBA": rgb.convert("RGBA"),
+        "PIL P": rgb.convert("P"),
+        "numpy uint8 HWC": np.asarray(rgb),
+        "numpy uint8 HW": np.asarray(rgb.convert("L")),
+        "numpy float HWC": np.asarray(rgb, dtype=np.float32) / 255.0,
+        "torch CHW": torch.from_numpy(np.array(rgb)).permute(2, 0, 1),
+    }
+    reference = detector(rgb, threshold=0.5)
+    for name, value in inputs.items():
+        result = detector(value, threshold=0.5)
+        assert result["anomaly_map"].shape == (rgb.height, rgb.width), name
+        assert result["overlay"].size == rgb.size, name
+    # The same pixels give the same result, whatever the container.
+    for name in ("path string", "path object", "numpy uint8 HWC", "numpy float HWC", "torch CHW"):
+        assert detector(inputs[name], threshold=0.5)["score"] == pytest.approx(reference["score"], abs=1e-6), name
+
+
+def test_list_and_tuple_inputs(detector, images):
+    results = detector(images[:3], threshold=0.5)
+    assert isinstance(results, list) and len(results) == 3
+    assert [r["anomaly_map"].shape for r in results] == [(im.height, im.width) for im in images[:3]]
+    assert len(detector(tuple(images[:2]), threshold=0.5)) == 2
+    assert detector([], threshold=0.5) == []
+
+
+def test_batch_size_two_equals_one_at_a_time(detector, images):
+    single = [detector(image, threshold=0.5, pixel_threshold=0.5) for image in images]
+    batched = detector(images, batch_size=2, threshold=0.5, pixel_threshold=0.5)
+    assert len(batched) == len(images)
+    for one, many in zip(single, batched, strict=True):
+        assert many["score"] == pytest.approx(one["score"], abs=1e-6)
+        assert many["is_anomalous"] == one["is_anomalous"]
+        np.testing.assert_allclose(many["anomaly_map"], one["anomaly_map"], atol=1e-5)
+        decided = np.abs(one["anomaly_map"] - 0.5) > 1e-5
+        np.testing.assert_array_equal(many["mask"][decided], one["mask"][decided])
+        assert many["overlay"].size == one["overlay"].size
+
+
+def test_threshold_argument_then_config_then_default(model, images):
+    detector = fresh_pipeline(model)
+    score = detector(images[0], threshold=0.5)["score"]
+    assert detector(images[0], threshold=score)["is_anomalous"] is True
+    assert detector(images[0], threshold=score + 1e-6)["is_anomalous"] is False
+    previous = model.config.anomaly_threshold
+    try:
+        model.config.anomaly_threshold = score + 1e-6
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert detector(images[0])["is_anomalous"] is False
+        assert detector(images[0], threshold=0.0)["is_anomalous"] is True
+        model.config.anomaly_threshold = None
+        with pytest.warns(UserWarning, match="uncalibrated"):
+            result = detector(images[0])
+        assert result["is_anomalous"] == (result["score"] >= DEFAULT_THRESHOLD)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            detector(images[0])  # warned once per pipeline
+    finally:
+        model.config.anomaly_threshold = previous
+
+
+def test_constructor_defaults_and_pixel_threshold(model, images):
+    detector = fresh_pipeline(model, threshold=0.0, pixel_threshold=0.3, return_overlay=False)
+    result = detector(images[0])
+    assert result["is_anomalous"] is True and result["overlay"] is None
+    np.testing.assert_array_equal(result["mask"], result["anomaly_map"] >= 0.3)
+    high = detector(images[0], pixel_threshold=2.0)
+    assert not high["mask"].any()
+
+
+def test_bad_inputs(detector, tmp_path):
+    missing = tmp_path / "does_not_exist.png"
+    with pytest.raises(FileNotFoundError, match="does_not_exist.png"):
+        detector(str(missing), threshold=0.5)
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    with pytest.raises(ValueError, match="notes.png"):
+        detector(str(not_an_image), threshold=0.5)
+    with pytest.raises(ValueError, match="shape"):
+        detector(np.zeros((5, 6, 7), dtype=np.uint8), threshold=0.5)
+    with pytest.raises(ValueError, match="Unsupported image input"):
+        detector(object(), threshold=0.5)
+    with pytest.raises(ValueError, match="threshold"):
+        detector(np.zeros((8, 8), np.uint8), threshold=float("nan"))
+    with pytest.raises(TypeError, match="Unknown argument"):
+        detector(np.zeros((8, 8), np.uint8), treshold=0.5)
+
+
+def test_calibrate_threshold_stores_into_config_and_survives_save_load(model, images, tmp_path):
+    previous = model.config.anomaly_threshold
+    try:
+        detector = fresh_pipeline(model)
+        scores = [detector(image, threshold=0.5)["score"] for image in images]
+        threshold = calibrate_threshold(detector, images, quantile=0.5, batch_size=2)
+        assert threshold == pytest.approx(float(np.quantile(scores, 0.5)), abs=1e-6)
+        assert model.config.anomaly_threshold == threshold
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            results = detector(images)
+        assert [r["is_anomalous"] for r in results] == [s >= threshold for s in scores]
+        model.save_pretrained(tmp_path)
+        assert FAPromptModel.from_pretrained(tmp_path).config.anomaly_threshold == pytest.approx(threshold)
+        assert calibrate_threshold(model, images, quantile=1.0) == pytest.approx(max(scores), abs=1e-6)
+        kept = model.config.anomaly_threshold
+        calibrate_threshold(model, images[:1], store=False)
+        assert model.config.anomaly_threshold == kept
+    finally:
+        model.config.anomaly_threshold = previous
+    with pytest.raises(ValueError, match="quantile"):
+        calibrate_threshold(model, images, quantile=0.0)
+    with pytest.raises(ValueError, match="at least one"):
+        calibrate_threshold(model, [])
+    with pytest.raises(TypeError, match="FAPromptModel"):
+        calibrate_threshold("model", images)
+
+
+def test_threshold_from_f1(model):
+    scores, labels = [0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]
+    previous = model.config.anomaly_threshold
+    try:
+        threshold = threshold_from_f1(scores, labels, model)
+        assert threshold == f1_max(scores, labels)[1] == 0.35
+        assert model.config.anomaly_threshold == 0.35
+    finally:
+        model.config.anomaly_threshold = previous
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="anomalous"):
+            threshold_from_f1([0.1, 0.2], [0, 0])
+
+
+def test_pipeline_factory_without_a_saved_processor(model, tmp_path, images):
+    model.save_pretrained(tmp_path)  # config and weights only
+    detector = pipeline(ANOMALY_DETECTION_TASK, model=str(tmp_path))
+    assert detector.image_processor.size == {"height": 32, "width": 32}
+    from_instance = pipeline(ANOMALY_DETECTION_TASK, model=model)
+    assert from_instance(images[0], threshold=0.5)["score"] == pytest.approx(
+        detector(images[0], threshold=0.5)["score"], abs=1e-6
+    )
