@@ -39,8 +39,9 @@ def _commit() -> str:
         return os.environ["FAPROMPT_COMMIT"]
     try:
         root = Path(__file__).resolve().parents[1]
-        return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -74,8 +75,9 @@ def _run_compiled(report: Callable, mode: str, dtype: str, batch: int, measure: 
     try:
         report(mode, dtype, batch, measure(), compiled=True)
     except Exception as error:  # noqa: BLE001 - report any compiler failure instead of losing the run
-        report(mode, dtype, batch, {"images_per_s": None, "error": f"{type(error).__name__}: {error}"[:300]},
-               compiled=True)
+        report(
+            mode, dtype, batch, {"images_per_s": None, "error": f"{type(error).__name__}: {error}"[:300]}, compiled=True
+        )
 
 
 def _profile(step: Callable[[], object], device: torch.device, path: Path) -> None:
@@ -100,8 +102,15 @@ def build_model(tiny: bool, device: torch.device) -> tuple[FAPromptModel, int]:
     torch.manual_seed(0)
     if tiny:
         clip_config = tiny_clip_config(image_size=112, patch_size=8, hidden_size=64, num_layers=6)
-        config = tiny_faprompt_config(clip_config=clip_config, image_size=112, num_vv_blocks=4, gaussian_sigma=4.0,
-                                      num_abnormal_prompts=10, prior_num_patches=10, deep_prompt_depth=4)
+        config = tiny_faprompt_config(
+            clip_config=clip_config,
+            image_size=112,
+            num_vv_blocks=4,
+            gaussian_sigma=4.0,
+            num_abnormal_prompts=10,
+            prior_num_patches=10,
+            deep_prompt_depth=4,
+        )
     else:
         config = FAPromptConfig(clip_config=clip_vit_large_patch14_336_config().to_dict())
     with torch.device(device):
@@ -127,14 +136,21 @@ def reference_forward(model: FAPromptModel, pixel_values: torch.Tensor) -> tuple
 
     normal_ids, abnormal_ids = padded(config.normal_prompt_ids()), padded(config.abnormal_prompt_ids())
     normal_eot, abnormal_eot = len(config.normal_prompt_ids()) - 1, len(config.abnormal_prompt_ids()) - 1
-    split_n, split_a = 1 + config.normal_context_length, 1 + config.normal_context_length + config.abnormal_context_length
+    split_n, split_a = (
+        1 + config.normal_context_length,
+        1 + config.normal_context_length + config.abnormal_context_length,
+    )
 
     def encode(prior_bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         fixed_n, fixed_a = token_embedding(normal_ids), token_embedding(abnormal_ids)
         normal = torch.cat([fixed_n[:1], learner.normal_context, fixed_n[split_n:]])[None]
         context = learner.abnormal_context + (0 if prior_bias is None else prior_bias)
-        abnormal = torch.stack([torch.cat([fixed_a[:1], learner.normal_context, context[k], fixed_a[split_a:]])
-                                for k in range(config.num_abnormal_prompts)])
+        abnormal = torch.stack(
+            [
+                torch.cat([fixed_a[:1], learner.normal_context, context[k], fixed_a[split_a:]])
+                for k in range(config.num_abnormal_prompts)
+            ]
+        )
         t_n = model.encode_prompts(normal, torch.tensor([normal_eot], device=normal.device))
         t_a = model.encode_prompts(abnormal, torch.full((abnormal.shape[0],), abnormal_eot, device=normal.device))
         return t_n[0], t_a
@@ -146,8 +162,11 @@ def reference_forward(model: FAPromptModel, pixel_values: torch.Tensor) -> tuple
         t_n, t_a = encode(None)
         static_text = F.normalize(torch.stack([t_n, t_a.mean(0)]), dim=-1)
         s = (tokens @ static_text.T / config.temperature).softmax(-1)
-        selected = tokens[: config.prior_num_patches] if config.prior_patch_selection == "first_m" else \
-            tokens[s[:, 1].topk(config.prior_num_patches).indices]
+        selected = (
+            tokens[: config.prior_num_patches]
+            if config.prior_patch_selection == "first_m"
+            else tokens[s[:, 1].topk(config.prior_num_patches).indices]
+        )
         prior_bias = learner.prior(selected[None])[0]
         t_n_prior, t_a_prior = encode(prior_bias)
         prior_text = F.normalize(torch.stack([t_n_prior, t_a_prior.mean(0)]), dim=-1)
@@ -163,6 +182,7 @@ def reference_forward(model: FAPromptModel, pixel_values: torch.Tensor) -> tuple
 
 
 def main() -> None:
+    """Parse the arguments, build the model and print one JSON line per measurement."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tiny", action="store_true", help="Tiny config (CPU-friendly) instead of ViT-L/14@336.")
@@ -170,16 +190,24 @@ def main() -> None:
     parser.add_argument("--min_seconds", type=float, default=3.0, help="Time each measurement at least this long.")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="Also measure bf16 inference under torch.compile.")
-    parser.add_argument("--profile", default=None, metavar="DIR",
-                        help="Write torch.profiler tables of fp32 inference (batch 1) and the training step here.")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="Write torch.profiler tables of fp32 inference (batch 1) and the training step here.",
+    )
     parser.add_argument("--only", nargs="*", default=None, help="Subset of: infer train tower reference.")
     args = parser.parse_args()
 
     device = torch.device(args.device)
     model, image_size = build_model(args.tiny, device)
     image_size = args.image_size or image_size
-    common = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "commit": _commit(), "image_size": image_size, "model": "tiny" if args.tiny else "vit-l-14-336"}
+    common = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "commit": _commit(),
+        "image_size": image_size,
+        "model": "tiny" if args.tiny else "vit-l-14-336",
+    }
     wanted = set(args.only or ["infer", "train", "tower", "reference"])
 
     def report(mode: str, dtype: str, batch: int, result: dict, **extra: object) -> None:
@@ -196,9 +224,14 @@ def main() -> None:
             fast = model(pixel_values=x)
         score_diff = (fast.image_scores.cpu() - ref_scores).abs().max().item()
         map_diff = (fast.anomaly_maps.cpu() - ref_maps).abs().max().item()
-        report("reference", "float32", batch, _time(lambda: reference_forward(model, x), device, batch,
-                                                    args.min_seconds, 1),
-               max_abs_diff_scores=score_diff, max_abs_diff_maps=map_diff)
+        report(
+            "reference",
+            "float32",
+            batch,
+            _time(lambda: reference_forward(model, x), device, batch, args.min_seconds, 1),
+            max_abs_diff_scores=score_diff,
+            max_abs_diff_maps=map_diff,
+        )
     if "infer" in wanted:
         x = pixels(1)
         with torch.no_grad():
@@ -211,21 +244,31 @@ def main() -> None:
         with torch.no_grad():
             bf16 = low(pixel_values=x)
             cosine = F.cosine_similarity(bf16.anomaly_maps.flatten(1).float(), fp32.anomaly_maps.flatten(1)).min()
-        for batch in ([1, 4] if args.tiny else [1, 8, 32]):
+        for batch in [1, 4] if args.tiny else [1, 8, 32]:
             xb = pixels(batch)
             with torch.no_grad():
-                result = _time(lambda: low(pixel_values=xb), device, batch, args.min_seconds, args.warmup)
+                result = _time(lambda xb=xb: low(pixel_values=xb), device, batch, args.min_seconds, args.warmup)
             report("infer", "bfloat16", batch, result, map_cosine_vs_fp32=round(cosine.item(), 6))
         if args.compile:
             compiled = torch.compile(low)
             xb = pixels(8 if args.tiny else 32)
-            _run_compiled(report, "infer", "bfloat16", xb.shape[0],
-                          lambda: _time(lambda: compiled(pixel_values=xb), device, xb.shape[0], args.min_seconds, 3))
+            _run_compiled(
+                report,
+                "infer",
+                "bfloat16",
+                xb.shape[0],
+                lambda: _time(lambda: compiled(pixel_values=xb), device, xb.shape[0], args.min_seconds, 3),
+            )
         model.float()
         if args.compile:
             compiled = torch.compile(model)
-            _run_compiled(report, "infer", "float32", 1,
-                          lambda: _time(lambda: compiled(pixel_values=x), device, 1, args.min_seconds, 3))
+            _run_compiled(
+                report,
+                "infer",
+                "float32",
+                1,
+                lambda: _time(lambda: compiled(pixel_values=x), device, 1, args.min_seconds, 3),
+            )
     if "train" in wanted:
         batch = 8
         model.clip.to(torch.bfloat16)
@@ -248,16 +291,26 @@ def main() -> None:
             _profile(train_step, device, Path(args.profile) / "train_bf16_b8.txt")
         if args.compile:
             compiled = torch.compile(model)
-            _run_compiled(report, "train", "bfloat16", batch,
-                          lambda: _time(lambda: train_step(compiled), device, batch, args.min_seconds, 3))
+            _run_compiled(
+                report,
+                "train",
+                "bfloat16",
+                batch,
+                lambda: _time(lambda: train_step(compiled), device, batch, args.min_seconds, 3),
+            )
         model.eval().float()
     if "tower" in wanted:
         tower = model.clip.to(torch.bfloat16)
         batch = 4 if args.tiny else 32
         xb = pixels(batch).to(torch.bfloat16)
         with torch.no_grad():
-            result = _time(lambda: tower.get_image_features(pixel_values=xb, interpolate_pos_encoding=True), device,
-                           batch, args.min_seconds, args.warmup)
+            result = _time(
+                lambda: tower.get_image_features(pixel_values=xb, interpolate_pos_encoding=True),
+                device,
+                batch,
+                args.min_seconds,
+                args.warmup,
+            )
         report("tower", "bfloat16", batch, result)
 
 

@@ -29,6 +29,7 @@ def test_round_trip_through_dict_and_disk(tiny_config, tmp_path):
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, FAPromptConfig)
     assert isinstance(loaded.clip_config, CLIPConfig)
+
     def comparable(config):
         return {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}
 

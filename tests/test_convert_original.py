@@ -132,8 +132,21 @@ def test_converted_directory_round_trip(converted, reference, tmp_path):
 def test_cli_writes_a_loadable_directory(original_weights, reference, tmp_path):
     clip_path, prompt_learner_path = original_weights
     output = tmp_path / "converted"
-    cli.main(["convert", "--checkpoint", str(prompt_learner_path), "--clip", str(clip_path), "--output", str(output),
-              "--gaussian_sigma", str(float(reference["sigma"])), "--image_size", "224"])
+    cli.main(
+        [
+            "convert",
+            "--checkpoint",
+            str(prompt_learner_path),
+            "--clip",
+            str(clip_path),
+            "--output",
+            str(output),
+            "--gaussian_sigma",
+            str(float(reference["sigma"])),
+            "--image_size",
+            "224",
+        ]
+    )
     model = FAPromptModel.from_pretrained(output)
     processor = AutoProcessor.from_pretrained(output)
     assert processor.image_processor.size == {"height": 224, "width": 224}

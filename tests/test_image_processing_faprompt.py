@@ -48,7 +48,9 @@ def test_batch_with_normal_images_gets_zero_masks():
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "1", "I;16", "I", "F"])
 def test_every_pil_mode_becomes_rgb(mode):
     if mode in ("I;16", "I"):
-        image = Image.fromarray(np.full((30, 40), 65535 if mode == "I;16" else 40000, dtype=np.uint16 if mode == "I;16" else np.int32))
+        image = Image.fromarray(
+            np.full((30, 40), 65535 if mode == "I;16" else 40000, dtype=np.uint16 if mode == "I;16" else np.int32)
+        )
     elif mode == "F":
         image = Image.fromarray(np.full((30, 40), 0.5, dtype=np.float32))
     else:

@@ -43,7 +43,9 @@ def test_batch_of_three_equals_three_batches_of_one(tiny_model, make_pixels):
         batched = tiny_model(pixel_values=pixels)
         singles = [tiny_model(pixel_values=pixels[i : i + 1]) for i in range(3)]
     for key in ("image_scores", "anomaly_maps", "prior_bias"):
-        torch.testing.assert_close(getattr(batched, key), torch.cat([getattr(s, key) for s in singles]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            getattr(batched, key), torch.cat([getattr(s, key) for s in singles]), atol=1e-5, rtol=0
+        )
 
 
 def test_save_load_and_automodel_give_identical_outputs(tiny_model, make_pixels, tmp_path):
@@ -79,7 +81,7 @@ def test_training_step_changes_only_trainable_parameters(tiny_model, make_pixels
     masks[1, 8:20, 8:20] = 1
     out = model(pixel_values=make_pixels(2), labels=torch.tensor([0, 1]), masks=masks)
     assert torch.isfinite(out.loss)
-    expected = (out.loss_local + out.loss_global + 0.1 * out.loss_orthogonality + out.loss_prior)
+    expected = out.loss_local + out.loss_global + 0.1 * out.loss_orthogonality + out.loss_prior
     torch.testing.assert_close(out.loss, expected)
     out.loss.backward()
     optimizer.step()
@@ -124,7 +126,7 @@ def test_return_dict_false_gives_the_same_values(tiny_model, make_pixels):
         as_dict = tiny_model(pixel_values=pixels)
         as_tuple = tiny_model(pixel_values=pixels, return_dict=False)
     assert len(as_tuple) == len(as_dict.to_tuple())
-    for first, second in zip(as_tuple, as_dict.to_tuple()):
+    for first, second in zip(as_tuple, as_dict.to_tuple(), strict=True):
         assert torch.equal(first, second)
 
 
@@ -135,7 +137,9 @@ def test_top_m_prior_takes_the_most_abnormal_patches(tiny_model, make_pixels):
     scores = out.static_patch_scores[..., 1]
     chosen = scores.gather(1, out.prior_patch_indices)
     assert (chosen[:, :-1] >= chosen[:, 1:]).all()  # descending
-    assert torch.allclose(chosen[:, -1], scores.sort(dim=1, descending=True).values[:, tiny_model.config.prior_num_patches - 1])
+    assert torch.allclose(
+        chosen[:, -1], scores.sort(dim=1, descending=True).values[:, tiny_model.config.prior_num_patches - 1]
+    )
 
 
 def test_first_m_prior_takes_the_first_patches(make_tiny_config, make_pixels):
@@ -188,8 +192,16 @@ def test_vv_attention_matches_a_hand_written_reference(tiny_model, make_pixels):
 def test_from_pretrained_of_a_plain_clip_checkpoint_initialises_prompts(tiny_clip_config_fixture, tmp_path):
     clip = CLIPModel(tiny_clip_config_fixture)
     clip.save_pretrained(tmp_path)
-    model = FAPromptModel.from_clip(str(tmp_path), image_size=32, normal_context_length=3, num_abnormal_prompts=3,
-                                    prior_num_patches=4, deep_prompt_depth=3, deep_prompt_length=2, num_vv_blocks=2)
+    model = FAPromptModel.from_clip(
+        str(tmp_path),
+        image_size=32,
+        normal_context_length=3,
+        num_abnormal_prompts=3,
+        prior_num_patches=4,
+        deep_prompt_depth=3,
+        deep_prompt_length=2,
+        num_vv_blocks=2,
+    )
     for name, tensor in model.prompt_learner.state_dict().items():
         assert torch.isfinite(tensor.float()).all(), name
     assert 0.01 < model.prompt_learner.abnormal_context.std().item() < 0.03  # prompt_init_std = 0.02
@@ -226,7 +238,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(make_tiny_config, make_
     model.gradient_checkpointing_enable()
     model.train()
     model(pixel_values=pixels, labels=labels).loss.backward()
-    for grad, expected in zip((p.grad for p in model.trainable_parameters()), reference):
+    for grad, expected in zip((p.grad for p in model.trainable_parameters()), reference, strict=True):
         torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)
 
 

@@ -208,11 +208,19 @@ class FAPromptConfig(PreTrainedConfig):
 
     def normal_prompt_ids(self) -> list[int]:
         """Token ids of the normal template: ``SOT N*E <normal suffix> EOT``."""
-        return [self.bos_token_id, *[self.normal_placeholder_token_id] * self.normal_context_length,
-                *self.normal_suffix_token_ids, self.eos_token_id]
+        return [
+            self.bos_token_id,
+            *[self.normal_placeholder_token_id] * self.normal_context_length,
+            *self.normal_suffix_token_ids,
+            self.eos_token_id,
+        ]
 
     def abnormal_prompt_ids(self) -> list[int]:
         """Token ids of the abnormal template: ``SOT N*E A*E' <abnormal suffix> EOT``."""
-        return [self.bos_token_id, *[self.normal_placeholder_token_id] * self.normal_context_length,
-                *[self.abnormal_placeholder_token_id] * self.abnormal_context_length,
-                *self.abnormal_suffix_token_ids, self.eos_token_id]
+        return [
+            self.bos_token_id,
+            *[self.normal_placeholder_token_id] * self.normal_context_length,
+            *[self.abnormal_placeholder_token_id] * self.abnormal_context_length,
+            *self.abnormal_suffix_token_ids,
+            self.eos_token_id,
+        ]

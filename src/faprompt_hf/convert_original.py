@@ -155,7 +155,7 @@ def clip_from_openai_state_dict(state_dict: dict[str, torch.Tensor]) -> CLIPMode
             prefix, name = f"{tower}.encoder.layers.{match.group(2)}.", match.group(3)
             if name in ("attn.in_proj_weight", "attn.in_proj_bias"):
                 kind = name.rsplit("_", 1)[1]
-                for part, chunk in zip(("q", "k", "v"), value.chunk(3, dim=0)):
+                for part, chunk in zip(("q", "k", "v"), value.chunk(3, dim=0), strict=True):
                     converted[f"{prefix}self_attn.{part}_proj.{kind}"] = chunk
             elif name in _OPENAI_LAYER_KEYS:
                 converted[prefix + _OPENAI_LAYER_KEYS[name]] = value
@@ -240,13 +240,21 @@ def convert_original_checkpoint(
     source = {key.removeprefix("module."): value for key, value in checkpoint["prompt_learner"].items()}
     clip_model = _load_clip(clip)
 
-    for key in ("ctx_pos", "ctx_neg", "patch_meta_net.linear1.weight", "patch_meta_net.linear2.weight",
-                "tokenized_prompts_pos", "tokenized_prompts_neg"):
+    for key in (
+        "ctx_pos",
+        "ctx_neg",
+        "patch_meta_net.linear1.weight",
+        "patch_meta_net.linear2.weight",
+        "tokenized_prompts_pos",
+        "tokenized_prompts_neg",
+    ):
         if key not in source:
             raise KeyError(f"Original checkpoint lacks {key!r}.")
     normal_length, abnormal_length = source["ctx_pos"].shape[-2], source["ctx_neg"].shape[-2]
     num_prompts = source["ctx_neg"].shape[-3]
-    deep_keys = sorted((k for k in source if k.startswith("compound_prompts_text.")), key=lambda k: int(k.split(".")[-1]))
+    deep_keys = sorted(
+        (k for k in source if k.startswith("compound_prompts_text.")), key=lambda k: int(k.split(".")[-1])
+    )
     deep_prompts = [source[key] for key in deep_keys]
     projection_dim = clip_model.config.projection_dim
     fc1_weight = source["patch_meta_net.linear1.weight"]
@@ -306,7 +314,8 @@ def convert_original_checkpoint(
         name = key.removeprefix("prompt_learner.")
         if value.shape != expected[name].shape:
             raise ValueError(
-                f"Original tensor for {key!r} has shape {tuple(value.shape)}; the model needs {tuple(expected[name].shape)}."
+                f"Original tensor for {key!r} has shape {tuple(value.shape)}; "
+                f"the model needs {tuple(expected[name].shape)}."
             )
     model.prompt_learner.load_state_dict(
         {key.removeprefix("prompt_learner."): value.float() for key, value in mapped.items()}, assign=True
@@ -339,4 +348,3 @@ def _check_fixed_embeddings(source: dict[str, torch.Tensor], config: FAPromptCon
     leftovers = [key for key in source if not key.startswith("compound_prompt_projections.")]
     if leftovers:
         raise KeyError(f"Unexpected tensors in the original checkpoint: {sorted(leftovers)}.")
-

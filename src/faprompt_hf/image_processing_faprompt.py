@@ -19,8 +19,12 @@ __all__ = ["FAPromptImageProcessor", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 
 
 def _as_list(inputs: Any) -> list:
@@ -153,8 +157,13 @@ class FAPromptImageProcessor(BaseImageProcessor):
                 raise ValueError(f"Got {len(mask_list)} masks for {len(image_list)} images; give one (or None) each.")
             data["masks"] = np.stack(
                 [
-                    self.preprocess_mask(mask, target, image_sizes[index],
-                                         str(mask) if isinstance(mask, str) else f"#{index}", resize_mismatched_masks)
+                    self.preprocess_mask(
+                        mask,
+                        target,
+                        image_sizes[index],
+                        str(mask) if isinstance(mask, str) else f"#{index}",
+                        resize_mismatched_masks,
+                    )
                     for index, mask in enumerate(mask_list)
                 ]
             )
@@ -177,10 +186,13 @@ class FAPromptImageProcessor(BaseImageProcessor):
             A list of B float maps, each (height_i, width_i).
         """
         resized = []
-        for anomaly_map, (height, width) in zip(anomaly_maps, target_sizes):
+        for anomaly_map, (height, width) in zip(anomaly_maps, target_sizes, strict=True):
             resized.append(
                 torch.nn.functional.interpolate(
-                    anomaly_map[None, None].float(), size=(int(height), int(width)), mode="bilinear", align_corners=False
+                    anomaly_map[None, None].float(),
+                    size=(int(height), int(width)),
+                    mode="bilinear",
+                    align_corners=False,
                 )[0, 0]
             )
         return resized

@@ -8,13 +8,12 @@ input never becomes a silently wrong label or mask.
 from __future__ import annotations
 
 import os
-from typing import Union
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 __all__ = ["ImageInput", "load_image", "to_rgb_image", "to_mask_array"]
 
@@ -104,7 +103,8 @@ def to_rgb_image(image: ImageInput, source: str | None = None) -> Image.Image:
             array = array[..., 0]
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
             raise ValueError(
-                f"Image {source} has shape {tuple(image.shape)}; expected (H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4."
+                f"Image {source} has shape {tuple(image.shape)}; "
+                "expected (H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4."
             )
         array = _rescale_to_uint8(array, source)
         if array.ndim == 3 and array.shape[-1] == 4:
@@ -127,6 +127,7 @@ def to_mask_array(mask: ImageInput | None, source: str | None = None) -> np.ndar
     Args:
         mask: A path, PIL image (any mode), numpy array or tensor of shape (H, W) (or (H, W, C) / (1, H, W),
             in which case any non-zero channel counts), or ``None`` for "no mask".
+        source: A name for error messages (defaults to the path, or the input's type).
 
     Returns:
         A boolean array (H, W), or ``None`` when ``mask`` is ``None``.

@@ -621,9 +621,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         return rows @ maps @ columns.T
 
     @staticmethod
-    def _pixel_targets(
-        labels: torch.Tensor, masks: torch.Tensor | None, size: tuple[int, int]
-    ) -> torch.Tensor:
+    def _pixel_targets(labels: torch.Tensor, masks: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
         """Binary pixel targets (B, H, W) from masks, or zeros where every image is normal."""
         labels = labels.view(-1)
         if masks is None:
@@ -660,9 +658,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
         def map_loss(maps: torch.Tensor) -> torch.Tensor:
             return (
-                focal_loss(maps, targets, gamma)
-                + dice_loss(maps[:, 1], targets)
-                + dice_loss(maps[:, 0], 1 - targets)
+                focal_loss(maps, targets, gamma) + dice_loss(maps[:, 1], targets) + dice_loss(maps[:, 0], 1 - targets)
             )
 
         loss_local = map_loss(static_maps) + config.prior_map_loss_weight * map_loss(prior_maps)

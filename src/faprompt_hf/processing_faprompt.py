@@ -50,8 +50,9 @@ class FAPromptProcessor(ProcessorMixin):
             del self.get_attributes
 
     @classmethod
-    def _load_tokenizer_from_pretrained(cls, sub_processor_type: str, pretrained_model_name_or_path: str,
-                                        **kwargs: Any) -> Any:
+    def _load_tokenizer_from_pretrained(
+        cls, sub_processor_type: str, pretrained_model_name_or_path: str, **kwargs: Any
+    ) -> Any:
         """Load the tokenizer when the checkpoint has one, else None (inference needs none)."""
         if os.path.isdir(pretrained_model_name_or_path):
             folder = os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
@@ -87,11 +88,15 @@ class FAPromptProcessor(ProcessorMixin):
             raise ValueError("masks were given without images.")
         if text is not None:
             if self.tokenizer is None:
-                raise ValueError("This processor has no tokenizer; build it with FAPromptProcessor(image_processor, tokenizer).")
+                raise ValueError(
+                    "This processor has no tokenizer; build it with FAPromptProcessor(image_processor, tokenizer)."
+                )
             data.update(self.tokenizer(text, return_tensors=return_tensors, **kwargs))
         return BatchFeature(data=data, tensor_type=return_tensors)
 
-    def prompt_token_ids(self, normal_suffix: str = "object.", abnormal_suffix: str = "damaged object.") -> dict[str, Any]:
+    def prompt_token_ids(
+        self, normal_suffix: str = "object.", abnormal_suffix: str = "damaged object."
+    ) -> dict[str, Any]:
         """Config fields for prompt templates with other fixed words, tokenised by this processor's tokenizer.
 
         Args:

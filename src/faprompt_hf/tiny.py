@@ -67,19 +67,30 @@ def tiny_clip_config(
     """
     tokenizer = tokenizer or tiny_clip_tokenizer()
     heads = max(1, hidden_size // 8)
-    tower = {"hidden_size": hidden_size, "intermediate_size": 4 * hidden_size + 5, "num_hidden_layers": num_layers,
-             "num_attention_heads": heads, "projection_dim": projection_dim}
+    tower = {
+        "hidden_size": hidden_size,
+        "intermediate_size": 4 * hidden_size + 5,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": heads,
+        "projection_dim": projection_dim,
+    }
     return CLIPConfig(
-        text_config={**tower, "vocab_size": len(tokenizer), "max_position_embeddings": 77,
-                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                     "pad_token_id": tokenizer.pad_token_id},
+        text_config={
+            **tower,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": 77,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
         vision_config={**tower, "image_size": image_size, "patch_size": patch_size},
         projection_dim=projection_dim,
     )
 
 
-def tiny_faprompt_config(tokenizer: CLIPTokenizer | None = None, clip_config: CLIPConfig | None = None,
-                         **overrides: Any) -> FAPromptConfig:
+def tiny_faprompt_config(
+    tokenizer: CLIPTokenizer | None = None, clip_config: CLIPConfig | None = None, **overrides: Any
+) -> FAPromptConfig:
     """A tiny FAPrompt configuration (small prompts, 2 V-V blocks, deep prompts on 2 blocks).
 
     Args:
