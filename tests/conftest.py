@@ -49,6 +49,19 @@ def tiny_model(tiny_config) -> FAPromptModel:
     return FAPromptModel(tiny_config).eval()
 
 
+@pytest.fixture(scope="session")
+def saved_tiny_model(tmp_path_factory):
+    """A seeded tiny FAPromptModel and a directory holding it with its processor (read-only for tests)."""
+    from faprompt_hf import FAPromptImageProcessor, FAPromptProcessor
+
+    torch.manual_seed(0)
+    model = FAPromptModel(tiny_faprompt_config()).eval()
+    directory = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(directory)
+    FAPromptProcessor(image_processor=FAPromptImageProcessor(size=model.config.image_size)).save_pretrained(directory)
+    return model, directory
+
+
 @pytest.fixture
 def tiny_clip_config_fixture(tiny_tokenizer):
     return tiny_clip_config(tiny_tokenizer)

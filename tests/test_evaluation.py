@@ -19,7 +19,7 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 from datasets import Dataset
 
-from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor, evaluation
+from faprompt_hf import FAPromptImageProcessor, FAPromptModel, evaluation
 from faprompt_hf.data import (
     FAPromptCollator,
     load_mvtec_ad,
@@ -36,7 +36,6 @@ from faprompt_hf.evaluation import (
     save_heatmaps,
 )
 from faprompt_hf.metrics import IMAGE_METRIC_KEYS, PIXEL_METRIC_KEYS, compute_per_class_metrics
-from faprompt_hf.tiny import tiny_faprompt_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVALUATE_SCRIPT = os.path.join(REPO_ROOT, "examples", "evaluate.py")
@@ -44,17 +43,13 @@ CLASSES = ("nut", "stripes")
 
 
 @pytest.fixture(scope="module")
-def model() -> FAPromptModel:
-    torch.manual_seed(0)
-    return FAPromptModel(tiny_faprompt_config()).eval()
+def model(saved_tiny_model) -> FAPromptModel:
+    return saved_tiny_model[0]
 
 
 @pytest.fixture(scope="module")
-def model_dir(model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tiny_model")
-    model.save_pretrained(directory)
-    FAPromptProcessor(image_processor=FAPromptImageProcessor(size=model.config.image_size)).save_pretrained(directory)
-    return directory
+def model_dir(saved_tiny_model):
+    return saved_tiny_model[1]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 import faprompt_hf
-from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
+from faprompt_hf import FAPromptImageProcessor, FAPromptModel
 from faprompt_hf.metrics import f1_max
 from faprompt_hf.pipeline_faprompt import (
     ANOMALY_DETECTION_TASK,
@@ -23,23 +23,18 @@ from faprompt_hf.pipeline_faprompt import (
     register_pipeline,
     threshold_from_f1,
 )
-from faprompt_hf.tiny import tiny_faprompt_config
 
 RESULT_KEYS = ["score", "is_anomalous", "anomaly_map", "mask", "overlay"]
 
 
 @pytest.fixture(scope="module")
-def model() -> FAPromptModel:
-    torch.manual_seed(0)
-    return FAPromptModel(tiny_faprompt_config()).eval()
+def model(saved_tiny_model) -> FAPromptModel:
+    return saved_tiny_model[0]
 
 
 @pytest.fixture(scope="module")
-def model_dir(model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tiny_model")
-    model.save_pretrained(directory)
-    FAPromptProcessor(image_processor=FAPromptImageProcessor(size=model.config.image_size)).save_pretrained(directory)
-    return directory
+def model_dir(saved_tiny_model):
+    return saved_tiny_model[1]
 
 
 @pytest.fixture(scope="module")
