@@ -1,0 +1,250 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Training loop: multi-process runs, exact resumption after a crash, atomic checkpoints, and refusals.
+
+Runs of ``examples/train.py`` go through subprocesses because an ``Accelerator`` is a process-wide singleton; the
+in-process runs reset accelerate's state around each test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from safetensors.torch import load_file
+
+from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
+from faprompt_hf.data import make_synthetic_dataset, write_synthetic_mvtec
+from faprompt_hf.tiny import tiny_clip_config, tiny_faprompt_config
+from faprompt_hf.training import (
+    FAPromptTrainingArguments,
+    _prompt_digest,
+    find_latest_checkpoint,
+    train,
+    validate_training_dataset,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = REPO_ROOT / "examples" / "train.py"
+IMAGE_SIZE = 64
+
+
+def _tiny_model(tokenizer, seed: int = 0) -> FAPromptModel:
+    torch.manual_seed(seed)
+    clip_config = tiny_clip_config(tokenizer, image_size=IMAGE_SIZE)
+    return FAPromptModel(tiny_faprompt_config(tokenizer, clip_config, image_size=IMAGE_SIZE))
+
+
+def _processor(tokenizer) -> FAPromptProcessor:
+    return FAPromptProcessor(FAPromptImageProcessor(size=IMAGE_SIZE), tokenizer)
+
+
+def _prompt_tensors(model_dir: Path) -> dict[str, torch.Tensor]:
+    return {key: value for key, value in load_file(model_dir / "model.safetensors").items()
+            if key.startswith("prompt_learner.")}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run(command: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Let each in-process run create its own Accelerator (it is a process-wide singleton)."""
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A saved tiny FAPrompt model and processor, the ``--model`` of the script runs."""
+    folder = tmp_path_factory.mktemp("tiny_model")
+    _tiny_model(tiny_tokenizer).save_pretrained(folder)
+    _processor(tiny_tokenizer).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_train_set():
+    return make_synthetic_dataset(domains=("stripes",), n_normal=4, n_anomalous=4, image_size=IMAGE_SIZE)
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+
+
+def test_dataset_without_anomalous_images_is_refused_before_training(
+    tiny_tokenizer, tmp_path, fresh_accelerate_state
+):
+    normal_only = make_synthetic_dataset(domains=("stripes",), n_normal=6, n_anomalous=0, image_size=IMAGE_SIZE)
+    args = FAPromptTrainingArguments(output_dir=str(tmp_path / "run"), max_steps=2, image_size=IMAGE_SIZE)
+    with pytest.raises(ValueError, match="no anomalous one"):
+        train(_tiny_model(tiny_tokenizer), normal_only, _processor(tiny_tokenizer), args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_anomalous_images_without_masks_are_refused(small_train_set):
+    without_masks = small_train_set.map(lambda row: {"mask": None})
+    with pytest.raises(ValueError, match="4 anomalous training images have no mask"):
+        validate_training_dataset(without_masks)
+    assert validate_training_dataset(small_train_set) == {
+        "num_images": 8, "num_anomalous": 4, "class_names": ["stripes"]
+    }
+
+
+def test_nan_loss_stops_the_run_and_names_the_step(tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state):
+    model = _tiny_model(tiny_tokenizer)
+    with torch.no_grad():
+        model.prompt_learner.normal_context[0, 0] = float("nan")
+    args = FAPromptTrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4,
+                                     image_size=IMAGE_SIZE)
+    with pytest.raises(FloatingPointError, match=r"not finite at step 1 \(epoch 1, batch 1 of 2\)"):
+        train(model, small_train_set, _processor(tiny_tokenizer), args)
+    assert not (tmp_path / "model.safetensors").exists(), "a diverged run must not publish a model"
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def test_latest_checkpoint_ignores_partial_temporary_folders(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    for name in ("checkpoint_4", "checkpoint_10", "checkpoint_12.tmp", "checkpoint_11"):
+        (checkpoints / name).mkdir(parents=True)
+    for name in ("checkpoint_4", "checkpoint_10", "checkpoint_12.tmp"):
+        (checkpoints / name / "trainer_state.json").write_text("{}")
+    # checkpoint_11 has no trainer state (not ours); checkpoint_12.tmp was being written when the run was killed.
+    assert find_latest_checkpoint(tmp_path) == checkpoints / "checkpoint_10"
+    assert find_latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_killed_run_resumes_mid_epoch_to_the_same_weights(tiny_model_dir, tmp_path):
+    data = write_synthetic_mvtec(tmp_path / "data", domains=("stripes",), n_train=0, n_normal=8, n_anomalous=8,
+                                 image_size=IMAGE_SIZE)
+    # 16 images, batch 2, 2 accumulated batches: 4 optimizer steps per epoch, 6 in all.
+    common = [sys.executable, str(TRAIN_SCRIPT), "--model", str(tiny_model_dir), "--dataset_format", "mvtec",
+              "--dataset_path", str(data), "--image_size", str(IMAGE_SIZE), "--per_device_train_batch_size", "2",
+              "--gradient_accumulation_steps", "2", "--max_steps", "6", "--checkpointing_steps", "2",
+              "--save_total_limit", "2"]
+    reference = _run([*common, "--output_dir", str(tmp_path / "reference")])
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert sorted(path.name for path in (tmp_path / "reference" / "checkpoints").iterdir()) == [
+        "checkpoint_4", "checkpoint_6"
+    ]
+
+    crashed_dir = tmp_path / "crashed"
+    crashed = _run([*common, "--output_dir", str(crashed_dir), "--simulate_crash_after_steps", "3"])
+    assert crashed.returncode == -signal.SIGKILL
+    assert not (crashed_dir / "model.safetensors").exists()
+    saved_state = json.loads((crashed_dir / "checkpoints" / "checkpoint_2" / "trainer_state.json").read_text())
+    assert saved_state["epoch"] == 0 and saved_state["batches_in_epoch"] == 4  # stopped in the middle of epoch 1
+    # A later checkpoint that was being written when the process died: complete-looking but never renamed.
+    partial = crashed_dir / "checkpoints" / "checkpoint_5.tmp"
+    partial.mkdir()
+    (partial / "trainer_state.json").write_text(json.dumps({"global_step": 5, "epoch": 1, "batches_in_epoch": 2}))
+    (partial / "model.safetensors").write_bytes(b"\x00" * 10)
+
+    resumed = _run([*common, "--output_dir", str(crashed_dir), "--resume_from_checkpoint", "latest"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed from" in resumed.stderr and "checkpoint_2 at step 2" in resumed.stderr
+    expected, actual = _prompt_tensors(tmp_path / "reference"), _prompt_tensors(crashed_dir)
+    assert expected.keys() == actual.keys() and expected
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), f"{key} differs after resuming"
+    assert not partial.exists(), "leftover temporary checkpoints are cleaned up"
+
+
+# ------------------------------------------------------------------------------------------------ distributed
+
+
+def test_two_process_cpu_run_ends_with_identical_prompts_on_both(tiny_model_dir, tmp_path):
+    output_dir = tmp_path / "ddp"
+    port = _free_port()
+    # On a CPU-only machine accelerate starts several local processes with its multi-process launcher; --use_cpu
+    # makes them one gloo process group.
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(port), str(TRAIN_SCRIPT), "--use_cpu", "--model", str(tiny_model_dir),
+               "--dataset", "synthetic", "--synthetic_domains", "stripes", "--synthetic_num_normal", "4",
+               "--synthetic_num_anomalous", "4", "--image_size", str(IMAGE_SIZE), "--per_device_train_batch_size",
+               "2", "--max_steps", "3", "--output_dir", str(output_dir)]
+    result = _run(command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["num_processes"] == 2
+    digests = state["prompt_sha256_per_process"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+
+    trained = FAPromptModel.from_pretrained(output_dir)
+    assert _prompt_digest(trained.state_dict()) == digests[0] == state["prompt_sha256"]
+    initial = _prompt_tensors(tiny_model_dir)
+    assert any(not torch.equal(initial[key], value) for key, value in _prompt_tensors(output_dir).items())
+    card = (output_dir / "README.md").read_text()
+    front_matter = card.split("---")[1]
+    assert "library_name: faprompt-hf" in front_matter
+    assert all(f"- {tag}" in front_matter for tag in ("anomaly-detection", "zero-shot", "faprompt"))
+    assert "8 images, 4 of them anomalous" in card
+    assert (output_dir / "processor_config.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ precision, hub
+
+
+def test_bf16_runs_the_frozen_clip_in_bf16_and_keeps_prompts_in_float32(
+    tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state
+):
+    model = _tiny_model(tiny_tokenizer)
+    seen: list[tuple[torch.dtype, set[torch.dtype]]] = []
+
+    def record(step: int, losses: dict[str, float]) -> None:
+        prompt_dtypes = {parameter.dtype for parameter in model.prompt_learner.parameters()}
+        seen.append((model.clip.vision_model.embeddings.patch_embedding.weight.dtype, prompt_dtypes))
+        assert all(torch.isfinite(torch.tensor(list(losses.values()))))
+
+    args = FAPromptTrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4,
+                                     image_size=IMAGE_SIZE, mixed_precision="bf16")
+    trained = train(model, small_train_set, _processor(tiny_tokenizer), args, step_callback=record)
+    assert seen == [(torch.bfloat16, {torch.float32})] * 2
+    assert trained.clip.vision_model.embeddings.patch_embedding.weight.dtype == torch.float32
+    reloaded = FAPromptModel.from_pretrained(tmp_path)
+    assert _prompt_digest(reloaded.state_dict()) == _prompt_digest(trained.state_dict())
+
+
+def test_push_to_hub_uploads_model_processor_and_card_without_checkpoints(
+    tiny_tokenizer, small_train_set, tmp_path, monkeypatch, fresh_accelerate_state
+):
+    calls = {}
+
+    class FakeApi:
+        def create_repo(self, repo_id, private, exist_ok):
+            calls["create_repo"] = (repo_id, private)
+            return type("RepoUrl", (), {"repo_id": f"user/{repo_id}"})()
+
+        def upload_folder(self, repo_id, folder_path, ignore_patterns, commit_message):
+            calls["upload"] = (repo_id, sorted(path.name for path in Path(folder_path).iterdir()), ignore_patterns)
+
+    monkeypatch.setattr("faprompt_hf.training.HfApi", FakeApi)
+    args = FAPromptTrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4,
+                                     image_size=IMAGE_SIZE, checkpointing_steps=1, push_to_hub=True,
+                                     hub_model_id="faprompt-test", hub_private_repo=True)
+    train(_tiny_model(tiny_tokenizer), small_train_set, _processor(tiny_tokenizer), args)
+    assert calls["create_repo"] == ("faprompt-test", True)
+    repo_id, files, ignored = calls["upload"]
+    assert repo_id == "user/faprompt-test"
+    assert {"config.json", "model.safetensors", "processor_config.json", "README.md"} <= set(files)
+    assert "checkpoints/*" in ignored and (tmp_path / "out" / "checkpoints" / "checkpoint_2").is_dir()
