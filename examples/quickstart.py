@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from torch.utils.data import DataLoader
-from transformers import CLIPModel, CLIPTokenizer
+from transformers import CLIPTokenizer
 
 from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
 from faprompt_hf.data import DOMAINS, FAPromptCollator, defer_decoding, make_synthetic_dataset
@@ -106,7 +106,7 @@ def build_model(clip: str, image_size: int, seed: int) -> tuple[FAPromptModel, F
         model = FAPromptModel(tiny_faprompt_config(tokenizer, clip_config, image_size=image_size))
     else:
         tokenizer = CLIPTokenizer.from_pretrained(clip)
-        model = FAPromptModel.from_clip(CLIPModel.from_pretrained(clip), image_size=image_size)
+        model = FAPromptModel.from_clip(clip, image_size=image_size)
     return model, FAPromptProcessor(FAPromptImageProcessor(size=image_size), tokenizer)
 
 

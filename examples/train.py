@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from accelerate import PartialState
 from accelerate.utils import set_seed
 from datasets import Dataset
-from transformers import CLIPModel, CLIPTokenizer, HfArgumentParser
+from transformers import CLIPTokenizer, HfArgumentParser
 
 from faprompt_hf import DEFAULT_CLIP, FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
 from faprompt_hf.data import load_folder, load_hub_dataset, load_meta_json, load_mvtec_ad, load_visa
@@ -147,7 +147,7 @@ def build_model(
     overrides.update(json.loads(script.config_overrides) if script.config_overrides else {})
     if training.image_size is not None:
         overrides.setdefault("image_size", training.image_size)
-    model = FAPromptModel.from_clip(CLIPModel.from_pretrained(script.clip), **overrides)
+    model = FAPromptModel.from_clip(script.clip, **overrides)
     return model, processor, script.clip
 
 
