@@ -33,6 +33,7 @@ import math
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -569,7 +570,13 @@ def train(
             sum(parameter.numel() for parameter in trainable), dataset_summary["num_images"],
             dataset_summary["num_anomalous"], total_steps, steps_per_epoch, accelerator.num_processes,
         )
-    progress = tqdm(total=total_steps, initial=global_step, desc="FAPrompt", disable=not accelerator.is_main_process)
+    progress = tqdm(
+        total=total_steps,
+        initial=global_step,
+        desc="FAPrompt",
+        disable=not accelerator.is_main_process,
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,  # logs and CI get a line every 10 s, not every step
+    )
     log_history: list[dict[str, float]] = []
     window: list[torch.Tensor] = []
     accumulated: list[torch.Tensor] = []
