@@ -50,16 +50,21 @@ def tiny_model(tiny_config) -> FAPromptModel:
 
 
 @pytest.fixture(scope="session")
-def saved_tiny_model(tmp_path_factory):
-    """A seeded tiny FAPromptModel and a directory holding it with its processor (read-only for tests)."""
+def model() -> FAPromptModel:
+    """A seeded tiny FAPromptModel shared by the evaluation and pipeline tests (restore anything you change)."""
+    torch.manual_seed(0)
+    return FAPromptModel(tiny_faprompt_config()).eval()
+
+
+@pytest.fixture(scope="session")
+def model_dir(model, tmp_path_factory):
+    """A directory holding ``model`` and its processor, as ``save_pretrained`` writes them."""
     from faprompt_hf import FAPromptImageProcessor, FAPromptProcessor
 
-    torch.manual_seed(0)
-    model = FAPromptModel(tiny_faprompt_config()).eval()
     directory = tmp_path_factory.mktemp("tiny_model")
     model.save_pretrained(directory)
     FAPromptProcessor(image_processor=FAPromptImageProcessor(size=model.config.image_size)).save_pretrained(directory)
-    return model, directory
+    return directory
 
 
 @pytest.fixture

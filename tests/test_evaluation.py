@@ -43,16 +43,6 @@ CLASSES = ("nut", "stripes")
 
 
 @pytest.fixture(scope="module")
-def model(saved_tiny_model) -> FAPromptModel:
-    return saved_tiny_model[0]
-
-
-@pytest.fixture(scope="module")
-def model_dir(saved_tiny_model):
-    return saved_tiny_model[1]
-
-
-@pytest.fixture(scope="module")
 def mvtec_root(tmp_path_factory):
     """A synthetic dataset on disk in the MVTec AD layout: 2 classes x (2 normal + 2 anomalous) test images."""
     root = tmp_path_factory.mktemp("mvtec")

@@ -28,16 +28,6 @@ RESULT_KEYS = ["score", "is_anomalous", "anomaly_map", "mask", "overlay"]
 
 
 @pytest.fixture(scope="module")
-def model(saved_tiny_model) -> FAPromptModel:
-    return saved_tiny_model[0]
-
-
-@pytest.fixture(scope="module")
-def model_dir(saved_tiny_model):
-    return saved_tiny_model[1]
-
-
-@pytest.fixture(scope="module")
 def detector(model_dir):
     return pipeline(ANOMALY_DETECTION_TASK, model=str(model_dir))
 
