@@ -234,3 +234,10 @@ def test_openai_clip_equals_transformers_clip_layout(original_weights):
         x = torch.nn.functional.layer_norm(x, (768,), state_dict["ln_final.weight"], state_dict["ln_final.bias"])
         expected = x[:, -1] @ state_dict["text_projection"]
     assert torch.allclose(features, expected, atol=1e-5)
+
+
+def test_torchscript_clip_archive_is_refused_with_the_way_out(tmp_path):
+    path = tmp_path / "ViT-L-14-336px.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), path)
+    with pytest.raises(ValueError, match="TorchScript archive.*openai/clip-vit-large-patch14-336"):
+        load_torch_file(path, "OpenAI-format CLIP file")
