@@ -57,5 +57,14 @@ def test_invalid_values_are_refused(field, value, message):
 
 
 def test_wrong_type_is_refused():
-    with pytest.raises(Exception, match="num_abnormal_prompts"):
+    with pytest.raises(StrictDataclassClassValidationError, match="num_abnormal_prompts"):
         FAPromptConfig(num_abnormal_prompts="ten")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"deep_prompt_length": 6}, "must not exceed normal_context_length"), ({"deep_prompt_depth": 13}, "exceeds")],
+)
+def test_deep_prompts_must_fit_the_prompt_and_the_text_tower(overrides, message):
+    with pytest.raises(StrictDataclassClassValidationError, match=message):
+        FAPromptConfig(**overrides)

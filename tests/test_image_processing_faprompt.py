@@ -72,6 +72,13 @@ def test_arrays_and_tensors_are_accepted():
     assert from_batch.shape == (2, 3, 16, 16)
 
 
+def test_mask_batch_as_one_array():
+    masks = np.zeros((2, 30, 40), dtype=np.uint8)
+    masks[1, :10] = 1
+    out = FAPromptImageProcessor(size=16)(images=[_rgb(), _rgb(seed=1)], masks=masks, return_tensors="pt")["masks"]
+    assert out.shape == (2, 16, 16) and out[0].sum() == 0 and out[1].sum() > 0
+
+
 def test_mask_of_another_size_is_an_error_or_a_documented_resize():
     processor = FAPromptImageProcessor(size=16)
     mask = np.ones((15, 20), dtype=np.uint8)

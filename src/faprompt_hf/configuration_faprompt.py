@@ -179,6 +179,11 @@ class FAPromptConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.deep_prompt_depth < 1 or self.deep_prompt_length < 0:
             raise ValueError("deep_prompt_depth must be >= 1 and deep_prompt_length >= 0.")
+        if self.deep_prompt_length > self.normal_context_length:
+            raise ValueError(
+                f"deep_prompt_length ({self.deep_prompt_length}) must not exceed normal_context_length "
+                f"({self.normal_context_length}): deep prompts replace positions 1..length, inside the normal context."
+            )
         if self.temperature <= 0 or self.gaussian_sigma < 0:
             raise ValueError("temperature must be > 0 and gaussian_sigma >= 0.")
         clip = self.clip_config
@@ -186,6 +191,12 @@ class FAPromptConfig(PreTrainedConfig):
             vision_layers = clip.vision_config.num_hidden_layers
             if not 0 <= self.num_vv_blocks <= vision_layers:
                 raise ValueError(f"num_vv_blocks must lie in [0, {vision_layers}], got {self.num_vv_blocks}.")
+            text_layers = clip.text_config.num_hidden_layers
+            if self.deep_prompt_depth > text_layers:
+                raise ValueError(
+                    f"deep_prompt_depth ({self.deep_prompt_depth}) exceeds the text tower's {text_layers} blocks: "
+                    "deep prompts beyond the last block would never be used."
+                )
             if self.image_size % clip.vision_config.patch_size:
                 raise ValueError(
                     f"image_size {self.image_size} is not a multiple of the patch size {clip.vision_config.patch_size}."

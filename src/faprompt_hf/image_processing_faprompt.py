@@ -82,7 +82,7 @@ class FAPromptImageProcessor(BaseImageProcessor):
 
     def preprocess_image(self, image: ImageInput, size: tuple[int, int], source: str | None = None) -> np.ndarray:
         """One image -> normalised float32 array (3, H, W)."""
-        rgb = to_rgb_image(image, source)
+        rgb = image if isinstance(image, Image.Image) and image.mode == "RGB" else to_rgb_image(image, source)
         resized = rgb.resize((size[1], size[0]), _RESAMPLE[self.resample])
         array = np.asarray(resized, dtype=np.float32) / 255.0
         array = (array - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)
@@ -152,7 +152,12 @@ class FAPromptImageProcessor(BaseImageProcessor):
             pixel_values.append(self.preprocess_image(rgb, target, source))
         data: dict[str, Any] = {"pixel_values": np.stack(pixel_values)}
         if masks is not None:
-            mask_list = [masks] if len(image_list) == 1 and not isinstance(masks, (list, tuple)) else _as_list(masks)
+            if isinstance(masks, (list, tuple)):
+                mask_list = list(masks)
+            elif isinstance(masks, (np.ndarray, torch.Tensor)) and masks.ndim == 3 and len(image_list) > 1:
+                mask_list = list(masks)  # a (B, H, W) batch of masks
+            else:
+                mask_list = [masks]
             if len(mask_list) != len(image_list):
                 raise ValueError(f"Got {len(mask_list)} masks for {len(image_list)} images; give one (or None) each.")
             data["masks"] = np.stack(

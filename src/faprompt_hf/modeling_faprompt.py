@@ -102,6 +102,10 @@ def resize_position_embeddings(position_embeddings: torch.Tensor, grid: tuple[in
     return torch.cat([position_embeddings[:1], resized], dim=0)
 
 
+# Keys of a data collator's batch that are not model inputs.
+_IGNORED_BATCH_KEYS = frozenset({"class_names", "paths", "defect_types"})
+
+
 def bilinear_resize_matrix(out_size: int, in_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The (out, in) matrix of 1-D bilinear resizing with ``align_corners=False`` (PyTorch's convention).
 
@@ -214,7 +218,8 @@ class FAPromptPreTrainedModel(PreTrainedModel):
     base_model_prefix = "clip"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
-    supports_gradient_checkpointing = True
+    # CLIP's layers only checkpoint in training mode, and the frozen CLIP always runs in eval mode.
+    supports_gradient_checkpointing = False
     _no_split_modules = ["CLIPTextEmbeddings", "CLIPEncoderLayer", "CLIPVisionEmbeddings"]
     _supports_sdpa = True
     _supports_flash_attn = False
@@ -307,6 +312,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         """Set training mode for the prompts; the frozen CLIP always stays in eval mode (no dropout)."""
         super().train(mode)
         self.clip.eval()
+        self.clear_static_text_cache()
         return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -466,7 +472,9 @@ class FAPromptModel(FAPromptPreTrainedModel):
     def static_text_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of the normal prompt and of the K abnormal prompts without the prior, in one text-tower call.
 
-        Cached across calls while gradients are off and the prompts are unchanged.
+        Cached across calls while gradients are off and the prompts and text tower are unchanged (changes are
+        seen through PyTorch's version counters; after editing ``.data`` directly, call
+        :meth:`clear_static_text_cache`).
 
         Returns:
             ``(normal_feature, abnormal_features)``: unnormalised (D,) and (K, D), float32.
@@ -474,9 +482,13 @@ class FAPromptModel(FAPromptPreTrainedModel):
         cache_key = None
         if not torch.is_grad_enabled():
             learner = self.prompt_learner
-            cache_key = tuple(
-                (p.data_ptr(), p._version, p.device, p.dtype)
-                for p in (learner.normal_context, learner.abnormal_context, learner.deep_prompts)
+            tensors = [learner.normal_context, learner.abnormal_context, learner.deep_prompts,
+                       *self.clip.text_model.parameters(), self.clip.text_projection.weight]
+            cache_key = (
+                self.config.round_deep_prompts_to_float16,
+                tuple(self.config.normal_prompt_ids()),
+                tuple(self.config.abnormal_prompt_ids()),
+                *((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors),
             )
             if self._static_text_cache is not None and self._static_text_cache[0] == cache_key:
                 return self._static_text_cache[1]
@@ -490,6 +502,10 @@ class FAPromptModel(FAPromptPreTrainedModel):
         result = (features[0], features[1:])
         self._static_text_cache = None if cache_key is None else (cache_key, result)
         return result
+
+    def clear_static_text_cache(self) -> None:
+        """Forget the cached static prompt features (they are recomputed on the next forward)."""
+        self._static_text_cache = None
 
     def prior_abnormal_features(self, prior_bias: torch.Tensor) -> torch.Tensor:
         """Mean feature of the K abnormal prompts conditioned on each image's prior, in one text-tower call.
@@ -529,6 +545,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         masks: torch.Tensor | None = None,
+        mask_valid: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> FAPromptOutput | tuple:
@@ -539,12 +556,18 @@ class FAPromptModel(FAPromptPreTrainedModel):
             labels: Optional image labels (B,), 0 normal and 1 anomalous.
             masks: Optional ground-truth masks (B, H, W), binarised at 0.5; default zeros, which only normal
                 images may use.
+            mask_valid: Optional (B,) booleans from the data collator: False where a row's mask is a stand-in
+                (no ground truth). An anomalous image without a real mask cannot be trained on: it is an error.
             return_dict: Return a tuple instead of an [`FAPromptOutput`] when False.
-            **kwargs: Ignored keys of a processor's batch (for example ``class_names``).
+            **kwargs: The collator's non-tensor keys (``class_names``, ``paths``, ``defect_types``) are accepted and
+                ignored; any other keyword is an error.
 
         Returns:
             An [`FAPromptOutput`].
         """
+        unknown = sorted(set(kwargs) - _IGNORED_BATCH_KEYS)
+        if unknown:
+            raise TypeError(f"FAPromptModel.forward got unexpected keyword argument(s) {unknown}.")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         temperature = config.temperature
@@ -582,6 +605,11 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
             losses: dict[str, torch.Tensor] = {}
             if labels is not None:
+                if mask_valid is not None and bool((labels.view(-1).bool() & ~mask_valid.view(-1).bool()).any()):
+                    raise ValueError(
+                        "An anomalous image in the batch has no ground-truth mask (mask_valid is False): the "
+                        "training objective needs one; give masks for every anomalous image or drop those rows."
+                    )
                 targets = self._pixel_targets(labels, masks, (height, width))
                 losses = self._objective(
                     labels, targets, static_maps, prior_maps, image_logits, image_scores, abnormal_features, prior_bias
