@@ -23,6 +23,7 @@ from faprompt_hf.data import (  # noqa: E402
     load_folder,
     load_mvtec_ad,
     make_synthetic_dataset,
+    verify_dataset,
     with_processor_transform,
     write_synthetic_mvtec,
 )
@@ -211,3 +212,45 @@ def test_iterable_dataset_with_workers_and_node_sharding(synthetic_root, process
         for rank in range(2)
     ]
     assert not set(shards[0]) & set(shards[1]) and sorted(shards[0] + shards[1]) == sorted(dataset["path"])
+
+
+def test_collator_and_verify_share_the_mask_checks(tmp_path, processor):
+    """One helper checks mask size and normal-with-mask for both: the same rows give the same messages."""
+    root = half_tree(tmp_path)
+    rows = list(defer_decoding(load_folder(root)))
+    normal_with_mask = {**rows[1], "mask": rows[0]["mask"]}
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(root / "part" / "masks" / "dent" / "a.png")
+    mismatched = list(defer_decoding(load_folder(root)))
+    for bad in ([normal_with_mask], mismatched):
+        with pytest.raises(ValueError) as from_collator:
+            FAPromptCollator(processor)(bad)
+        with pytest.raises(ValueError) as from_verify:
+            verify_dataset(bad)
+        assert str(from_collator.value) == str(from_verify.value)
+    assert "resize_mismatched_masks=True" in str(from_verify.value)
+
+
+def test_float_labels_are_accepted_and_other_floats_rejected(tmp_path, processor):
+    rows = list(load_folder(half_tree(tmp_path)))
+    batch = FAPromptCollator(processor)([{**rows[0], "label": 1.0}, {**rows[1], "label": np.float32(0.0)}])
+    assert batch["labels"].tolist() == [1, 0]
+    with pytest.raises(ValueError, match=r"Cannot read the label 0.5 of row .*n.png"):
+        FAPromptCollator(processor)([{**rows[1], "label": 0.5}])
+
+
+def test_exif_orientation_is_ignored_on_every_path(tmp_path, processor):
+    """Deferred rows, with_processor_transform and the processor on the path give the same, unrotated pixels."""
+    root = half_tree(tmp_path)
+    exif = Image.Exif()
+    exif[Image.ExifTags.Base.Orientation] = 3  # "rotate 180 degrees": same size, so only the pixels tell
+    array = np.full((16, 16, 3), 200, np.uint8)
+    array[:4] = 0
+    Image.fromarray(array).save(root / "part" / "dent" / "a.png", exif=exif)
+    dataset = load_folder(root)
+    expected = processor(images=[str(root / "part" / "dent" / "a.png")], return_tensors="pt")["pixel_values"][0]
+    reference = processor(images=[Image.fromarray(array)], return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close(expected, reference)
+    deferred = FAPromptCollator(processor)([defer_decoding(dataset)[0]])["pixel_values"][0]
+    torch.testing.assert_close(deferred, expected)
+    torch.testing.assert_close(with_processor_transform(dataset, processor)[0]["pixel_values"], expected)
+    verify_dataset(dataset)

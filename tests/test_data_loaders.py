@@ -11,6 +11,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 from datasets import ClassLabel, Dataset, DatasetDict, Features, IterableDataset, Value  # noqa: E402
 from datasets import Image as ImageFeature  # noqa: E402
@@ -18,6 +20,7 @@ from PIL import Image  # noqa: E402
 
 from faprompt_hf.data import (  # noqa: E402
     ANOMALY_FEATURES,
+    decode_image_value,
     load_folder,
     load_hub_dataset,
     load_meta_json,
@@ -27,6 +30,7 @@ from faprompt_hf.data import (  # noqa: E402
     verify_dataset,
     write_meta_json,
 )
+from faprompt_hf.image_utils import to_rgb_image  # noqa: E402
 
 SIZE = 16
 
@@ -494,3 +498,96 @@ def test_hub_bad_inputs(tmp_path):
         load_hub_dataset(str(tmp_path / "contradiction"), streaming=True, verify=True)
     with pytest.raises(ValueError, match="load_dataset options"):
         load_hub_dataset(str(tmp_path / "contradiction"), data_files="x.parquet")
+
+
+def test_hub_keeps_the_mask_column_without_decoding_or_copying(tmp_path, monkeypatch):
+    columns = in_memory_rows()
+    features = Features({"img": ImageFeature(), "gt": ImageFeature(), "kind": Value("string")})
+    source = Dataset.from_dict({name: columns[name] for name in features}, features=features)
+    source.save_to_disk(str(tmp_path / "saved"))
+    source.to_parquet(tmp_path / "test.parquet")
+    expected = source.with_format("arrow")["gt"]
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a mask was decoded or re-encoded")
+
+    mapping = {"image": "img", "mask": "gt", "defect_type": "kind"}
+    monkeypatch.setattr(ImageFeature, "encode_example", forbidden)
+    monkeypatch.setattr(ImageFeature, "decode_example", forbidden)
+    monkeypatch.setattr(Image, "open", forbidden)
+    saved = load_hub_dataset(tmp_path / "saved", column_mapping=mapping)
+    parquet = load_hub_dataset("parquet", data_files={"test": str(tmp_path / "test.parquet")}, column_mapping=mapping)
+    monkeypatch.undo()
+    for dataset in (saved, parquet):
+        assert dataset.features == ANOMALY_FEATURES and dataset["label"] == [0, 0, 1, 1]
+        assert dataset.with_format("arrow")["mask"].to_pylist() == expected.to_pylist()  # the same stored bytes
+        assert dataset[0]["mask"] is None and marked_rows(dataset[3]["mask"]) == [1]
+
+
+def test_hub_mask_columns_of_paths_bytes_and_empty_entries(tmp_path):
+    images = in_memory_rows(3)["img"]
+    mask_file = save_mask(tmp_path / "gt" / "b.png", slice(4, 5))
+    paths = {"image": images, "mask": ["", None, str(mask_file)]}
+    Dataset.from_dict(paths).save_to_disk(str(tmp_path / "paths"))
+    from_paths = load_hub_dataset(tmp_path / "paths")
+    assert from_paths["label"] == [0, 0, 1] and undecoded(from_paths, "mask")[2] == {
+        "bytes": None,
+        "path": str(mask_file),
+    }
+    assert from_paths[0]["mask"] is None and marked_rows(from_paths[2]["mask"]) == [4]
+    raw = {"image": images, "mask": [None, None, mask_file.read_bytes()]}
+    Dataset.from_dict(raw).save_to_disk(str(tmp_path / "raw"))
+    from_bytes = load_hub_dataset(tmp_path / "raw", verify=True)
+    assert from_bytes["label"] == [0, 0, 1] and marked_rows(from_bytes[2]["mask"]) == [4]
+    # an Image column with an empty, non-null entry: it is re-encoded so that the entry becomes "no mask"
+    empty = Dataset.from_dict({"image": images, "mask": [None, str(mask_file), str(mask_file)], "label": [0, 1, 1]})
+    table = empty.cast_column("mask", ImageFeature()).data.table
+    emptied = pa.StructArray.from_arrays(
+        [pa.array([None] * 3, pa.binary()), pa.array(["", str(mask_file), str(mask_file)])], names=["bytes", "path"]
+    )
+    assert emptied.is_valid().to_pylist() == [True] * 3
+    # written with pyarrow: datasets' own writers refuse an Image entry with an empty path
+    pq.write_table(table.set_column(table.schema.get_field_index("mask"), "mask", emptied), tmp_path / "empty.parquet")
+    from_empty = load_hub_dataset("parquet", data_files={"test": str(tmp_path / "empty.parquet")}, verify=True)
+    assert from_empty[0]["mask"] is None and marked_rows(from_empty[1]["mask"]) == [4]
+
+
+def test_hub_float_labels_from_parquet(tmp_path):
+    images = in_memory_rows(3)["img"]
+    features = Features({"image": ImageFeature(), "label": Value("float64")})
+    Dataset.from_dict({"image": images, "label": [0.0, 1.0, 1.0]}, features=features).to_parquet(tmp_path / "a.parquet")
+    dataset = load_hub_dataset("parquet", data_files={"test": str(tmp_path / "a.parquet")})
+    assert dataset["label"] == [0, 1, 1] and dataset["defect_type"] == ["good", "anomaly", "anomaly"]
+    for bad in (0.5, float("nan")):
+        Dataset.from_dict({"image": images[:2], "label": [0.0, bad]}, features=features).to_parquet(
+            tmp_path / "bad.parquet"
+        )
+        with pytest.raises(ValueError, match=rf"Cannot read the label {bad} of row .*\[test\]\[1\].*use 0/1"):
+            load_hub_dataset("parquet", data_files={"test": str(tmp_path / "bad.parquet")})
+
+
+def test_meta_json_accepts_float_anomaly_flags(tmp_path):
+    save_image(tmp_path / "bottle" / "good.png")
+    save_image(tmp_path / "bottle" / "bad.png")
+    save_mask(tmp_path / "bottle" / "bad_mask.png", slice(2, 3))
+    item = {"cls_name": "bottle", "specie_name": "good", "mask_path": "", "img_path": "bottle/good.png"}
+    bad = {**item, "specie_name": "broken", "mask_path": "bottle/bad_mask.png", "img_path": "bottle/bad.png"}
+    meta = {"train": {}, "test": {"bottle": [{**item, "anomaly": 0.0}, {**bad, "anomaly": np.float32(1.0).item()}]}}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    assert load_meta_json(tmp_path)["label"] == [0, 1]
+
+
+def test_decode_image_value_ignores_exif_orientation(tmp_path):
+    """As the original evaluation and the processor's path loading: the stored pixels, never rotated."""
+    exif = Image.Exif()
+    exif[Image.ExifTags.Base.Orientation] = 6
+    array = np.zeros((SIZE // 2, SIZE, 3), np.uint8)
+    array[0, 0] = 255
+    Image.fromarray(array).save(tmp_path / "rotated.png", exif=exif)
+    assert Image.open(tmp_path / "rotated.png").getexif()[Image.ExifTags.Base.Orientation] == 6
+    from_path = decode_image_value(str(tmp_path / "rotated.png"), "row")
+    from_bytes = decode_image_value({"bytes": (tmp_path / "rotated.png").read_bytes(), "path": None}, "row")
+    for image in (from_path, from_bytes):
+        assert image.size == (SIZE, SIZE // 2)
+        np.testing.assert_array_equal(np.asarray(to_rgb_image(image)), array)
+    np.testing.assert_array_equal(np.asarray(to_rgb_image(str(tmp_path / "rotated.png"))), array)

@@ -17,6 +17,24 @@ ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 __all__ = ["ImageInput", "load_image", "to_rgb_image", "to_mask_array"]
 
+_RAW_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+"""PIL modes whose values ``convert("L")`` would clip to 0..255: read as raw numbers instead."""
+
+
+def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """Move a tensor to a numpy array; floating tensors (bfloat16, float16, ...) are upcast to float32 first.
+
+    Args:
+        tensor: Any torch tensor.
+
+    Returns:
+        The numpy array (numpy has no bfloat16, so ``.numpy()`` alone would raise on it).
+    """
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point():
+        tensor = tensor.to(torch.float32)
+    return tensor.numpy()
+
 
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file and decode it fully.
@@ -76,7 +94,7 @@ def to_rgb_image(image: ImageInput, source: str | None = None) -> Image.Image:
 
     Handles PIL modes 1, L, LA, P (palette, with or without transparency), RGB, RGBA, CMYK, YCbCr, I, I;16 and F,
     numpy arrays (H, W), (H, W, 1|3|4) or channels-first (1|3|4, H, W) of uint8, uint16 or float in [0, 1], and
-    torch tensors of the same layouts. Alpha is dropped (as
+    torch tensors of the same layouts (float16/bfloat16 tensors are upcast to float32). Alpha is dropped (as
     ``Image.convert("RGB")`` does), and 16-bit data is scaled by 255/65535 rather than clipped.
 
     Args:
@@ -94,7 +112,7 @@ def to_rgb_image(image: ImageInput, source: str | None = None) -> Image.Image:
         image = load_image(image)
     source = source or f"<{type(image).__name__}>"
     if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
+        image = _tensor_to_numpy(image)
     if isinstance(image, np.ndarray):
         array = image
         if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
@@ -112,7 +130,7 @@ def to_rgb_image(image: ImageInput, source: str | None = None) -> Image.Image:
         return Image.fromarray(array).convert("RGB")
     if not isinstance(image, Image.Image):
         raise ValueError(f"Unsupported image input {source}: give a path, PIL image, numpy array or torch tensor.")
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if image.mode in _RAW_MODES:
         return to_rgb_image(np.asarray(image), source)
     if image.mode == "P":
         image = image.convert("RGBA")
@@ -121,19 +139,49 @@ def to_rgb_image(image: ImageInput, source: str | None = None) -> Image.Image:
     return image.convert("RGB")
 
 
-def to_mask_array(mask: ImageInput | None, source: str | None = None) -> np.ndarray | None:
-    """Binarise a ground-truth mask at its own resolution (spec section 6: any value > 0 is anomalous).
+def _channels_last(array: np.ndarray) -> np.ndarray:
+    """Move a channels-first (1|2|3|4, H, W) array to channels-last and squeeze a single channel.
 
     Args:
-        mask: A path, PIL image (any mode), numpy array or tensor of shape (H, W) (or (H, W, C) / (1, H, W),
-            in which case any non-zero channel counts), or ``None`` for "no mask".
+        array: An array of any shape.
+
+    Returns:
+        (H, W) for one channel, (H, W, C) for several, other shapes unchanged.
+    """
+    if array.ndim == 3 and array.shape[0] == 1:
+        return array[0]
+    if array.ndim == 3 and array.shape[0] in (2, 3, 4) and array.shape[-1] not in (1, 2, 3, 4):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        return array[..., 0]
+    return array
+
+
+def to_mask_array(mask: ImageInput | None, source: str | None = None) -> np.ndarray | None:
+    """Binarise a ground-truth mask at its own resolution, as the original FAPrompt code does.
+
+    The original code reads a mask as ``np.array(Image.open(path).convert("L")) > 0``; this function gives the
+    same result for every input:
+
+    * PIL images of any mode (``1``, ``L``, ``LA``, ``P`` with or without transparency, ``RGB``, ``RGBA``,
+      ``CMYK``, ...): ``np.array(mask.convert("L")) > 0``, i.e. by grey level, alpha ignored. A palette mask is read
+      by its colours' grey level, not by its indices. Exceptions: 16-bit and 32-bit integer modes (``I;16``,
+      ``I``) and float ``F`` masks, which ``convert("L")`` would clip, are read as raw values ``> 0``.
+    * Arrays and tensors (H, W), (1, H, W) or (H, W, 1): values ``> 0``.
+    * (H, W, C) or channels-first (C, H, W) with C = 2 (grey + alpha), 3 (RGB) or 4 (RGBA): the alpha channel is
+      dropped; uint8 data is then converted to grey level exactly as PIL's ``convert("L")`` does
+      (``round(0.299 R + 0.587 G + 0.114 B)``, so a pure ``(0, 0, 1)`` pixel is 0), other dtypes (bool, 16-bit,
+      float) count a pixel as anomalous when any channel is ``> 0``.
+
+    Args:
+        mask: A path, PIL image, numpy array or torch tensor (see above), or ``None`` for "no mask".
         source: A name for error messages (defaults to the path, or the input's type).
 
     Returns:
         A boolean array (H, W), or ``None`` when ``mask`` is ``None``.
 
     Raises:
-        ValueError: The mask has an unexpected shape or holds NaN (the message names it).
+        ValueError: The mask has an unexpected shape or mode, or holds NaN or inf (the message names it).
     """
     if mask is None:
         return None
@@ -141,18 +189,35 @@ def to_mask_array(mask: ImageInput | None, source: str | None = None) -> np.ndar
         source = source or os.fspath(mask)
         mask = load_image(mask)
     source = source or f"<{type(mask).__name__}>"
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
     if isinstance(mask, Image.Image):
-        # palette masks: the index (0 = background) marks defects, not the colour's brightness
-        mask = np.asarray(mask.convert("L") if mask.mode in ("CMYK", "YCbCr") else mask)
-    array = np.asarray(mask)
-    if array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim == 3:
-        array = array.any(axis=-1) if array.dtype == bool else (array != 0).any(axis=-1)
-    if array.ndim != 2:
-        raise ValueError(f"Mask {source} has shape {tuple(np.shape(mask))}; expected (H, W).")
+        if mask.mode in _RAW_MODES:
+            array = np.asarray(mask)
+        else:
+            try:
+                return np.array(mask.convert("L")) > 0
+            except ValueError as error:
+                raise ValueError(
+                    f"Mask {source} has PIL mode {mask.mode!r}, which cannot be converted to grey levels ({error}); "
+                    "save it as an L (8-bit grey) or 1 (binary) image."
+                ) from error
+    elif isinstance(mask, torch.Tensor):
+        array = _tensor_to_numpy(mask)
+    else:
+        array = np.asarray(mask)
+    shape = tuple(array.shape)
+    array = _channels_last(array)
+    if array.ndim == 3 and array.shape[-1] in (2, 4):
+        array = array[..., :-1]  # drop alpha
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] == 3 and array.dtype == np.uint8:
+        array = np.array(Image.fromarray(np.ascontiguousarray(array)).convert("L"))
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
+        raise ValueError(
+            f"Mask {source} has shape {shape}; expected (H, W), (1, H, W), or (H, W, C) / (C, H, W) with C in 1-4."
+        )
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise ValueError(f"Mask {source} contains NaN or inf values.")
+    if array.ndim == 3:
+        return (array > 0).any(axis=-1)
     return array > 0

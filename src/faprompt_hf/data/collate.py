@@ -21,7 +21,7 @@ import torch
 from datasets import Dataset
 
 from ..image_utils import to_mask_array, to_rgb_image
-from .schema import _is_missing, _parse_label, decode_image_value, defer_decoding
+from .schema import _check_mask, _is_missing, _parse_label, decode_image_value, defer_decoding
 
 __all__ = ["FAPromptCollator", "with_processor_transform"]
 
@@ -82,13 +82,8 @@ class FAPromptCollator:
             if not _is_missing(row.get("mask")):
                 mask = to_mask_array(decode_image_value(row["mask"], source), f"mask of {source}")
             label = _parse_label(row["label"], f"row {source!r}")
-            if mask is not None and mask.shape != (image.height, image.width) and not self.resize_mismatched_masks:
-                raise ValueError(
-                    f"The mask of {source!r} is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                    f"{image.width}x{image.height} (width x height); fix the mask or use resize_mismatched_masks=True."
-                )
-            if label == 0 and mask is not None and mask.any():
-                raise ValueError(f"{source!r} is labelled normal but its mask marks {int(mask.sum())} pixels.")
+            if mask is not None:
+                _check_mask(mask, image.size, label, source, resize_ok=self.resize_mismatched_masks)
             images.append(image)
             masks.append(mask)
             labels.append(label)

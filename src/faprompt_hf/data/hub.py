@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
+import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, load_dataset, load_from_disk
 from datasets import Image as ImageFeature
 from transformers.utils import logging
@@ -28,6 +29,9 @@ logger = logging.get_logger(__name__)
 __all__ = ["load_hub_dataset"]
 
 _SOURCE_PREFIX = "__faprompt_source__"
+
+_BATCH_ROWS = 1000
+"""Rows read at a time when deriving the small columns of a non-streaming dataset."""
 
 
 def _open(name_or_path: str, split: str, streaming: bool, load_kwargs: dict[str, Any]) -> Dataset | IterableDataset:
@@ -93,15 +97,29 @@ def _normalise_batch(
     features: Mapping[str, Any],
     reference: str,
     class_name: str,
+    encode_masks: bool = True,
 ) -> dict[str, list[Any]]:
     """Compute the schema's ``mask``, ``label``, ``class_name``, ``defect_type`` and ``path`` for a batch.
 
-    ``batch`` holds the dataset's own columns (``{prefix}{name}``) for every source column named in ``mapping``
-    except the image, with masks undecoded.
+    Args:
+        batch: The dataset's own columns (``{prefix}{name}``) for the source columns named in ``mapping`` except
+            the image, with masks undecoded. The mask column may be left out when it is neither encoded here nor
+            needed to derive labels.
+        indices: The rows' indices in the dataset (for the default ``path``).
+        mapping: Our column name -> the dataset's.
+        features: The dataset's features.
+        reference: ``"<name_or_path>[<split>]"``, for default paths and messages.
+        class_name: The default ``class_name``.
+        encode_masks: Return ``mask`` (encoded for ``datasets.Image``); ``False`` when the caller keeps the
+            dataset's own mask column.
+
+    Returns:
+        The schema columns for the batch (``mask`` only with ``encode_masks``).
     """
 
     def column(ours: str) -> list[Any] | None:
-        return batch[_SOURCE_PREFIX + mapping[ours]] if ours in mapping else None
+        key = _SOURCE_PREFIX + mapping[ours] if ours in mapping else None
+        return batch[key] if key in batch else None
 
     def feature(ours: str) -> Any:
         return features.get(mapping[ours]) if ours in mapping else None
@@ -121,6 +139,8 @@ def _normalise_batch(
                 raise ValueError(f"Row {path!r} has no defect_type to derive its label from.")
         labels = [int(defect.strip() != NORMAL_DEFECT_TYPE) for defect in defects]
     elif "mask" in mapping:
+        if column("mask") is None:
+            raise RuntimeError("The mask column is needed to derive labels but was not read.")
         labels = [
             0 if mask is None else int(to_mask_array(decode_image_value(mask, path), f"mask of {path}").any())
             for mask, path in zip(masks, paths, strict=True)
@@ -130,8 +150,7 @@ def _normalise_batch(
             f"{reference} has no label, defect_type or mask column to derive labels from; name one in column_mapping."
         )
     defects = defects or [None] * len(indices)
-    return {
-        "mask": [None if mask is None else ImageFeature().encode_example(mask) for mask in masks],
+    columns = {
         "label": labels,
         "class_name": _strings(column("class_name"), feature("class_name")) or [class_name] * len(indices),
         "defect_type": [
@@ -140,6 +159,33 @@ def _normalise_batch(
         ],
         "path": paths,
     }
+    if encode_masks:
+        columns["mask"] = [None if mask is None else ImageFeature().encode_example(mask) for mask in masks]
+    return columns
+
+
+def _is_keepable_mask_column(dataset: Dataset, column: str) -> bool:
+    """Whether ``column`` can serve as the schema's ``mask`` column as it is (renamed and cast, not rewritten).
+
+    That is the case for a ``datasets.Image`` column whose rows are either null ("no mask") or hold bytes or a
+    non-empty path. Only the arrow validity bitmaps and the ``path`` strings are read, never the image bytes.
+
+    Args:
+        dataset: The source dataset.
+        column: Its mask column.
+
+    Returns:
+        True when the column can be kept.
+    """
+    if not isinstance(dataset.features.get(column), ImageFeature):
+        return False
+    for table in dataset.select_columns([column]).with_format("arrow").iter(batch_size=_BATCH_ROWS):
+        values = table.column(column)
+        no_bytes = pc.is_null(pc.struct_field(values, "bytes"))
+        no_path = pc.fill_null(pc.equal(pc.struct_field(values, "path"), ""), True)
+        if pc.any(pc.and_(pc.is_valid(values), pc.and_(no_bytes, no_path))).as_py():
+            return False  # an empty but non-null entry: it must become null, so the column is rewritten
+    return True
 
 
 def load_hub_dataset(
@@ -163,8 +209,11 @@ def load_hub_dataset(
       mask has any pixel > 0 (this decodes the masks).
     * ``defect_type`` defaults to ``"good"``/``"anomaly"`` by label, ``class_name`` to ``class_name``, ``path`` to
       ``"<name_or_path>[<split>][<index>]"``.
-    * Other columns are dropped. Image data is not decoded or copied (non-streaming: columns are added with
-      ``add_column``; streaming: a lazy ``map``).
+    * Other columns are dropped. Image data is not decoded or copied: the image column, and a mask column that is
+      a ``datasets.Image`` column, are kept as they are (renamed, cast to ``Image()``); a mask column of path strings
+      becomes a column of paths. Only a mask column of another kind (raw bytes, ...) or an ``Image`` mask column
+      with empty non-null entries is re-encoded, which copies it into memory. Non-streaming: the small columns are
+      derived in batches and added with ``add_column``; streaming: a lazy ``map``.
 
     Args:
         name_or_path: What to load (see above).
@@ -208,17 +257,39 @@ def load_hub_dataset(
             remove_columns=[_SOURCE_PREFIX + theirs for theirs in sources],
         )
         return normalised.cast(ANOMALY_FEATURES)
-    small = dataset.select_columns(sources).rename_columns({theirs: _SOURCE_PREFIX + theirs for theirs in sources})
+    mask_source = mapping.get("mask")
+    keep_mask = (
+        mask_source is not None and mask_source != mapping["image"] and _is_keepable_mask_column(dataset, mask_source)
+    )
+    # the mask values are read only when they are re-encoded or needed to derive the labels
+    read_mask = mask_source is not None and (not keep_mask or not {"label", "defect_type"} & set(mapping))
+    small_sources = sorted(
+        {theirs for ours, theirs in mapping.items() if ours not in ("image", "mask")}
+        | ({mask_source} if read_mask else set())
+    )
+    small = dataset.select_columns(small_sources).rename_columns(
+        {theirs: _SOURCE_PREFIX + theirs for theirs in small_sources}
+    )
     for column, feature in small.features.items():
         if isinstance(feature, ImageFeature):
             small = small.cast_column(column, ImageFeature(decode=False))
-    columns = normalise(small.to_dict(), list(range(len(dataset))))
-    images = dataset.select_columns([mapping["image"]])
-    if mapping["image"] != "image":
-        images = images.rename_column(mapping["image"], "image")
-    images = images.cast_column("image", ImageFeature())
+    columns: dict[str, list[Any]] = {}
+    for start in range(0, max(len(dataset), 1), _BATCH_ROWS):
+        stop = min(start + _BATCH_ROWS, len(dataset))
+        batch = small[start:stop] if small_sources else {}
+        part = normalise(batch, list(range(start, stop)), encode_masks=not keep_mask)
+        for name, values in part.items():
+            columns.setdefault(name, []).extend(values)
+    kept = {mapping["image"]: "image", **({mask_source: "mask"} if keep_mask else {})}
+    images = dataset.select_columns(list(kept))
+    renames = {theirs: ours for theirs, ours in kept.items() if theirs != ours}
+    if renames:
+        images = images.rename_columns(renames)
+    for column in kept.values():
+        images = images.cast_column(column, ImageFeature())
     for column in ("mask", "label", "class_name", "defect_type", "path"):
-        images = images.add_column(column, columns[column], feature=ANOMALY_FEATURES[column])
+        if column not in kept.values():
+            images = images.add_column(column, columns[column], feature=ANOMALY_FEATURES[column])
     logger.info("Loaded %d rows of %s[%s]", len(images), name, split)
     if verify:
         verify_dataset(images)

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import numpy as np
 from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 from datasets import Image as ImageFeature
-from PIL import Image, ImageOps
+from datasets.utils.file_utils import xopen
+from PIL import Image
 from transformers.utils import logging
 
 from ..image_utils import load_image, to_mask_array, to_rgb_image
@@ -90,7 +91,8 @@ def _parse_label(value: Any, where: str, names: Sequence[str] | None = None) -> 
     """Turn a label in any common spelling into 0 (normal) or 1 (anomalous).
 
     Args:
-        value: An int/bool 0/1, a numpy scalar, or a word such as ``"normal"``, ``"good"``, ``"anomaly"``.
+        value: An int/bool 0/1, a float equal to 0 or 1 (as parquet/pandas often store labels), a numpy scalar, or
+            a word such as ``"normal"``, ``"good"``, ``"anomaly"``.
         where: The row or file, for the error message.
         names: Class names when ``value`` indexes a ``ClassLabel`` (its name is parsed instead of the index).
 
@@ -107,6 +109,8 @@ def _parse_label(value: Any, where: str, names: Sequence[str] | None = None) -> 
     if isinstance(value, (bool, np.bool_)):
         return int(value)
     if isinstance(value, (int, np.integer)) and int(value) in (0, 1):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and value in (0.0, 1.0):
         return int(value)
     if isinstance(value, str) and value.strip().lower() in _NORMAL_WORDS | _ANOMALOUS_WORDS:
         return int(value.strip().lower() in _ANOMALOUS_WORDS)
@@ -145,12 +149,14 @@ def decode_image_value(value: Any, source: str) -> Image.Image | np.ndarray:
     """Decode one stored ``image`` or ``mask`` value, naming ``source`` in any error.
 
     Args:
-        value: A PIL image or array (returned as is), a file path, or a ``datasets.Image`` storage dict
-            ``{"bytes": ..., "path": ...}`` as seen with ``Image(decode=False)``.
+        value: A PIL image or array (returned as is), a file path, encoded image bytes, or a ``datasets.Image``
+            storage dict ``{"bytes": ..., "path": ...}`` as seen with ``Image(decode=False)``.
         source: The row's ``path``, used in error messages.
 
     Returns:
-        The decoded PIL image (EXIF orientation applied, as ``datasets`` does), or the array.
+        The decoded PIL image or the array. EXIF orientation is ignored, as in the original FAPrompt evaluation
+        (``Image.open`` then ``convert("RGB")``) and in :func:`~faprompt_hf.image_utils.load_image`, so the
+        pixels (and the mask alignment) are those stored in the file.
 
     Raises:
         ValueError: The value cannot be decoded (the message names ``source`` and the file).
@@ -160,24 +166,24 @@ def decode_image_value(value: Any, source: str) -> Image.Image | np.ndarray:
         return value
     if isinstance(value, (str, os.PathLike)):
         value = {"path": os.fspath(value), "bytes": None}
+    if isinstance(value, (bytes, bytearray)):
+        value = {"path": None, "bytes": bytes(value)}
     if not isinstance(value, Mapping) or (value.get("bytes") is None and not value.get("path")):
         raise ValueError(f"Row {source!r} holds {type(value).__name__} where an image was expected.")
     path, data = value.get("path"), value.get("bytes")
     try:
-        if data is not None:
-            with Image.open(io.BytesIO(data)) as opened:
-                opened.load()
-                image = opened.copy()
-        elif os.path.exists(path):
-            image = load_image(path)
-        else:  # a remote reference such as hf://..., or a missing local file
-            image = ImageFeature().decode_example({"path": path, "bytes": None})
+        if data is None and os.path.exists(path):
+            return load_image(path)
+        if data is None:  # a remote reference such as hf://... (read without EXIF handling), or a missing file
+            with xopen(path, "rb") as file:
+                data = file.read()
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            image = opened.copy()
     except FileNotFoundError as error:
         raise FileNotFoundError(f"Image file of row {source!r} not found: {path!r}.") from error
     except Exception as error:
         raise ValueError(f"Cannot decode the image of row {source!r} ({path or 'embedded bytes'}): {error}") from error
-    if image.getexif().get(Image.ExifTags.Base.Orientation) is not None:
-        image = ImageOps.exif_transpose(image)
     return image
 
 
@@ -200,6 +206,33 @@ def defer_decoding(dataset: DatasetT) -> DatasetT:
     return dataset
 
 
+def _check_mask(
+    mask: np.ndarray, image_size: tuple[int, int], label: int, source: str, resize_ok: bool = False
+) -> None:
+    """Check a binarised mask against its image's size and its row's label; shared by the collator and verification.
+
+    Args:
+        mask: The boolean (H, W) mask.
+        image_size: The image's ``(width, height)``, as PIL's ``Image.size``.
+        label: The row's label, 0 or 1.
+        source: The row's path, for the error messages.
+        resize_ok: Accept a mask whose size differs from the image (it will be resized by the processor).
+
+    Raises:
+        ValueError: The mask's size differs from the image's (unless ``resize_ok``), or a normal row's mask marks
+            anomalous pixels.
+    """
+    width, height = image_size
+    if mask.shape != (height, width) and not resize_ok:
+        raise ValueError(
+            f"The mask of {source!r} is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height} "
+            "(width x height); fix the mask, or pass resize_mismatched_masks=True to FAPromptCollator or "
+            "with_processor_transform to resize it."
+        )
+    if label == 0 and mask.any():
+        raise ValueError(f"{source!r} is labelled normal but its mask marks {int(mask.sum())} anomalous pixels.")
+
+
 def _check_row(row: Mapping[str, Any], index: int) -> None:
     """Decode one row's image and mask and check them against each other and the label.
 
@@ -211,19 +244,14 @@ def _check_row(row: Mapping[str, Any], index: int) -> None:
     label = row.get("label")
     if label not in (0, 1):
         raise ValueError(f"Row {source!r} has label {label!r}; expected 0 (normal) or 1 (anomalous).")
+    label = int(label)
     image = to_rgb_image(decode_image_value(row["image"], source), source)
     if _is_missing(row.get("mask")):
         if label == 1:
             logger.warning("Anomalous image %s has no mask: pixel-level metrics will skip it.", source)
         return
     mask = to_mask_array(decode_image_value(row["mask"], source), f"mask of {source}")
-    if mask.shape != (image.height, image.width):
-        raise ValueError(
-            f"The mask of {source!r} is {mask.shape[1]}x{mask.shape[0]} but the image is {image.width}x{image.height} "
-            "(width x height); fix the mask, or pass resize_mismatched_masks=True to the collator to resize it."
-        )
-    if label == 0 and mask.any():
-        raise ValueError(f"{source!r} is labelled normal but its mask marks {int(mask.sum())} anomalous pixels.")
+    _check_mask(mask, image.size, label, source)
     if label == 1 and not mask.any():
         logger.warning("The mask of anomalous image %s is empty.", source)
 
