@@ -28,15 +28,8 @@ from collections.abc import Sequence
 
 from accelerate import Accelerator
 
-from faprompt_hf.evaluation import (
-    DATASET_FORMATS,
-    DEFAULT_AUPRO,
-    EvaluationResult,
-    evaluate_model,
-    load_evaluation_dataset,
-    load_evaluation_model,
-    save_heatmaps,
-)
+from faprompt_hf.data import DATASET_FORMATS, load_dataset_by_format
+from faprompt_hf.evaluation import DEFAULT_AUPRO, EvaluationResult, evaluate_model, load_evaluation_model, save_heatmaps
 
 
 def _column_mapping(text: str) -> dict[str, str]:
@@ -69,9 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--original_checkpoint", help="Instead: an original FAPrompt epoch_N.pth, converted on load.")
     source.add_argument("--clip", help="With --original_checkpoint: the CLIP it was trained on (id, dir or .pt file).")
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset_format", required=True, choices=DATASET_FORMATS)
+    data.add_argument(
+        "--dataset_format", required=True, choices=DATASET_FORMATS, help="How to read the data (as in train.py)."
+    )
     data.add_argument("--dataset_path", help="Dataset folder, or hub id / path for --dataset_format hub.")
-    data.add_argument("--split", default="test")
+    data.add_argument("--split", default="test", help="Split to evaluate (default: test).")
     data.add_argument("--classes", nargs="+", help="Classes to evaluate (space- or comma-separated; default all).")
     data.add_argument("--column_mapping", type=_column_mapping, help="hub: ours=theirs,... or a JSON object.")
     data.add_argument(
@@ -126,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> EvaluationResult:
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(message)s")
     model, image_processor = load_evaluation_model(args.model, args.original_checkpoint, args.clip)
     with accelerator.main_process_first():
-        dataset = load_evaluation_dataset(
+        dataset = load_dataset_by_format(
             args.dataset_format, args.dataset_path, args.split, classes, args.column_mapping, **args.dataset_kwargs
         )
     result = evaluate_model(

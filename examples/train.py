@@ -27,47 +27,72 @@ from datasets import Dataset
 from transformers import CLIPTokenizer, HfArgumentParser
 
 from faprompt_hf import DEFAULT_CLIP, FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
-from faprompt_hf.data import load_folder, load_hub_dataset, load_meta_json, load_mvtec_ad, load_visa
-from faprompt_hf.data.synthetic import make_synthetic_dataset
+from faprompt_hf.data import DATASET_FORMATS, load_dataset_by_format
 from faprompt_hf.training import FAPromptTrainingArguments, train
 
-DATASET_FORMATS = ("mvtec", "visa", "meta_json", "folder")
 SYNTHETIC_TRAIN_DOMAINS = ("gradient", "stripes", "checker", "nut", "plate")
 
 
 @dataclass
 class ScriptArguments:
-    """What to train (model and data); the hyper-parameters are in ``FAPromptTrainingArguments``."""
+    """What to train (model and data); the hyper-parameters are in ``FAPromptTrainingArguments``.
 
-    clip: str = field(
-        default=DEFAULT_CLIP, metadata={"help": "Base CLIP for a new model: a Hub id or a transformers CLIP folder."}
+    The data flags are those of ``examples/evaluate.py`` (``--dataset_format``, ``--dataset_path``, ``--split``);
+    ``--dataset`` and ``--dataset_split`` are kept as aliases.
+    """
+
+    clip: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Base CLIP for a new model: a Hub id or a transformers CLIP folder (default: {DEFAULT_CLIP}). "
+            "Not with --model."
+        },
     )
     model: str | None = field(
-        default=None, metadata={"help": "An FAPrompt model (folder or Hub id) to continue training, instead of --clip."}
+        default=None,
+        metadata={"help": "An FAPrompt model (folder or Hub id) to continue training, instead of --clip (and without "
+                  "--config_overrides: the model's config is used as saved)."},
     )
     config_overrides: str | None = field(
         default=None,
-        metadata={"help": 'FAPromptConfig fields for a new model, as JSON, e.g. \'{"num_abnormal_prompts": 5}\'.'},
+        metadata={"help": 'FAPromptConfig fields for a new model, as JSON, e.g. \'{"num_abnormal_prompts": 5}\'. '
+                  "Not with --model."},
+    )
+    dataset_format: str | None = field(
+        default=None,
+        metadata={"choices": list(DATASET_FORMATS), "help": "How to read the data: one of "
+                  f"{', '.join(DATASET_FORMATS)} (as in examples/evaluate.py)."},
+    )
+    dataset_path: str | None = field(
+        default=None,
+        metadata={"help": "Dataset folder, or Hub id / path for --dataset_format hub (not used by synthetic)."},
+    )
+    split: str | None = field(
+        default=None,
+        metadata={"help": "Split to train on. Default: test (the reference trains on the test split, which has the "
+                  "masks); train for --dataset_format synthetic, so that its test split stays unseen."},
     )
     dataset: str | None = field(
         default=None,
-        metadata={"help": "'synthetic', or a Hub dataset id / data folder read by datasets (see --column_mapping)."},
+        metadata={"help": "Alias: '--dataset synthetic' is '--dataset_format synthetic'; '--dataset ID' is "
+                  "'--dataset_format hub --dataset_path ID' (a Hub id or a data folder read by datasets)."},
     )
-    dataset_format: str | None = field(
-        default=None, metadata={"help": f"Format of --dataset_path: one of {', '.join(DATASET_FORMATS)}."}
+    dataset_split: str | None = field(default=None, metadata={"help": "Alias of --split."})
+    classes: list[str] | None = field(
+        default=None, metadata={"help": "Only these classes (default: all); for synthetic, the domains."}
     )
-    dataset_path: str | None = field(default=None, metadata={"help": "Root folder of a dataset in --dataset_format."})
-    dataset_split: str = field(
-        default="test", metadata={"help": "Split to train on (the reference trains on the test split, with masks)."}
-    )
-    classes: list[str] | None = field(default=None, metadata={"help": "Only these classes (default: all)."})
     column_mapping: str | None = field(
         default=None,
-        metadata={"help": 'For --dataset: our column -> theirs, as JSON, e.g. \'{"image": "img", "mask": "gt"}\'.'},
+        metadata={"help": 'For hub: our column -> theirs, as JSON, e.g. \'{"image": "img", "mask": "gt"}\'.'},
+    )
+    dataset_kwargs: str | None = field(
+        default=None,
+        metadata={"help": 'More loader arguments as JSON, e.g. \'{"split_csv": "..."}\' (visa), '
+                  '\'{"require_masks": false}\' (folder, meta_json), \'{"revision": "main"}\' (hub).'},
     )
     synthetic_domains: list[str] | None = field(
         default=None,
-        metadata={"help": f"Domains of --dataset synthetic (default: {' '.join(SYNTHETIC_TRAIN_DOMAINS)})."},
+        metadata={"help": f"Alias of --classes for synthetic (default: {' '.join(SYNTHETIC_TRAIN_DOMAINS)})."},
     )
     synthetic_num_normal: int = field(default=16, metadata={"help": "Normal images per synthetic domain."})
     synthetic_num_anomalous: int = field(default=16, metadata={"help": "Anomalous images per synthetic domain."})
@@ -77,8 +102,72 @@ class ScriptArguments:
     )
 
 
+def check_script_arguments(script: ScriptArguments) -> None:
+    """Refuse combinations of flags that would otherwise be ignored silently.
+
+    Args:
+        script: The parsed script arguments.
+
+    Raises:
+        ValueError: ``--model`` with ``--clip`` or ``--config_overrides``, or conflicting data flags (see
+            :func:`resolve_dataset_arguments`).
+    """
+    if script.model is not None:
+        ignored = [flag for flag, value in (("--clip", script.clip), ("--config_overrides", script.config_overrides))
+                   if value is not None]
+        if ignored:
+            raise ValueError(
+                f"--model continues a saved FAPrompt model with its own CLIP and config, so {' and '.join(ignored)} "
+                "would be ignored; drop them, or start new prompts with --clip (and --config_overrides) instead."
+            )
+    resolve_dataset_arguments(script)
+
+
+def resolve_dataset_arguments(script: ScriptArguments) -> tuple[str, str | None, str]:
+    """The ``(dataset_format, dataset_path, split)`` the flags ask for, with the aliases resolved.
+
+    Args:
+        script: The parsed script arguments.
+
+    Returns:
+        The arguments of :func:`faprompt_hf.data.load_dataset_by_format`.
+
+    Raises:
+        ValueError: No data, both ``--dataset`` and ``--dataset_format``/``--dataset_path``, both ``--split`` and
+            ``--dataset_split`` with different values, or a format that needs ``--dataset_path`` without it.
+    """
+    if script.dataset is not None:
+        if script.dataset_format is not None or script.dataset_path is not None:
+            raise ValueError(
+                "--dataset is an alias of --dataset_format (synthetic) or --dataset_format hub --dataset_path ID; "
+                "give either --dataset or --dataset_format/--dataset_path, not both."
+            )
+        dataset_format = "synthetic" if script.dataset == "synthetic" else "hub"
+        dataset_path = None if dataset_format == "synthetic" else script.dataset
+    else:
+        if script.dataset_format is None:
+            raise ValueError(
+                f"Give --dataset_format ({', '.join(DATASET_FORMATS)}) with --dataset_path, or --dataset synthetic."
+            )
+        dataset_format, dataset_path = script.dataset_format, script.dataset_path
+    if dataset_format not in DATASET_FORMATS:
+        raise ValueError(f"--dataset_format must be one of {DATASET_FORMATS}; got {dataset_format!r}.")
+    if dataset_path is None and dataset_format != "synthetic":
+        raise ValueError(f"--dataset_format {dataset_format} needs --dataset_path.")
+    if script.split is not None and script.dataset_split is not None and script.split != script.dataset_split:
+        raise ValueError(f"--split {script.split} and its alias --dataset_split {script.dataset_split} disagree.")
+    split = script.split or script.dataset_split or ("train" if dataset_format == "synthetic" else "test")
+    if script.synthetic_domains and dataset_format != "synthetic":
+        raise ValueError("--synthetic_domains only applies to synthetic data; use --classes.")
+    if script.synthetic_domains and script.classes:
+        raise ValueError("--synthetic_domains is an alias of --classes; give one of them.")
+    if script.column_mapping and dataset_format != "hub":
+        raise ValueError("--column_mapping only applies to --dataset_format hub (or --dataset ID).")
+    return dataset_format, dataset_path, split
+
+
 def load_training_data(script: ScriptArguments, training: FAPromptTrainingArguments) -> tuple[Dataset, str]:
-    """The training dataset and its name, from the script arguments.
+    """The training dataset and its name, from the script arguments (through ``load_dataset_by_format``).
 
     Args:
         script: The dataset options.
@@ -88,34 +177,26 @@ def load_training_data(script: ScriptArguments, training: FAPromptTrainingArgume
         ``(dataset, name)``.
 
     Raises:
-        ValueError: No dataset, or both a path and a name, or an unknown format.
+        ValueError: No dataset, conflicting flags, or an unknown format (see :func:`resolve_dataset_arguments`).
     """
-    if (script.dataset is None) == (script.dataset_path is None):
-        raise ValueError("Give exactly one of --dataset (synthetic or a Hub id) and --dataset_path.")
-    if script.dataset_path is not None:
-        if script.dataset_format not in DATASET_FORMATS:
-            raise ValueError(f"--dataset_format must be one of {DATASET_FORMATS}; got {script.dataset_format!r}.")
-        if script.dataset_format == "folder":  # a hand-made tree has no splits
-            return load_folder(script.dataset_path, classes=script.classes), script.dataset_path
-        loader = {"mvtec": load_mvtec_ad, "visa": load_visa, "meta_json": load_meta_json}[script.dataset_format]
-        return loader(script.dataset_path, split=script.dataset_split, classes=script.classes), script.dataset_path
-    if script.dataset == "synthetic":
-        domains = script.synthetic_domains or SYNTHETIC_TRAIN_DOMAINS
-        dataset = make_synthetic_dataset(
-            domains=domains,
-            n_normal=script.synthetic_num_normal,
-            n_anomalous=script.synthetic_num_anomalous,
-            image_size=max(64, training.image_size or 224),
-            seed=training.seed,
-            split="train",
-        )
-        return dataset, f"synthetic ({', '.join(domains)})"
+    dataset_format, dataset_path, split = resolve_dataset_arguments(script)
+    classes = script.classes or script.synthetic_domains
+    loader_kwargs = json.loads(script.dataset_kwargs) if script.dataset_kwargs else {}
+    if not isinstance(loader_kwargs, dict):
+        raise ValueError(f"--dataset_kwargs must be a JSON object; got {script.dataset_kwargs!r}.")
+    if dataset_format == "synthetic":
+        classes = classes or list(SYNTHETIC_TRAIN_DOMAINS)
+        loader_kwargs = {
+            "n_normal": script.synthetic_num_normal,
+            "n_anomalous": script.synthetic_num_anomalous,
+            "image_size": max(64, training.image_size or 224),
+            "seed": training.seed,
+            **loader_kwargs,
+        }
     mapping = json.loads(script.column_mapping) if script.column_mapping else None
-    dataset = load_hub_dataset(script.dataset, split=script.dataset_split, column_mapping=mapping)
-    if script.classes:
-        wanted = set(script.classes)
-        dataset = dataset.filter(lambda name: name in wanted, input_columns="class_name")
-    return dataset, script.dataset
+    dataset = load_dataset_by_format(dataset_format, dataset_path, split, classes, mapping, **loader_kwargs)
+    name = f"synthetic ({', '.join(classes)})" if dataset_format == "synthetic" else str(dataset_path)
+    return dataset, name
 
 
 def build_model(
@@ -124,7 +205,8 @@ def build_model(
     """The model to train, its processor and the base model's name.
 
     Args:
-        script: ``--model`` (continue) or ``--clip`` with ``--config_overrides`` (new prompts).
+        script: ``--model`` (continue) or ``--clip`` (default ``DEFAULT_CLIP``) with ``--config_overrides`` (new
+            prompts).
         training: The training arguments (``seed`` seeds the new prompts, ``image_size`` is stored in the config).
 
     Returns:
@@ -137,9 +219,10 @@ def build_model(
         except OSError:
             processor = FAPromptProcessor(FAPromptImageProcessor(size=model.config.image_size))
         return model, processor, script.model
+    clip = script.clip or DEFAULT_CLIP
     set_seed(training.seed)
     try:
-        tokenizer = CLIPTokenizer.from_pretrained(script.clip)
+        tokenizer = CLIPTokenizer.from_pretrained(clip)
     except OSError:
         tokenizer = None
     processor = FAPromptProcessor(FAPromptImageProcessor(size=training.image_size or 518), tokenizer)
@@ -147,8 +230,8 @@ def build_model(
     overrides.update(json.loads(script.config_overrides) if script.config_overrides else {})
     if training.image_size is not None:
         overrides.setdefault("image_size", training.image_size)
-    model = FAPromptModel.from_clip(script.clip, **overrides)
-    return model, processor, script.clip
+    model = FAPromptModel.from_clip(clip, **overrides)
+    return model, processor, clip
 
 
 def main(argv: Sequence[str] | None = None) -> FAPromptModel:
@@ -164,6 +247,10 @@ def main(argv: Sequence[str] | None = None) -> FAPromptModel:
     logging.getLogger("faprompt_hf").setLevel(logging.INFO)
     parser = HfArgumentParser((ScriptArguments, FAPromptTrainingArguments))
     script, training = parser.parse_args_into_dataclasses(args=list(sys.argv[1:] if argv is None else argv))
+    try:
+        check_script_arguments(script)
+    except ValueError as error:
+        parser.error(str(error))
     dataset, dataset_name = load_training_data(script, training)
     model, processor, base_model = build_model(script, training)
 

@@ -19,9 +19,11 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 from datasets import Dataset
 
-from faprompt_hf import FAPromptImageProcessor, FAPromptModel, evaluation
+from faprompt_hf import FAPromptImageProcessor, FAPromptModel, evaluation, metrics
 from faprompt_hf.data import (
+    DATASET_FORMATS,
     FAPromptCollator,
+    load_dataset_by_format,
     load_mvtec_ad,
     make_synthetic_dataset,
     write_synthetic_mvtec,
@@ -220,6 +222,30 @@ def test_json_has_no_nan():
     json.dumps(result.to_dict(), allow_nan=False)
 
 
+def test_class_named_mean_is_refused_before_any_inference(model, dataset, monkeypatch):
+    calls = []
+    monkeypatch.setattr(model, "forward", lambda *args, **kwargs: calls.append(1))
+    renamed = dataset.map(lambda name: {"class_name": "mean" if name == "nut" else name}, input_columns="class_name")
+    with pytest.raises(ValueError, match="'mean', which is reserved for the mean row"):
+        evaluate_model(model, renamed, batch_size=2)
+    assert calls == [], "the class names must be checked before the model runs"
+
+
+def test_one_definition_of_the_shared_helpers():
+    assert evaluation._mean_over_classes is metrics.mean_over_classes
+    assert (evaluation.AUPRO_FPR_LIMIT, evaluation.AUPRO_ORIGINAL_THRESHOLDS) == (
+        metrics.AUPRO_FPR_LIMIT, metrics.AUPRO_ORIGINAL_THRESHOLDS
+    )
+    assert evaluation.DATASET_FORMATS is DATASET_FORMATS
+    assert DATASET_FORMATS == ("mvtec", "visa", "meta_json", "folder", "hub", "synthetic")
+
+
+def test_protocol_records_the_metrics_constants(model, dataset):
+    result = evaluate_model(model, dataset, batch_size=4, pixel_metrics=False)
+    assert result.protocol["aupro_fpr_limit"] == metrics.AUPRO_FPR_LIMIT
+    assert result.protocol["aupro_thresholds"] == metrics.AUPRO_ORIGINAL_THRESHOLDS
+
+
 def test_bad_arguments(model, dataset):
     with pytest.raises(ValueError, match="aupro"):
         evaluate_model(model, dataset, aupro="approximate")
@@ -259,6 +285,15 @@ def test_load_evaluation_dataset_formats(mvtec_root, tmp_path):
     with pytest.raises(ValueError, match="not in"):
         load_evaluation_dataset("hub", tmp_path / "hub", classes=["cable"], column_mapping={
             "image": "img", "label": "is_bad", "class_name": "category"})
+
+
+def test_load_evaluation_dataset_is_the_shared_dispatch(mvtec_root, monkeypatch):
+    expected = load_dataset_by_format("mvtec", mvtec_root, "test", ["nut"])
+    assert load_evaluation_dataset("mvtec", mvtec_root, classes=["nut"])["path"] == expected["path"]
+    seen = []
+    monkeypatch.setattr(evaluation, "load_dataset_by_format", lambda *args, **kwargs: seen.append((args, kwargs)))
+    load_evaluation_dataset("synthetic", None, "train", ["nut"], None, n_normal=1)
+    assert seen == [(("synthetic", None, "train", ["nut"], None), {"n_normal": 1})]
 
 
 def test_load_evaluation_model(model_dir, original_weights):

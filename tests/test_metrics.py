@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from pathlib import Path
@@ -391,6 +392,37 @@ def test_per_class_and_aupro_validation() -> None:
         M.compute_per_class_metrics(["mean", "a"], [0.1, 0.2], [0, 1])
     with pytest.raises(ValueError, match="fpr_limit"):
         M.aupro(np.zeros((1, 2, 2)), np.eye(2)[None], fpr_limit=0)
+
+
+def test_class_names_are_checked_on_their_own() -> None:
+    M.check_class_names(["bottle", "cable", "meanwhile"])
+    with pytest.raises(ValueError, match="'mean', which is reserved for the mean row"):
+        M.check_class_names(np.array(["bottle", "mean"]))
+
+
+def test_mean_over_classes_is_the_one_mean_row() -> None:
+    per_class = {
+        "a": {"image_auroc": 0.5, "pixel_aupro": math.nan, "image_f1_threshold": 0.2},
+        "b": {"image_auroc": 1.0, "pixel_aupro": 0.4, "image_f1_threshold": 0.7},
+    }
+    assert M.mean_over_classes(per_class) == {"image_auroc": 0.75, "pixel_aupro": 0.4}
+    assert M._mean_row is M.mean_over_classes  # the former private name still works
+    assert math.isnan(M.mean_over_classes({"a": {"pixel_ap": math.nan}})["pixel_ap"])
+
+
+def test_aupro_protocol_constants_are_the_defaults() -> None:
+    assert (M.AUPRO_FPR_LIMIT, M.AUPRO_ORIGINAL_THRESHOLDS) == (0.3, 200)
+    parameters = inspect.signature(M.aupro).parameters
+    assert parameters["fpr_limit"].default == M.AUPRO_FPR_LIMIT
+    assert parameters["num_thresholds"].default == M.AUPRO_ORIGINAL_THRESHOLDS
+    rng = np.random.default_rng(3)
+    maps = rng.random((4, 8, 8))
+    masks = np.zeros((4, 8, 8), dtype=bool)
+    masks[:2, 2:5, 2:5] = True
+    for method in ("exact", "original"):
+        expected = M.aupro(maps, masks, M.AUPRO_FPR_LIMIT, method, M.AUPRO_ORIGINAL_THRESHOLDS)
+        pixel = M.compute_anomaly_metrics(maps.mean(axis=(1, 2)), [1, 1, 0, 0], maps, masks, aupro=method)
+        assert pixel["pixel_aupro"] == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("size", [8, 7])

@@ -52,10 +52,6 @@ def test_task_is_registered():
     assert entry["type"] == "image"
 
 
-@pytest.mark.skipif(
-    not hasattr(faprompt_hf, "FAPromptAnomalyDetectionPipeline"),
-    reason="faprompt_hf/__init__.py does not import the pipeline module yet",
-)
 def test_package_import_exports_the_pipeline():
     assert faprompt_hf.FAPromptAnomalyDetectionPipeline is FAPromptAnomalyDetectionPipeline
     assert faprompt_hf.calibrate_threshold is calibrate_threshold

@@ -7,8 +7,11 @@ in-process runs reset accelerate's state around each test.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +22,7 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
+from transformers import HfArgumentParser
 
 from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
 from faprompt_hf.data import make_synthetic_dataset, write_synthetic_mvtec
@@ -117,6 +121,137 @@ def test_nan_loss_stops_the_run_and_names_the_step(tiny_tokenizer, small_train_s
     with pytest.raises(FloatingPointError, match=r"not finite at step 1 \(epoch 1, batch 1 of 2\)"):
         train(model, small_train_set, _processor(tiny_tokenizer), args)
     assert not (tmp_path / "model.safetensors").exists(), "a diverged run must not publish a model"
+
+
+def _with_one_small_mask(dataset):
+    """``dataset`` with the mask of its first anomalous image at half the image's size; and that image's path."""
+    index = list(dataset["label"]).index(1)
+
+    def shrink(row, position):
+        if position == index:
+            row["mask"] = row["mask"].resize((IMAGE_SIZE // 2, IMAGE_SIZE // 2))
+        return row
+
+    return dataset.map(shrink, with_indices=True), dataset[index]["path"]
+
+
+def test_mismatched_mask_fails_by_default_naming_the_file_and_trains_with_the_flag(
+    tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state
+):
+    dataset, path = _with_one_small_mask(small_train_set)
+    args = FAPromptTrainingArguments(output_dir=str(tmp_path / "refused"), max_steps=1,
+                                     per_device_train_batch_size=8, image_size=IMAGE_SIZE)
+    assert args.resize_mismatched_masks is False
+    with pytest.raises(ValueError, match=re.escape(path) + r".*resize_mismatched_masks"):
+        train(_tiny_model(tiny_tokenizer), dataset, _processor(tiny_tokenizer), args)
+    assert not (tmp_path / "refused" / "model.safetensors").exists()
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    args = dataclasses.replace(args, output_dir=str(tmp_path / "resized"), resize_mismatched_masks=True)
+    trained = train(_tiny_model(tiny_tokenizer), dataset, _processor(tiny_tokenizer), args)
+    assert (tmp_path / "resized" / "model.safetensors").is_file()
+    assert _prompt_digest(trained.state_dict()) != _prompt_digest(_tiny_model(tiny_tokenizer).state_dict())
+
+
+def test_mask_valid_is_passed_to_the_model(tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state):
+    model = _tiny_model(tiny_tokenizer)
+    forward = model.forward
+    seen = []
+
+    def record(*inputs, **kwargs):
+        seen.append(kwargs)
+        return forward(*inputs, **kwargs)
+
+    model.forward = record
+    args = FAPromptTrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4,
+                                     image_size=IMAGE_SIZE)
+    train(model, small_train_set, _processor(tiny_tokenizer), args)
+    assert len(seen) == 2
+    for kwargs in seen:
+        assert set(kwargs) == {"pixel_values", "labels", "masks", "mask_valid"}
+        assert kwargs["mask_valid"].shape == kwargs["labels"].shape and bool(kwargs["mask_valid"].all())
+
+
+# ------------------------------------------------------------------------------------------ examples/train.py flags
+
+
+@pytest.fixture(scope="module")
+def train_script():
+    """examples/train.py imported as a module (its parser and data helpers, without running main)."""
+    spec = importlib.util.spec_from_file_location("train_example", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their (string) annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def _parse(train_script, *argv: str):
+    parser = HfArgumentParser((train_script.ScriptArguments, FAPromptTrainingArguments))
+    return parser.parse_args_into_dataclasses(args=list(argv))
+
+
+@pytest.mark.parametrize("extra", [["--clip", "openai/clip-vit-base-patch16"], ["--config_overrides", "{}"]])
+def test_script_refuses_flags_that_model_would_ignore(train_script, tiny_model_dir, tmp_path, extra, capsys):
+    with pytest.raises(SystemExit) as raised:
+        train_script.main(["--model", str(tiny_model_dir), *extra, "--dataset", "synthetic",
+                           "--output_dir", str(tmp_path)])
+    assert raised.value.code == 2
+    error = capsys.readouterr().err
+    assert extra[0] in error and "--model" in error and "ignored" in error
+    assert not tmp_path.joinpath("model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--dataset", "synthetic"], ("synthetic", None, "train")),
+        (["--dataset_format", "synthetic"], ("synthetic", None, "train")),
+        (["--dataset", "user/parts", "--dataset_split", "validation"], ("hub", "user/parts", "validation")),
+        (["--dataset_format", "hub", "--dataset_path", "user/parts", "--split", "validation"],
+         ("hub", "user/parts", "validation")),
+        (["--dataset_format", "mvtec", "--dataset_path", "/data/mvtec"], ("mvtec", "/data/mvtec", "test")),
+        (["--dataset_format", "visa", "--dataset_path", "/data/visa", "--dataset_split", "train"],
+         ("visa", "/data/visa", "train")),
+    ],
+)
+def test_script_data_flags_and_their_aliases(train_script, argv, expected):
+    script, _ = _parse(train_script, *argv)
+    assert train_script.resolve_dataset_arguments(script) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        ([], "--dataset_format"),
+        (["--dataset", "synthetic", "--dataset_format", "mvtec"], "alias"),
+        (["--dataset_format", "mvtec"], "needs --dataset_path"),
+        (["--dataset_format", "mvtec", "--dataset_path", "x", "--split", "test", "--dataset_split", "train"],
+         "disagree"),
+        (["--dataset_format", "mvtec", "--dataset_path", "x", "--column_mapping", "{}"], "column_mapping"),
+    ],
+)
+def test_script_refuses_conflicting_data_flags(train_script, argv, pattern):
+    script, _ = _parse(train_script, *argv)
+    with pytest.raises(ValueError, match=pattern):
+        train_script.resolve_dataset_arguments(script)
+
+
+def test_script_alias_loads_the_same_data_and_has_the_resize_flag(train_script):
+    common = ["--synthetic_num_normal", "1", "--synthetic_num_anomalous", "1", "--image_size", str(IMAGE_SIZE)]
+    old_script, training = _parse(train_script, "--dataset", "synthetic", "--synthetic_domains", "nut", *common)
+    new_script, _ = _parse(train_script, "--dataset_format", "synthetic", "--classes", "nut", *common,
+                           "--resize_mismatched_masks")
+    old, old_name = train_script.load_training_data(old_script, training)
+    new, new_name = train_script.load_training_data(new_script, training)
+    assert len(new) == 2 and old["path"] == new["path"]
+    assert all(path.startswith("synthetic/train/nut/") for path in new["path"])  # split "train" by default
+    assert old_name == new_name == "synthetic (nut)"
+    assert _parse(train_script, "--dataset", "synthetic", "--resize_mismatched_masks")[1].resize_mismatched_masks
+    assert not training.resize_mismatched_masks
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints

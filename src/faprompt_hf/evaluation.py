@@ -37,18 +37,20 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .data import (
-    FAPromptCollator,
-    defer_decoding,
-    load_folder,
-    load_hub_dataset,
-    load_meta_json,
-    load_mvtec_ad,
-    load_visa,
-    make_synthetic_dataset,
-)
+from .data import FAPromptCollator, defer_decoding
+from .data.dispatch import DATASET_FORMATS, load_dataset_by_format
 from .image_processing_faprompt import FAPromptImageProcessor
-from .metrics import MEAN_KEY, PIXEL_METRIC_KEYS, TABLE_KEYS, compute_per_class_metrics, format_metrics_table
+from .metrics import (
+    AUPRO_FPR_LIMIT,
+    AUPRO_ORIGINAL_THRESHOLDS,
+    MEAN_KEY,
+    PIXEL_METRIC_KEYS,
+    TABLE_KEYS,
+    check_class_names,
+    compute_per_class_metrics,
+    format_metrics_table,
+    mean_over_classes,
+)
 from .modeling_faprompt import FAPromptModel
 from .processing_faprompt import FAPromptProcessor
 from .visualization import comparison_grid
@@ -69,14 +71,11 @@ __all__ = [
     "save_heatmaps",
 ]
 
-DATASET_FORMATS: tuple[str, ...] = ("mvtec", "visa", "meta_json", "folder", "hub", "synthetic")
-"""Values of ``dataset_format`` understood by :func:`load_evaluation_dataset`."""
-
 DEFAULT_AUPRO: Literal["original"] = "original"
 """AUPRO definition of the default protocol: the released evaluation's (200 thresholds, rescaled FPRs)."""
 
-AUPRO_FPR_LIMIT = 0.3
-AUPRO_ORIGINAL_THRESHOLDS = 200
+# DATASET_FORMATS (from faprompt_hf.data.dispatch) and AUPRO_FPR_LIMIT / AUPRO_ORIGINAL_THRESHOLDS (from
+# faprompt_hf.metrics, where they are defined) stay importable from this module.
 
 
 def pixel_bytes_per_image(size: int) -> int:
@@ -184,14 +183,7 @@ class EvaluationResult:
         return paths
 
 
-def _mean_over_classes(per_class: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Mean of each metric over classes, NaN skipped (NaN when no class has it); F1 thresholds are not averaged."""
-    keys = [key for key in dict.fromkeys(k for row in per_class.values() for k in row) if not key.endswith("threshold")]
-    mean: dict[str, float] = {}
-    for key in keys:
-        values = [row[key] for row in per_class.values() if key in row and not math.isnan(row[key])]
-        mean[key] = float(np.mean(values)) if values else math.nan
-    return mean
+_mean_over_classes = mean_over_classes  # the former private name; the mean row is computed in faprompt_hf.metrics
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -284,7 +276,7 @@ class _ClassAccumulator:
         if missing:
             raise RuntimeError(f"{missing} images were never scored; every image of the dataset must be visited.")
         per_class = {self.class_list[class_id]: self.results[class_id] for class_id in range(len(self.class_list))}
-        per_class[MEAN_KEY] = _mean_over_classes(per_class)
+        per_class[MEAN_KEY] = mean_over_classes(per_class)
         return per_class
 
 
@@ -347,7 +339,14 @@ def _gaussian_sigma(model: FAPromptModel, sigma: float | None) -> Iterator[float
 def _pool_pixels(
     maps: torch.Tensor, masks: torch.Tensor, size: int | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Down-sample maps (B, S, S) by mean pooling and masks (B, S, S) by max pooling to (B, size, size)."""
+    """Down-sample maps (B, S, S) by mean pooling and masks (B, S, S) by max pooling to (B, size, size).
+
+    This is ``pixel_metrics_size``: pooling *to a side*, per batch, on the model's device and before the outputs are
+    gathered, so that neither the gathered tensors nor the per-class buffers hold full-resolution maps. Any side in
+    [1, S] works (adaptive windows, which overlap by a pixel when ``size`` does not divide S). It is distinct from
+    ``downsample`` of :func:`~faprompt_hf.metrics.compute_anomaly_metrics`, which pools numpy arrays that are already
+    in memory *by an integer factor* (edges padded), and cannot bound what is gathered and kept here.
+    """
     if size is None or size == maps.shape[-1]:
         return maps, masks
     pooled_maps = F.adaptive_avg_pool2d(maps[:, None], size)[:, 0]
@@ -429,10 +428,11 @@ def evaluate_model(
     kept_size = pixel_metrics_size or size
 
     class_names = [str(name) for name in dataset["class_name"]]
-    dataset_labels = [int(label) for label in dataset["label"]]
-    paths = [str(path) for path in dataset["path"]]
     if not class_names:
         raise ValueError("The dataset is empty.")
+    check_class_names(class_names)  # before any inference: a class named "mean" would only fail once scored
+    dataset_labels = [int(label) for label in dataset["label"]]
+    paths = [str(path) for path in dataset["path"]]
     heatmap_indices = _heatmap_indices(class_names, dataset_labels, heatmaps_per_class)
     keep_maps = pixel_metrics or bool(heatmap_indices)
 
@@ -596,12 +596,13 @@ def load_evaluation_dataset(
     column_mapping: Mapping[str, str] | None = None,
     **kwargs: Any,
 ) -> Dataset:
-    """Load a dataset with the loader of ``dataset_format``.
+    """Load a dataset with the loader of ``dataset_format``: :func:`faprompt_hf.data.load_dataset_by_format`.
+
+    Kept under this name for existing callers; training and evaluation share the one implementation.
 
     Args:
-        dataset_format: One of :data:`DATASET_FORMATS`: ``"mvtec"`` (:func:`~faprompt_hf.data.load_mvtec_ad`),
-            ``"visa"``, ``"meta_json"``, ``"folder"``, ``"hub"`` (:func:`~faprompt_hf.data.load_hub_dataset`) or
-            ``"synthetic"`` (:func:`~faprompt_hf.data.make_synthetic_dataset`, in memory; no path).
+        dataset_format: One of :data:`DATASET_FORMATS` (``"mvtec"``, ``"visa"``, ``"meta_json"``, ``"folder"``,
+            ``"hub"``, ``"synthetic"``).
         dataset_path: The dataset folder, or the hub id / path for ``"hub"``.
         split: The split to load (ignored by ``"folder"``).
         classes: Classes to keep (default: all); for ``"synthetic"``, the domains to generate.
@@ -616,28 +617,7 @@ def load_evaluation_dataset(
         ValueError: Unknown format, a missing path, ``column_mapping`` with a format other than ``"hub"``, or
             classes absent from the dataset.
     """
-    if dataset_format not in DATASET_FORMATS:
-        raise ValueError(f"dataset_format must be one of {DATASET_FORMATS}, got {dataset_format!r}.")
-    if column_mapping and dataset_format != "hub":
-        raise ValueError("column_mapping only applies to dataset_format='hub'.")
-    classes = list(classes) if classes else None
-    if dataset_format == "synthetic":
-        return make_synthetic_dataset(domains=classes, split=split, **kwargs)
-    if dataset_path is None:
-        raise ValueError(f"dataset_format={dataset_format!r} needs a dataset_path.")
-    if dataset_format == "hub":
-        dataset = load_hub_dataset(dataset_path, split=split, column_mapping=column_mapping, **kwargs)
-        if classes is None:
-            return dataset
-        absent = sorted(set(classes) - set(dataset.unique("class_name")))
-        if absent:
-            raise ValueError(f"Classes {absent} are not in {os.fspath(dataset_path)!r}.")
-        wanted = set(classes)
-        return dataset.filter(lambda name: name in wanted, input_columns="class_name")
-    if dataset_format == "folder":
-        return load_folder(dataset_path, classes=classes, **kwargs)
-    loader = {"mvtec": load_mvtec_ad, "visa": load_visa, "meta_json": load_meta_json}[dataset_format]
-    return loader(dataset_path, split=split, classes=classes, **kwargs)
+    return load_dataset_by_format(dataset_format, dataset_path, split, classes, column_mapping, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

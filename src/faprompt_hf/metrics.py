@@ -59,7 +59,15 @@ TABLE_KEYS: tuple[str, ...] = (
 )
 MEAN_KEY = "mean"
 
+AUPRO_FPR_LIMIT = 0.3
+"""False-positive rate up to which AUPRO is integrated (both definitions; the reference protocol's value)."""
+
+AUPRO_ORIGINAL_THRESHOLDS = 200
+"""Number of evenly spaced thresholds of the ``"original"`` AUPRO definition (the released evaluation's)."""
+
 __all__ = [
+    "AUPRO_FPR_LIMIT",
+    "AUPRO_ORIGINAL_THRESHOLDS",
     "IMAGE_METRIC_KEYS",
     "MEAN_KEY",
     "PIXEL_METRIC_KEYS",
@@ -67,10 +75,12 @@ __all__ = [
     "aupro",
     "auroc",
     "average_precision",
+    "check_class_names",
     "compute_anomaly_metrics",
     "compute_per_class_metrics",
     "f1_max",
     "format_metrics_table",
+    "mean_over_classes",
     "precision_recall_curve",
     "roc_curve",
 ]
@@ -543,9 +553,9 @@ def precision_recall_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.nda
 def aupro(
     anomaly_maps: ArrayLike,
     masks: ArrayLike,
-    fpr_limit: float = 0.3,
+    fpr_limit: float = AUPRO_FPR_LIMIT,
     method: AuproMethod = "exact",
-    num_thresholds: int = 200,
+    num_thresholds: int = AUPRO_ORIGINAL_THRESHOLDS,
 ) -> float:
     """Area under the per-region-overlap (PRO) curve up to ``fpr_limit``.
 
@@ -596,7 +606,9 @@ def _compute_validated(
     results["pixel_auroc"] = _auroc(ranking, "pixel_auroc", context)
     results["pixel_ap"] = _average_precision(ranking, "pixel_ap", context)
     results["pixel_f1_max"], results["pixel_f1_threshold"] = _f1_max(ranking, "pixel_f1_max", context)
-    results["pixel_aupro"] = _aupro_from_ranking(ranking, 0.3, method, 200, "pixel_aupro", context)
+    results["pixel_aupro"] = _aupro_from_ranking(
+        ranking, AUPRO_FPR_LIMIT, method, AUPRO_ORIGINAL_THRESHOLDS, "pixel_aupro", context
+    )
     return results
 
 
@@ -609,7 +621,7 @@ def _validate_all(
     downsample: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Validate the inputs of :func:`compute_anomaly_metrics` and pool the pixel data when asked."""
-    _check_aupro_options(0.3, aupro, 200)
+    _check_aupro_options(AUPRO_FPR_LIMIT, aupro, AUPRO_ORIGINAL_THRESHOLDS)
     if isinstance(downsample, bool) or int(downsample) != downsample or downsample < 1:
         raise ValueError(f"downsample must be an integer >= 1; got {downsample!r}.")
     scores, labels = _validate_image_inputs(image_scores, image_labels, ("image_scores", "image_labels"))
@@ -659,14 +671,44 @@ def compute_anomaly_metrics(
     return _compute_validated(scores, labels, maps, mask_array, aupro, "")
 
 
-def _mean_row(per_class: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Mean of each metric over classes, skipping NaN (NaN when no class has it); thresholds are not averaged."""
+def check_class_names(class_names: Sequence[str] | np.ndarray) -> None:
+    """Refuse class names that per-class results cannot hold: ``"mean"`` is the key of the mean row.
+
+    Cheap enough to call before any work (:func:`~faprompt_hf.evaluation.evaluate_model` calls it right after
+    reading the dataset's class names, before inference).
+
+    Args:
+        class_names: Class of each image (or the distinct classes).
+
+    Raises:
+        ValueError: A class is named ``"mean"``.
+    """
+    if any(str(name) == MEAN_KEY for name in class_names):
+        raise ValueError(
+            f"A class is named {MEAN_KEY!r}, which is reserved for the mean row of the per-class metrics; rename "
+            "that class (e.g. with dataset.map on the 'class_name' column) before computing per-class metrics."
+        )
+
+
+def mean_over_classes(per_class: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Mean of each metric over classes, the ``"mean"`` row of per-class results.
+
+    Args:
+        per_class: ``{class: {metric: value}}`` (without a ``"mean"`` entry).
+
+    Returns:
+        ``{metric: mean}`` over the classes that have the metric, NaN skipped (NaN when no class has a finite value).
+        F1 thresholds (keys ending in ``"threshold"``) are per class and not averaged.
+    """
     keys = [key for key in dict.fromkeys(k for row in per_class.values() for k in row) if not key.endswith("threshold")]
     mean: dict[str, float] = {}
     for key in keys:
         values = [row[key] for row in per_class.values() if key in row and not math.isnan(row[key])]
         mean[key] = float(np.mean(values)) if values else float("nan")
     return mean
+
+
+_mean_row = mean_over_classes  # the former private name
 
 
 def compute_per_class_metrics(
@@ -702,8 +744,7 @@ def compute_per_class_metrics(
     names = np.asarray([str(name) for name in class_names])
     if names.shape != scores.shape:
         raise ValueError(f"class_names has shape {names.shape} but image_scores has shape {scores.shape}.")
-    if MEAN_KEY in names:
-        raise ValueError(f"A class is named {MEAN_KEY!r}, which is reserved for the mean row; rename it.")
+    check_class_names(names.tolist())
     per_class: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(names.tolist()):
         index = np.flatnonzero(names == name)
@@ -715,7 +756,7 @@ def compute_per_class_metrics(
             aupro,
             f" for class {name!r}",
         )
-    per_class[MEAN_KEY] = _mean_row(per_class)
+    per_class[MEAN_KEY] = mean_over_classes(per_class)
     return per_class
 
 
@@ -734,7 +775,7 @@ def format_metrics_table(
         The markdown table, one line per row, without a trailing newline.
     """
     rows = {name: row for name, row in per_class.items() if name != MEAN_KEY}
-    rows[MEAN_KEY] = dict(per_class[MEAN_KEY]) if MEAN_KEY in per_class else _mean_row(rows)
+    rows[MEAN_KEY] = dict(per_class[MEAN_KEY]) if MEAN_KEY in per_class else mean_over_classes(rows)
     if keys is None:
         keys = [key for key in TABLE_KEYS if any(key in row for row in rows.values())]
 

@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .data import FAPromptCollator, defer_decoding
+from .data.schema import _is_missing
 from .modeling_faprompt import FAPromptModel
 
 __all__ = [
@@ -158,6 +159,13 @@ class FAPromptTrainingArguments:
     dataloader_num_workers: int = dataclasses.field(
         default=0, metadata={"help": "Worker processes that decode and preprocess images."}
     )
+    resize_mismatched_masks: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Resize a mask whose size differs from its image's to the image's size; by default such a mask "
+            "stops training with an error that names its file."
+        },
+    )
     use_cpu: bool = dataclasses.field(default=False, metadata={"help": "Train on the CPU even if a GPU is present."})
 
     def __post_init__(self) -> None:
@@ -216,7 +224,7 @@ def validate_training_dataset(dataset: Dataset) -> dict[str, Any]:
         )
     without_mask = [
         index for index, (label, mask) in enumerate(zip(labels, columns["mask"], strict=True))
-        if label == 1 and (mask is None or not (mask.get("path") or mask.get("bytes")))
+        if label == 1 and _is_missing(mask)
     ]
     if without_mask:
         paths = dataset.select(without_mask[:3])["path"] if "path" in dataset.column_names else without_mask[:3]
@@ -492,8 +500,9 @@ def train(
         The trained model (unwrapped, in eval mode), also saved with the processor in ``args.output_dir``.
 
     Raises:
-        ValueError: A dataset that cannot train FAPrompt (see :func:`validate_training_dataset`), or an image size
-            that is not a multiple of the patch size.
+        ValueError: A dataset that cannot train FAPrompt (see :func:`validate_training_dataset`), an image size
+            that is not a multiple of the patch size, or (at the first batch that holds it) a mask whose size differs
+            from its image, naming the file, unless ``args.resize_mismatched_masks``.
         FloatingPointError: A loss became NaN or infinite; the message names the step.
         RuntimeError: The processes ended with different prompts.
     """
@@ -534,7 +543,7 @@ def train(
         defer_decoding(train_dataset),
         batch_size=args.per_device_train_batch_size,
         shuffle=True,
-        collate_fn=FAPromptCollator(processor),
+        collate_fn=FAPromptCollator(processor, resize_mismatched_masks=args.resize_mismatched_masks),
         num_workers=args.dataloader_num_workers,
     )
     model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
@@ -591,7 +600,8 @@ def train(
             for batch_index, batch in enumerate(batches, start=skip + 1):
                 with accelerator.accumulate(model):
                     with accelerator.autocast():
-                        inputs = {key: batch[key] for key in ("pixel_values", "labels", "masks")}
+                        inputs = {key: batch[key] for key in ("pixel_values", "labels", "masks", "mask_valid")
+                                  if key in batch}
                         outputs = model(**inputs)
                     terms = torch.stack([outputs[field].detach().float() for field in LOSS_TERMS.values()])
                     terms = accelerator.reduce(terms, reduction="mean")

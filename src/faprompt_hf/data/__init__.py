@@ -47,3 +47,7 @@ __all__ = [
     "write_meta_json",
     "write_synthetic_mvtec",
 ]
+
+from .dispatch import DATASET_FORMATS, load_dataset_by_format
+
+__all__ += ["DATASET_FORMATS", "load_dataset_by_format"]
