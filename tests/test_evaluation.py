@@ -21,7 +21,6 @@ from datasets import Dataset
 
 from faprompt_hf import FAPromptImageProcessor, FAPromptModel, evaluation, metrics
 from faprompt_hf.data import (
-    DATASET_FORMATS,
     FAPromptCollator,
     load_dataset_by_format,
     load_mvtec_ad,
@@ -229,15 +228,6 @@ def test_class_named_mean_is_refused_before_any_inference(model, dataset, monkey
     with pytest.raises(ValueError, match="'mean', which is reserved for the mean row"):
         evaluate_model(model, renamed, batch_size=2)
     assert calls == [], "the class names must be checked before the model runs"
-
-
-def test_one_definition_of_the_shared_helpers():
-    assert evaluation._mean_over_classes is metrics.mean_over_classes
-    assert (evaluation.AUPRO_FPR_LIMIT, evaluation.AUPRO_ORIGINAL_THRESHOLDS) == (
-        metrics.AUPRO_FPR_LIMIT, metrics.AUPRO_ORIGINAL_THRESHOLDS
-    )
-    assert evaluation.DATASET_FORMATS is DATASET_FORMATS
-    assert DATASET_FORMATS == ("mvtec", "visa", "meta_json", "folder", "hub", "synthetic")
 
 
 def test_protocol_records_the_metrics_constants(model, dataset):

@@ -400,13 +400,12 @@ def test_class_names_are_checked_on_their_own() -> None:
         M.check_class_names(np.array(["bottle", "mean"]))
 
 
-def test_mean_over_classes_is_the_one_mean_row() -> None:
+def test_mean_over_classes_skips_nan_and_thresholds() -> None:
     per_class = {
         "a": {"image_auroc": 0.5, "pixel_aupro": math.nan, "image_f1_threshold": 0.2},
         "b": {"image_auroc": 1.0, "pixel_aupro": 0.4, "image_f1_threshold": 0.7},
     }
     assert M.mean_over_classes(per_class) == {"image_auroc": 0.75, "pixel_aupro": 0.4}
-    assert M._mean_row is M.mean_over_classes  # the former private name still works
     assert math.isnan(M.mean_over_classes({"a": {"pixel_ap": math.nan}})["pixel_ap"])
 
 

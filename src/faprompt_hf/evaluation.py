@@ -183,9 +183,6 @@ class EvaluationResult:
         return paths
 
 
-_mean_over_classes = mean_over_classes  # the former private name; the mean row is computed in faprompt_hf.metrics
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Streaming per-class accumulation (main process only)
 # ----------------------------------------------------------------------------------------------------------------------
@@ -336,9 +333,7 @@ def _gaussian_sigma(model: FAPromptModel, sigma: float | None) -> Iterator[float
         model.config.gaussian_sigma = previous
 
 
-def _pool_pixels(
-    maps: torch.Tensor, masks: torch.Tensor, size: int | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _pool_pixels(maps: torch.Tensor, masks: torch.Tensor, size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Down-sample maps (B, S, S) by mean pooling and masks (B, S, S) by max pooling to (B, size, size).
 
     This is ``pixel_metrics_size``: pooling *to a side*, per batch, on the model's device and before the outputs are
@@ -462,7 +457,10 @@ def evaluate_model(
         largest = int(np.bincount(class_ids).max())
         logger.info(
             "Pixel metrics keep %d bytes per image (%d px); the largest class (%d images) needs %.1f MB.",
-            pixel_bytes_per_image(kept_size), kept_size, largest, largest * pixel_bytes_per_image(kept_size) / 1e6,
+            pixel_bytes_per_image(kept_size),
+            kept_size,
+            largest,
+            largest * pixel_bytes_per_image(kept_size) / 1e6,
         )
     accumulator = (
         _ClassAccumulator(class_names, dataset_labels, aupro, pixel_metrics, heatmap_indices) if is_main else None

@@ -708,9 +708,6 @@ def mean_over_classes(per_class: Mapping[str, Mapping[str, float]]) -> dict[str,
     return mean
 
 
-_mean_row = mean_over_classes  # the former private name
-
-
 def compute_per_class_metrics(
     class_names: Sequence[str] | np.ndarray,
     image_scores: ArrayLike,
