@@ -31,7 +31,6 @@ from faprompt_hf.evaluation import (
     DEFAULT_AUPRO,
     EvaluationResult,
     evaluate_model,
-    load_evaluation_dataset,
     load_evaluation_model,
     pixel_bytes_per_image,
     save_heatmaps,
@@ -253,37 +252,28 @@ def test_bad_arguments(model, dataset):
 
 
 def test_load_evaluation_dataset_formats(mvtec_root, tmp_path):
-    mvtec = load_evaluation_dataset("mvtec", mvtec_root, classes=["stripes"])
+    mvtec = load_dataset_by_format("mvtec", mvtec_root, classes=["stripes"])
     assert set(mvtec["class_name"]) == {"stripes"} and len(mvtec) == 4
-    synthetic = load_evaluation_dataset("synthetic", classes=["nut"], n_normal=1, n_anomalous=1, image_size=64)
+    synthetic = load_dataset_by_format("synthetic", classes=["nut"], n_normal=1, n_anomalous=1, image_size=64)
     assert list(synthetic["label"]) == [0, 1]
     renamed = make_synthetic_dataset(["nut", "stripes"], n_normal=1, n_anomalous=1, image_size=64).rename_columns(
         {"image": "img", "label": "is_bad", "class_name": "category"}
     )
     renamed.save_to_disk(tmp_path / "hub")
-    hub = load_evaluation_dataset(
+    hub = load_dataset_by_format(
         "hub", tmp_path / "hub", classes=["stripes"],
         column_mapping={"image": "img", "label": "is_bad", "class_name": "category"},
     )
     assert list(hub["class_name"]) == ["stripes", "stripes"] and list(hub["label"]) == [0, 1]
     with pytest.raises(ValueError, match="dataset_format"):
-        load_evaluation_dataset("kaggle", mvtec_root)
+        load_dataset_by_format("kaggle", mvtec_root)
     with pytest.raises(ValueError, match="needs a dataset_path"):
-        load_evaluation_dataset("visa")
+        load_dataset_by_format("visa")
     with pytest.raises(ValueError, match="column_mapping"):
-        load_evaluation_dataset("mvtec", mvtec_root, column_mapping={"image": "img"})
+        load_dataset_by_format("mvtec", mvtec_root, column_mapping={"image": "img"})
     with pytest.raises(ValueError, match="not in"):
-        load_evaluation_dataset("hub", tmp_path / "hub", classes=["cable"], column_mapping={
+        load_dataset_by_format("hub", tmp_path / "hub", classes=["cable"], column_mapping={
             "image": "img", "label": "is_bad", "class_name": "category"})
-
-
-def test_load_evaluation_dataset_is_the_shared_dispatch(mvtec_root, monkeypatch):
-    expected = load_dataset_by_format("mvtec", mvtec_root, "test", ["nut"])
-    assert load_evaluation_dataset("mvtec", mvtec_root, classes=["nut"])["path"] == expected["path"]
-    seen = []
-    monkeypatch.setattr(evaluation, "load_dataset_by_format", lambda *args, **kwargs: seen.append((args, kwargs)))
-    load_evaluation_dataset("synthetic", None, "train", ["nut"], None, n_normal=1)
-    assert seen == [(("synthetic", None, "train", ["nut"], None), {"n_normal": 1})]
 
 
 def test_load_evaluation_model(model_dir, original_weights):

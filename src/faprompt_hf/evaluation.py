@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .data import FAPromptCollator, defer_decoding
-from .data.dispatch import DATASET_FORMATS, load_dataset_by_format
+from .data.dispatch import DATASET_FORMATS
 from .image_processing_faprompt import FAPromptImageProcessor
 from .metrics import (
     AUPRO_FPR_LIMIT,
@@ -65,7 +65,6 @@ __all__ = [
     "DEFAULT_AUPRO",
     "EvaluationResult",
     "evaluate_model",
-    "load_evaluation_dataset",
     "load_evaluation_model",
     "pixel_bytes_per_image",
     "save_heatmaps",
@@ -584,38 +583,6 @@ def load_evaluation_model(
         logger.info("%s has no image processor; using the default one.", model)
         image_processor = FAPromptImageProcessor(size=loaded.config.image_size)
     return loaded.eval(), image_processor
-
-
-def load_evaluation_dataset(
-    dataset_format: str,
-    dataset_path: str | os.PathLike | None = None,
-    split: str = "test",
-    classes: Sequence[str] | None = None,
-    column_mapping: Mapping[str, str] | None = None,
-    **kwargs: Any,
-) -> Dataset:
-    """Load a dataset with the loader of ``dataset_format``: :func:`faprompt_hf.data.load_dataset_by_format`.
-
-    Kept under this name for existing callers; training and evaluation share the one implementation.
-
-    Args:
-        dataset_format: One of :data:`DATASET_FORMATS` (``"mvtec"``, ``"visa"``, ``"meta_json"``, ``"folder"``,
-            ``"hub"``, ``"synthetic"``).
-        dataset_path: The dataset folder, or the hub id / path for ``"hub"``.
-        split: The split to load (ignored by ``"folder"``).
-        classes: Classes to keep (default: all); for ``"synthetic"``, the domains to generate.
-        column_mapping: For ``"hub"``: our column name -> the dataset's column name.
-        **kwargs: Further arguments of the loader (e.g. ``split_csv``, ``meta_path``, ``require_masks``,
-            ``n_normal``).
-
-    Returns:
-        A dataset in :data:`~faprompt_hf.data.ANOMALY_FEATURES`.
-
-    Raises:
-        ValueError: Unknown format, a missing path, ``column_mapping`` with a format other than ``"hub"``, or
-            classes absent from the dataset.
-    """
-    return load_dataset_by_format(dataset_format, dataset_path, split, classes, column_mapping, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
