@@ -82,7 +82,7 @@ class FAPromptImageProcessor(BaseImageProcessor):
 
     def preprocess_image(self, image: ImageInput, size: tuple[int, int], source: str | None = None) -> np.ndarray:
         """One image -> normalised float32 array (3, H, W)."""
-        rgb = image if isinstance(image, Image.Image) and image.mode == "RGB" else to_rgb_image(image, source)
+        rgb = to_rgb_image(image, source)
         resized = rgb.resize((size[1], size[0]), _RESAMPLE[self.resample])
         array = np.asarray(resized, dtype=np.float32) / 255.0
         array = (array - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)

@@ -102,7 +102,7 @@ def to_rgb_image(image: ImageInput, source: str | None = None) -> Image.Image:
         source: A name for error messages (defaults to the path, or the input's type).
 
     Returns:
-        An RGB PIL image.
+        An RGB PIL image (an RGB PIL input is returned as is, not copied).
 
     Raises:
         ValueError: The input cannot be interpreted as an image (the message names it and the fix).
@@ -130,6 +130,8 @@ def to_rgb_image(image: ImageInput, source: str | None = None) -> Image.Image:
         return Image.fromarray(array).convert("RGB")
     if not isinstance(image, Image.Image):
         raise ValueError(f"Unsupported image input {source}: give a path, PIL image, numpy array or torch tensor.")
+    if image.mode == "RGB":
+        return image  # already what the model needs: no copy (callers never modify it in place)
     if image.mode in _RAW_MODES:
         return to_rgb_image(np.asarray(image), source)
     if image.mode == "P":
