@@ -19,8 +19,12 @@ from faprompt_hf import FAPromptConfig, FAPromptModel  # noqa: E402
 from faprompt_hf.tiny import tiny_clip_config, tiny_clip_tokenizer, tiny_faprompt_config  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# ../shared/parity beside the checkout; FAPROMPT_PARITY_DIR points elsewhere (e.g. a copy on a GPU machine)
-SHARED_PARITY = Path(os.environ.get("FAPROMPT_PARITY_DIR", REPO_ROOT.parent / "shared" / "parity"))
+# The released code's reference tensors: FAPROMPT_PARITY_DIR if set, else the project's shared ../shared/parity beside
+# the checkout (authoritative), else the copy of it in tests/fixtures/parity (so that a lone clone runs the suite).
+_PARITY_CANDIDATES = [REPO_ROOT.parent / "shared" / "parity", REPO_ROOT / "tests" / "fixtures" / "parity"]
+if os.environ.get("FAPROMPT_PARITY_DIR"):
+    _PARITY_CANDIDATES = [Path(os.environ["FAPROMPT_PARITY_DIR"])]
+SHARED_PARITY = next((p for p in _PARITY_CANDIDATES if (p / "parity_seed0.pt").is_file()), _PARITY_CANDIDATES[0])
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +80,7 @@ def tiny_clip_config_fixture(tiny_tokenizer):
 def parity_dir():
     """The shared parity fixture (make_weights.py and the released code's tensors)."""
     if not (SHARED_PARITY / "parity_seed0.pt").is_file():
-        pytest.fail(f"parity fixture missing at {SHARED_PARITY}: the repository expects ../shared/parity beside it")
+        pytest.fail(f"parity fixture missing (looked in {[str(p) for p in _PARITY_CANDIDATES]})")
     return SHARED_PARITY
 
 
