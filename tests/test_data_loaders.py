@@ -288,7 +288,7 @@ def test_meta_json_bad_inputs(tmp_path):
     assert image_level["label"] == [0, 1] and image_level[1]["mask"] is None
     meta["test"]["screw"][1]["img_path"] = "screw/thread/9.png"
     (tmp_path / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(FileNotFoundError, match=r"\[test\]\[screw\]\[1\]: image file not found.*9.png"):
+    with pytest.raises(FileNotFoundError, match=r"\[test\]\[screw\]\[1\]: img_path file not found.*9.png"):
         load_meta_json(tmp_path)
     meta["test"]["screw"][1].update(img_path="screw/thread/0.png", specie_name="good", mask_path="")
     (tmp_path / "meta.json").write_text(json.dumps(meta))
@@ -323,7 +323,9 @@ def test_write_meta_json_round_trip(mvtec_root, tmp_path):
         ]
     elsewhere = write_meta_json(test, tmp_path / "other_root")
     assert json.loads(elsewhere.read_text())["test"]["bottle"][0]["img_path"] == test[0]["path"]
-    assert load_meta_json(tmp_path / "other_root")["path"] == test["path"]
+    with pytest.raises(ValueError, match="outside the dataset root.*allow_outside_root=True"):
+        load_meta_json(tmp_path / "other_root")
+    assert load_meta_json(tmp_path / "other_root", allow_outside_root=True)["path"] == test["path"]
 
 
 def test_write_meta_json_refuses_in_memory_rows(tmp_path):

@@ -39,6 +39,7 @@ from transformers.utils import logging
 
 from .data import FAPromptCollator, defer_decoding
 from .data.dispatch import DATASET_FORMATS
+from .file_utils import atomic_write
 from .image_processing_faprompt import FAPromptImageProcessor
 from .metrics import (
     AUPRO_FPR_LIMIT,
@@ -145,6 +146,9 @@ class EvaluationResult:
     def save(self, output_dir: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
         """Write ``metrics.json``, ``metrics.csv``, ``metrics.md`` and ``image_scores.csv`` into ``output_dir``.
 
+        Each file is written to a temporary name and renamed (:func:`~faprompt_hf.file_utils.atomic_write`), so a
+        failure (full disk, file-size limit, a killed process) leaves the previous version of that file intact.
+
         Args:
             output_dir: Folder to write to (created if missing).
             extra: Additional JSON-serialisable run information (model, dataset, ...) stored under ``"run"`` in
@@ -152,6 +156,9 @@ class EvaluationResult:
 
         Returns:
             ``{"json": path, "csv": path, "markdown": path, "scores": path}``.
+
+        Raises:
+            OSError: Writing failed (the message names the file; the previous version is intact).
         """
         output = Path(output_dir)
         output.mkdir(parents=True, exist_ok=True)
@@ -164,15 +171,17 @@ class EvaluationResult:
         payload = self.to_dict()
         if extra:
             payload["run"] = dict(extra)
-        paths["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        with atomic_write(paths["json"]) as handle:
+            handle.write(json.dumps(payload, indent=2) + "\n")
         keys = self.metric_keys
-        with paths["csv"].open("w", newline="", encoding="utf-8") as handle:
+        with atomic_write(paths["csv"]) as handle:
             writer = csv.writer(handle)
             writer.writerow(["class", *keys])
             for name, row in self.metrics.items():
                 writer.writerow([name, *(repr(float(row.get(key, math.nan))) for key in keys)])
-        paths["markdown"].write_text(self.table + "\n", encoding="utf-8")
-        with paths["scores"].open("w", newline="", encoding="utf-8") as handle:
+        with atomic_write(paths["markdown"]) as handle:
+            handle.write(self.table + "\n")
+        with atomic_write(paths["scores"]) as handle:
             writer = csv.writer(handle)
             writer.writerow(["index", "path", "class_name", "label", "score"])
             for index, (path, name, label, score) in enumerate(
@@ -609,7 +618,11 @@ def save_heatmaps(
         tile_size: Side of each tile in pixels.
 
     Returns:
-        The written files, in class order.
+        The written files, in class order. Each is written to a temporary name and renamed
+        (:func:`~faprompt_hf.file_utils.atomic_write`): a failure leaves the previous version intact.
+
+    Raises:
+        OSError: Writing failed (the message names the file).
     """
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -633,6 +646,7 @@ def save_heatmaps(
             images, maps, masks, titles=titles, tile_size=tile_size, normalize=(low, high) if high > low else False
         )
         path = output / f"{_file_name(name)}.png"
-        grid.save(path)
+        with atomic_write(path, "wb") as handle:
+            grid.save(handle, format="PNG")
         written.append(path)
     return written

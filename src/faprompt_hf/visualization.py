@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from faprompt_hf.file_utils import atomic_write
 from faprompt_hf.image_utils import ImageInput, to_mask_array, to_rgb_image
 from faprompt_hf.metrics import ArrayLike, auroc, average_precision, precision_recall_curve, roc_curve
 
@@ -238,5 +239,7 @@ def plot_roc_pr_curves(
     if title:
         figure.suptitle(title)
     if path is not None:
-        figure.savefig(os.fspath(path), dpi=120)
+        extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+        with atomic_write(path, "wb") as handle:
+            figure.savefig(handle, format=extension or None, dpi=120)
     return figure

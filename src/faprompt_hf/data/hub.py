@@ -286,7 +286,7 @@ def load_hub_dataset(
     if renames:
         images = images.rename_columns(renames)
     for column in kept.values():
-        images = images.cast_column(column, ImageFeature())
+        images = images.cast_column(column, ANOMALY_FEATURES[column])
     for column in ("mask", "label", "class_name", "defect_type", "path"):
         if column not in kept.values():
             images = images.add_column(column, columns[column], feature=ANOMALY_FEATURES[column])

@@ -56,6 +56,43 @@ ANOMALY_FEATURES = Features(
 * ``path``: the image's source path, or a reference such as ``"user/dataset[test][12]"``.
 """
 
+
+class _DecodeNamingTheFile:
+    """``decode_example`` of the schema's Image features: ``datasets``' own decoding, with errors naming the file.
+
+    Set on the ``image`` and ``mask`` feature *instances* of :data:`ANOMALY_FEATURES` (not on the ``datasets.Image``
+    class, so other datasets are untouched). It travels with the features through ``select``, ``filter``,
+    ``shuffle``, ``map``, ``cast_column``, ``concatenate_datasets`` and ``to_iterable_dataset``; a dataset reloaded
+    with ``load_from_disk`` has plain ``datasets.Image`` features again.
+    """
+
+    def __init__(self, feature: ImageFeature) -> None:
+        self.feature = feature
+
+    def __call__(self, value: Any, token_per_repo_id: Mapping[str, Any] | None = None) -> Any:
+        try:
+            return ImageFeature.decode_example(self.feature, value, token_per_repo_id)
+        except Exception as error:
+            raise _decoding_error(value, error) from error
+
+
+def _decoding_error(value: Any, error: Exception) -> Exception:
+    """The error to raise when the stored image ``value`` cannot be decoded: it names the file and the fix."""
+    path = value.get("path") if isinstance(value, Mapping) else value if isinstance(value, str) else None
+    data = value.get("bytes") if isinstance(value, Mapping) else None
+    if isinstance(error, FileNotFoundError) and path:
+        return FileNotFoundError(f"Image file not found: {path!r}. Restore the file or remove its row.")
+    what = repr(path) if path else f"embedded image bytes ({len(data or b'')} bytes)"
+    return ValueError(
+        f"Cannot decode the image file {what}: {error}. Replace the file with a readable image, or find every bad "
+        "file at once with faprompt_hf.data.verify_dataset(dataset)."
+    )
+
+
+for _column in ("image", "mask"):
+    ANOMALY_FEATURES[_column].decode_example = _DecodeNamingTheFile(ANOMALY_FEATURES[_column])
+del _column
+
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 """File extensions (case-insensitive) the folder loaders treat as images."""
 
@@ -181,9 +218,14 @@ def decode_image_value(value: Any, source: str) -> Image.Image | np.ndarray:
             opened.load()
             image = opened.copy()
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"Image file of row {source!r} not found: {path!r}.") from error
+        raise FileNotFoundError(
+            f"Image file of row {source!r} not found: {path!r}. Restore the file or remove its row."
+        ) from error
     except Exception as error:
-        raise ValueError(f"Cannot decode the image of row {source!r} ({path or 'embedded bytes'}): {error}") from error
+        raise ValueError(
+            f"Cannot decode the image of row {source!r} ({path or 'embedded bytes'}): {error}. Replace the file with "
+            "a readable image, or find every bad file at once with faprompt_hf.data.verify_dataset(dataset)."
+        ) from error
     return image
 
 
@@ -230,7 +272,10 @@ def _check_mask(
             "with_processor_transform to resize it."
         )
     if label == 0 and mask.any():
-        raise ValueError(f"{source!r} is labelled normal but its mask marks {int(mask.sum())} anomalous pixels.")
+        raise ValueError(
+            f"{source!r} is labelled normal but its mask marks {int(mask.sum())} anomalous pixels; label it anomalous "
+            "(1) or give it an empty mask."
+        )
 
 
 def _check_row(row: Mapping[str, Any], index: int) -> None:

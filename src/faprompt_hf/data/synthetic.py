@@ -41,6 +41,7 @@ from PIL import Image
 from scipy import ndimage
 from transformers.utils import logging
 
+from ..file_utils import staged_directory
 from .schema import _build_dataset
 
 logger = logging.get_logger(__name__)
@@ -628,7 +629,9 @@ def write_synthetic_mvtec(
     ``root/<domain>/test/<defect>/NNN.png`` and ``root/<domain>/ground_truth/<defect>/NNN_mask.png`` (0/255).
 
     Args:
-        root: Output folder (created; existing files with the same names are overwritten).
+        root: Output folder (created; existing files with the same names are replaced, others kept). The tree is
+            written into a temporary sibling folder and moved into ``root`` once complete
+            (:func:`~faprompt_hf.file_utils.staged_directory`): a failure leaves ``root`` as it was.
         domains: Domains to write (default: all of :data:`DOMAINS`).
         n_train: Normal training images per domain.
         n_normal: Normal test images per domain.
@@ -642,17 +645,23 @@ def write_synthetic_mvtec(
 
     Raises:
         ValueError: As :func:`make_synthetic_dataset`.
+        OSError: Writing failed (the message names ``root``; it is left as it was).
     """
     root = Path(root)
-    for split, normal, anomalous in (("train", n_train, 0), ("test", n_normal, n_anomalous)):
-        plan = _plan(domains, defect_types, normal, anomalous)
-        for (domain, kind, index), (image, mask) in zip(plan, _render_plan(plan, image_size, seed, split), strict=True):
-            folder = root / domain / split / (kind or "good")
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(folder / f"{index:03d}.png")
-            if kind is not None:
-                mask_folder = root / domain / "ground_truth" / kind
-                mask_folder.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(mask.astype(np.uint8) * 255).save(mask_folder / f"{index:03d}_mask.png")
+    plans = [
+        (split, _plan(domains, defect_types, normal, anomalous))
+        for split, normal, anomalous in (("train", n_train, 0), ("test", n_normal, n_anomalous))
+    ]
+    with staged_directory(root) as staging:
+        for split, plan in plans:
+            rendered = _render_plan(plan, image_size, seed, split)
+            for (domain, kind, index), (image, mask) in zip(plan, rendered, strict=True):
+                folder = staging / domain / split / (kind or "good")
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(folder / f"{index:03d}.png")
+                if kind is not None:
+                    mask_folder = staging / domain / "ground_truth" / kind
+                    mask_folder.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(mask.astype(np.uint8) * 255).save(mask_folder / f"{index:03d}_mask.png")
     logger.info("Wrote a synthetic MVTec AD tree to %s", root)
     return root
