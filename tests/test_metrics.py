@@ -186,6 +186,7 @@ def test_torch_and_list_inputs_match_numpy() -> None:
     assert M.compute_anomaly_metrics(torch.tensor(scores), torch.tensor(labels)) == expected
     assert M.compute_anomaly_metrics(scores.tolist(), labels.astype(bool).tolist()) == expected
     maps, masks = rng.random((50, 8, 8)), rng.random((50, 8, 8)) < 0.2
+    masks[labels == 0] = False  # a normal image's mask is empty
     direct = M.compute_anomaly_metrics(scores, labels, maps.astype(np.float32), masks)
     from_torch = M.compute_anomaly_metrics(scores, labels, torch.tensor(maps).float(), torch.tensor(masks).float())
     assert from_torch == direct

@@ -6,6 +6,7 @@ Files are read with ``torch.load(..., weights_only=True)`` only; nothing in them
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import zipfile
@@ -212,6 +213,137 @@ def _parse_template(ids: torch.Tensor, context_lengths: list[int], key: str) -> 
     return placeholders, tokens[start:-1]
 
 
+_REQUIRED_KEYS = (
+    "ctx_pos",
+    "ctx_neg",
+    "patch_meta_net.linear1.weight",
+    "patch_meta_net.linear2.weight",
+    "tokenized_prompts_pos",
+    "tokenized_prompts_neg",
+)
+_DEEP_PROMPT_PREFIX = "compound_prompts_text."
+
+
+def _prompt_learner_state(checkpoint: Any, path: str) -> dict[str, torch.Tensor]:
+    """The ``prompt_learner`` state dict of a loaded ``epoch_N.pth`` (``module.`` prefixes removed), checked.
+
+    Raises:
+        KeyError: No ``prompt_learner`` entry, or a required tensor is missing.
+        ValueError: The file or its entry is not a dict, a key is not a string, a value is not a tensor, or a
+            floating-point tensor holds NaN or infinite values.
+    """
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"{path!r} holds a {type(checkpoint).__name__}; an original FAPrompt epoch_N.pth holds a dict "
+            "{'prompt_learner': state_dict}. Pass the epoch_N.pth the original training wrote."
+        )
+    if "prompt_learner" not in checkpoint:
+        raise KeyError(
+            f"{path!r} has no 'prompt_learner' entry (its keys: {sorted(map(str, checkpoint))[:10]}): is it an "
+            "original epoch_N.pth? A model saved with save_pretrained loads with FAPromptModel.from_pretrained."
+        )
+    state = checkpoint["prompt_learner"]
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"{path!r}: 'prompt_learner' holds a {type(state).__name__}; expected a state dict of tensors."
+        )
+    source: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{path!r}: 'prompt_learner' has the key {key!r} ({type(key).__name__}); keys are names.")
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{path!r}: prompt_learner[{key!r}] holds a {type(value).__name__}; expected a tensor.")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            bad = int(value.numel() - torch.isfinite(value).sum())
+            raise ValueError(
+                f"{path!r}: prompt_learner[{key!r}] (shape {tuple(value.shape)}) holds {bad} NaN or infinite "
+                "value(s): the training that wrote it diverged. Use an earlier checkpoint."
+            )
+        source[key.removeprefix("module.")] = value
+    for key in _REQUIRED_KEYS:
+        if key not in source:
+            raise KeyError(f"Original checkpoint {path!r} lacks {key!r}.")
+    return source
+
+
+def _deep_prompt_keys(source: dict[str, torch.Tensor], path: str) -> list[str]:
+    """The ``compound_prompts_text.<i>`` keys in the order of ``i``, which must run 0..n-1.
+
+    Raises:
+        ValueError: A key whose suffix is not an integer, or missing or repeated numbers.
+    """
+    numbered: dict[int, str] = {}
+    for key in source:
+        if not key.startswith(_DEEP_PROMPT_PREFIX):
+            continue
+        suffix = key.removeprefix(_DEEP_PROMPT_PREFIX)
+        if not suffix.isdigit() or int(suffix) in numbered:
+            raise ValueError(
+                f"{path!r}: deep-prompt key {key!r} is not {_DEEP_PROMPT_PREFIX}<integer> (or repeats a number); "
+                f"expected {_DEEP_PROMPT_PREFIX}0 ... {_DEEP_PROMPT_PREFIX}<n-1>."
+            )
+        numbered[int(suffix)] = key
+    if sorted(numbered) != list(range(len(numbered))):
+        raise ValueError(
+            f"{path!r}: deep-prompt keys are numbered {sorted(numbered)}; expected {_DEEP_PROMPT_PREFIX}0 ... "
+            f"{_DEEP_PROMPT_PREFIX}{len(numbered) - 1} without gaps."
+        )
+    return [numbered[index] for index in range(len(numbered))]
+
+
+def _check_prompt_shapes(
+    source: dict[str, torch.Tensor], deep_keys: list[str], clip_config: CLIPConfig, path: str
+) -> None:
+    """Check the ranks and widths the conversion reads, so that a malformed file fails naming the key.
+
+    Args:
+        source: The prompt learner's tensors.
+        deep_keys: Its deep-prompt keys, in order.
+        clip_config: The config of the CLIP it is converted with (text width, projection size, vocabulary).
+        path: The checkpoint, for messages.
+
+    Raises:
+        ValueError: A tensor whose rank, width or leading dimensions differ from the released layout, or token ids
+            outside the CLIP vocabulary (the message names the key, its shape and the expected shape).
+    """
+    width = clip_config.text_config.hidden_size
+    projection_dim = clip_config.projection_dim
+    vocab_size = clip_config.text_config.vocab_size
+
+    def fail(key: str, expected: str) -> ValueError:
+        return ValueError(
+            f"{path!r}: prompt_learner[{key!r}] has shape {tuple(source[key].shape)}; the released layout is "
+            f"{expected} (text width {width}). Is this an original FAPrompt checkpoint for this CLIP?"
+        )
+
+    ctx_pos, ctx_neg = source["ctx_pos"], source["ctx_neg"]
+    if ctx_pos.ndim < 2 or ctx_pos.shape[-1] != width or math.prod(ctx_pos.shape[:-2]) != 1:
+        raise fail("ctx_pos", f"(1, 1, n_ctx, {width})")
+    if ctx_neg.ndim < 3 or ctx_neg.shape[-1] != width or math.prod(ctx_neg.shape[:-3]) != 1:
+        raise fail("ctx_neg", f"(1, num_prompts, n_ctx, {width})")
+    for key in deep_keys:
+        tensor = source[key]
+        if tensor.ndim != 2 or tensor.shape[-1] != width or tensor.shape != source[deep_keys[0]].shape:
+            raise fail(key, f"(length, {width}), the same for every {_DEEP_PROMPT_PREFIX}<i>")
+    for key in ("patch_meta_net.linear1.weight", "patch_meta_net.linear2.weight"):
+        if source[key].ndim != 2:
+            raise fail(key, "(out_features, in_features)")
+    hidden, inputs = source["patch_meta_net.linear1.weight"].shape
+    if inputs < projection_dim or inputs % projection_dim or hidden < 1 or inputs % hidden:
+        raise fail(
+            "patch_meta_net.linear1.weight",
+            f"(M * {projection_dim} / reduction, M * {projection_dim}) for M prior patches of the projection size "
+            f"{projection_dim}",
+        )
+    for key, rank in (("tokenized_prompts_pos", 1), ("tokenized_prompts_neg", 2)):
+        tensor = source[key]
+        layout = "(1, 1, 77)" if rank == 1 else "(1, num_prompts, 77)"
+        if tensor.ndim < rank or tensor.is_floating_point() or tensor.is_complex() or tensor.numel() == 0:
+            raise fail(key, f"{layout} integer token ids")
+        if int(tensor.min()) < 0 or int(tensor.max()) >= vocab_size:
+            raise fail(key, f"{layout} token ids in [0, {vocab_size}) (this CLIP's vocabulary)")
+
+
 def convert_original_checkpoint(
     prompt_learner_path: str | os.PathLike,
     clip: str | os.PathLike | CLIPModel,
@@ -231,30 +363,21 @@ def convert_original_checkpoint(
         (``prior_patch_selection="first_m"``, ``round_deep_prompts_to_float16=True``).
 
     Raises:
-        KeyError: A tensor is missing or unexpected (the message names the key).
-        ValueError: A tensor has the wrong shape, or the checkpoint's fixed token embeddings do not match ``clip``.
+        KeyError: A tensor is missing or unexpected, or the file has no ``prompt_learner`` entry (the message names
+            the key).
+        ValueError: The file does not hold the dicts of an ``epoch_N.pth``; a value is not a tensor; a tensor has
+            the wrong rank or shape (the message names the key and the expected shape); a tensor holds NaN or
+            infinite values (names the key); a deep-prompt key is not ``compound_prompts_text.<integer>`` or the
+            numbers are not 0..n-1; or the checkpoint's fixed token embeddings do not match ``clip``.
     """
-    checkpoint = load_torch_file(prompt_learner_path, "original FAPrompt checkpoint")
-    if not isinstance(checkpoint, dict) or "prompt_learner" not in checkpoint:
-        raise KeyError(f"{os.fspath(prompt_learner_path)!r} has no 'prompt_learner' entry: is it an epoch_N.pth?")
-    source = {key.removeprefix("module."): value for key, value in checkpoint["prompt_learner"].items()}
+    path = os.fspath(prompt_learner_path)
+    source = _prompt_learner_state(load_torch_file(path, "original FAPrompt checkpoint"), path)
+    deep_keys = _deep_prompt_keys(source, path)
     clip_model = _load_clip(clip)
+    _check_prompt_shapes(source, deep_keys, clip_model.config, path)
 
-    for key in (
-        "ctx_pos",
-        "ctx_neg",
-        "patch_meta_net.linear1.weight",
-        "patch_meta_net.linear2.weight",
-        "tokenized_prompts_pos",
-        "tokenized_prompts_neg",
-    ):
-        if key not in source:
-            raise KeyError(f"Original checkpoint lacks {key!r}.")
     normal_length, abnormal_length = source["ctx_pos"].shape[-2], source["ctx_neg"].shape[-2]
     num_prompts = source["ctx_neg"].shape[-3]
-    deep_keys = sorted(
-        (k for k in source if k.startswith("compound_prompts_text.")), key=lambda k: int(k.split(".")[-1])
-    )
     deep_prompts = [source[key] for key in deep_keys]
     projection_dim = clip_model.config.projection_dim
     fc1_weight = source["patch_meta_net.linear1.weight"]

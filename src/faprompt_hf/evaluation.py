@@ -45,6 +45,7 @@ from .metrics import (
     AUPRO_FPR_LIMIT,
     AUPRO_ORIGINAL_THRESHOLDS,
     MEAN_KEY,
+    MIN_POOLED_SIDE,
     PIXEL_METRIC_KEYS,
     TABLE_KEYS,
     check_class_names,
@@ -346,7 +347,7 @@ def _pool_pixels(maps: torch.Tensor, masks: torch.Tensor, size: int | None) -> t
 
     This is ``pixel_metrics_size``: pooling *to a side*, per batch, on the model's device and before the outputs are
     gathered, so that neither the gathered tensors nor the per-class buffers hold full-resolution maps. Any side in
-    [1, S] works (adaptive windows, which overlap by a pixel when ``size`` does not divide S). It is distinct from
+    [2, S] works (adaptive windows, which overlap by a pixel when ``size`` does not divide S). It is distinct from
     ``downsample`` of :func:`~faprompt_hf.metrics.compute_anomaly_metrics`, which pools numpy arrays that are already
     in memory *by an integer factor* (edges padded), and cannot bound what is gathered and kept here.
     """
@@ -397,6 +398,7 @@ def evaluate_model(
         pixel_metrics: Compute pixel AUROC, AP, F1-max and AUPRO (needs the masks); False keeps no maps at all.
         pixel_metrics_size: Pool maps (mean) and masks (max) to this side before they are kept, to bound memory on very
             large classes (an approximation; None keeps the evaluation resolution, as the original protocol does).
+            An integer in [2, S] (:data:`~faprompt_hf.metrics.MIN_POOLED_SIDE` to the evaluation size).
         image_size: Evaluation side S in pixels (default: ``model.config.image_size``, 518 for the released models);
             must be a multiple of the patch size.
         sigma: Gaussian smoothing of the maps in pixels (default: ``model.config.gaussian_sigma``, 10); the model's
@@ -411,7 +413,8 @@ def evaluate_model(
 
     Raises:
         TypeError: ``dataset`` is not a map-style ``datasets.Dataset``.
-        ValueError: Bad sizes or options, or a bad row (the message names its path).
+        ValueError: Bad sizes or options, or a bad row (the message names its path), e.g. an undecodable image or
+            a normal image whose mask marks anomalous pixels.
     """
     if isinstance(dataset, IterableDataset) or not isinstance(dataset, Dataset):
         raise TypeError(
@@ -426,8 +429,16 @@ def evaluate_model(
     patch_size = model.config.clip_config.vision_config.patch_size
     if size < patch_size or size % patch_size:
         raise ValueError(f"image_size {size} must be a positive multiple of the patch size {patch_size}.")
-    if pixel_metrics_size is not None and not 1 <= pixel_metrics_size <= size:
-        raise ValueError(f"pixel_metrics_size must lie in [1, {size}] (the evaluation size), got {pixel_metrics_size}.")
+    if pixel_metrics_size is not None and (
+        isinstance(pixel_metrics_size, bool)
+        or int(pixel_metrics_size) != pixel_metrics_size
+        or not MIN_POOLED_SIDE <= pixel_metrics_size <= size
+    ):
+        raise ValueError(
+            f"pixel_metrics_size must be an integer in [{MIN_POOLED_SIDE}, {size}] (at most the evaluation size; "
+            f"maps pooled to fewer than {MIN_POOLED_SIDE} pixels per side make the pixel metrics meaningless), got "
+            f"{pixel_metrics_size!r}; leave it unset to keep the full resolution."
+        )
     kept_size = pixel_metrics_size or size
 
     class_names = [str(name) for name in dataset["class_name"]]

@@ -65,11 +65,16 @@ AUPRO_FPR_LIMIT = 0.3
 AUPRO_ORIGINAL_THRESHOLDS = 200
 """Number of evenly spaced thresholds of the ``"original"`` AUPRO definition (the released evaluation's)."""
 
+MIN_POOLED_SIDE = 2
+"""Fewest pixels per side that pooled maps keep (``downsample``, ``pixel_metrics_size``): pooling a map to one
+pixel makes every pixel metric an image metric and AUPRO meaningless."""
+
 __all__ = [
     "AUPRO_FPR_LIMIT",
     "AUPRO_ORIGINAL_THRESHOLDS",
     "IMAGE_METRIC_KEYS",
     "MEAN_KEY",
+    "MIN_POOLED_SIDE",
     "PIXEL_METRIC_KEYS",
     "TABLE_KEYS",
     "aupro",
@@ -80,6 +85,7 @@ __all__ = [
     "compute_per_class_metrics",
     "f1_max",
     "format_metrics_table",
+    "max_downsample",
     "mean_over_classes",
     "precision_recall_curve",
     "roc_curve",
@@ -635,9 +641,51 @@ def _validate_all(
         raise ValueError(
             f"anomaly_maps has shape {maps.shape} but image_scores has shape {scores.shape}; give one map per image."
         )
+    _check_masks_agree_with_labels(mask_array, labels)
     if downsample > 1:
+        limit = max_downsample(maps.shape[1:])
+        if downsample > limit:
+            raise ValueError(
+                f"downsample={downsample} is too large for maps of {maps.shape[1]}x{maps.shape[2]} pixels: the pooled "
+                f"maps must keep at least {MIN_POOLED_SIDE} pixels per side, so downsample must be at most {limit} "
+                "(1 keeps the maps as they are)."
+            )
         maps, mask_array = _pool(maps, mask_array, int(downsample))
     return scores, labels, maps, mask_array
+
+
+def max_downsample(map_shape: Sequence[int]) -> int:
+    """The largest ``downsample`` that keeps at least :data:`MIN_POOLED_SIDE` pixels on each side of the maps.
+
+    Args:
+        map_shape: ``(H, W)`` of the maps.
+
+    Returns:
+        The largest ``d`` with ``ceil(min(H, W) / d) >= MIN_POOLED_SIDE`` (``min(H, W) - 1`` for the default of 2),
+        at least 1.
+    """
+    side = int(min(map_shape))
+    return max(1, math.ceil(side / (MIN_POOLED_SIDE - 1)) - 1)
+
+
+def _check_masks_agree_with_labels(masks: np.ndarray, labels: np.ndarray) -> None:
+    """Refuse masks that mark anomalous pixels on images labelled normal (label 0).
+
+    Args:
+        masks: Boolean masks (N, H, W).
+        labels: Boolean image labels (N,), True for anomalous.
+
+    Raises:
+        ValueError: Some normal images have marked pixels; the message gives their indices and pixel counts.
+    """
+    marked = masks.reshape(masks.shape[0], -1).sum(axis=1)
+    bad = np.flatnonzero(~labels & (marked > 0))
+    if bad.size:
+        shown = ", ".join(f"image {int(i)} ({int(marked[i])} px)" for i in bad[:5])
+        raise ValueError(
+            f"{bad.size} image(s) labelled normal (0) have masks marking anomalous pixels: {shown}"
+            f"{', ...' if bad.size > 5 else ''}. A normal image's mask must be empty: fix the label (1) or the mask."
+        )
 
 
 def compute_anomaly_metrics(
@@ -654,10 +702,12 @@ def compute_anomaly_metrics(
         image_scores: Image anomaly scores, shape (N,).
         image_labels: Image labels in {0, 1} (1 = anomalous), shape (N,).
         anomaly_maps: Optional pixel anomaly maps, shape (N, H, W) (or (N, 1, H, W)), float.
-        masks: Optional ground-truth masks in {0, 1}, same shape as ``anomaly_maps``. Give both or neither.
+        masks: Optional ground-truth masks in {0, 1}, same shape as ``anomaly_maps``. Give both or neither. The
+            mask of an image labelled normal must be empty (no pixel 1).
         aupro: AUPRO definition, ``"exact"`` (MVTec AD) or ``"original"`` (FAPrompt's released evaluation).
         downsample: Pool maps (mean) and masks (max) by this factor before the pixel metrics; an approximation for
-            very large sets, 1 (the default) is exact.
+            very large sets, 1 (the default) is exact. At most :func:`max_downsample` of the maps' ``(H, W)``, so
+            that pooled maps keep :data:`MIN_POOLED_SIDE` pixels per side.
 
     Returns:
         ``image_auroc``, ``image_ap``, ``image_f1_max``, ``image_f1_threshold`` and, with maps and masks,
@@ -665,7 +715,8 @@ def compute_anomaly_metrics(
         200 thresholds for ``"original"``). Undefined metrics are NaN, with a UserWarning.
 
     Raises:
-        ValueError: Mismatched shapes, labels or masks not in {0, 1}, non-finite scores or maps, bad options.
+        ValueError: Mismatched shapes, labels or masks not in {0, 1}, non-finite scores or maps, a normal image
+            whose mask marks anomalous pixels, ``downsample`` too large for the maps, bad options.
     """
     scores, labels, maps, mask_array = _validate_all(image_scores, image_labels, anomaly_maps, masks, aupro, downsample)
     return _compute_validated(scores, labels, maps, mask_array, aupro, "")
