@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -593,3 +595,263 @@ def test_decode_image_value_ignores_exif_orientation(tmp_path):
         assert image.size == (SIZE, SIZE // 2)
         np.testing.assert_array_equal(np.asarray(to_rgb_image(image)), array)
     np.testing.assert_array_equal(np.asarray(to_rgb_image(str(tmp_path / "rotated.png"))), array)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Hardening: bad index entries, paths leaving the root, dangling links, undecodable files, lost writes
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "pattern"),
+    [
+        ("img_path", 5, r"'img_path' must be a string, got int 5; write it as a string"),
+        ("img_path", None, r"'img_path' is empty; give the image path relative to"),
+        ("img_path", ["screw/thread/0.png"], r"'img_path' must be a string, got list \['screw/thread/0.png'\]"),
+        ("img_path", "", r"'img_path' is empty"),
+        ("mask_path", 3, r"'mask_path' must be a string, got int 3"),
+        ("specie_name", 7, r"'specie_name' must be a string, got int 7; write it as a string such as"),
+        ("cls_name", ["a", "b"], r"'cls_name' must be a string, got list \['a', 'b'\]"),
+        ("cls_name", {"x": 1}, r"'cls_name' must be a string, got dict"),
+        ("anomaly", "maybe", r"Cannot read the label 'maybe' of .*\[test\]\[screw\]\[1\] 'anomaly'"),
+        ("anomaly", [1], r"Cannot read the label \[1\]"),
+    ],
+)
+def test_meta_json_bad_item_fields_name_file_split_class_item_and_field(tmp_path, field, value, pattern):
+    meta = write_meta_tree(tmp_path)
+    meta["test"]["screw"][1][field] = value
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=pattern) as error:
+        load_meta_json(tmp_path)
+    assert f"{tmp_path / 'meta.json'} [test][screw][1]" in str(error.value)
+
+
+def test_meta_json_null_optional_fields_are_absent_and_never_a_list_class(tmp_path):
+    meta = write_meta_tree(tmp_path)
+    meta["test"]["screw"][0].update(mask_path=None, specie_name=None, cls_name=None)
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    dataset = load_meta_json(tmp_path)
+    assert dataset["class_name"] == ["screw", "screw"] and dataset["defect_type"] == ["good", "thread"]
+
+
+def write_outside_file(tmp_path: Path) -> Path:
+    return save_image(tmp_path / "secret" / "passwd.png")
+
+
+@pytest.mark.parametrize(
+    ("field", "written"),
+    [
+        ("img_path", "../secret/passwd.png"),
+        ("img_path", "screw/../../secret/passwd.png"),
+        ("img_path", "ABSOLUTE"),
+        ("mask_path", "../secret/passwd.png"),
+    ],
+)
+def test_meta_json_paths_leaving_the_root_are_refused_unless_allowed(tmp_path, field, written):
+    root = tmp_path / "dataset"
+    outside = write_outside_file(tmp_path)
+    meta = write_meta_tree(root)
+    meta["test"]["screw"][1][field] = str(outside) if written == "ABSOLUTE" else written
+    (root / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="outside the dataset root") as error:
+        load_meta_json(root)
+    message = str(error.value)
+    assert "[test][screw][1]" in message and field in message and str(outside) in message
+    assert "allow_outside_root=True" in message
+    loaded = load_meta_json(root, allow_outside_root=True)
+    column = "path" if field == "img_path" else "mask"
+    values = loaded["path"] if column == "path" else [value["path"] for value in undecoded(loaded, "mask") if value]
+    assert str(outside) in values
+
+
+def test_paths_that_stay_inside_the_root_are_accepted(tmp_path):
+    meta = write_meta_tree(tmp_path)
+    meta["test"]["screw"][0]["img_path"] = "screw/thread/../good/0.png"
+    meta["test"]["screw"][1]["img_path"] = str(tmp_path / "screw" / "thread" / "0.png")
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    assert load_meta_json(tmp_path)["path"] == [
+        str(tmp_path / "screw" / "good" / "0.png"),
+        str(tmp_path / "screw" / "thread" / "0.png"),
+    ]
+
+
+@pytest.mark.parametrize("column", ["image", "mask"])
+def test_visa_paths_leaving_the_root_are_refused_unless_allowed(tmp_path, column):
+    root = tmp_path / "visa"
+    outside = write_outside_file(tmp_path)
+    write_visa(root)
+    anomaly = ["candle", "test", "anomaly", "candle/Data/Images/Anomaly/000.JPG", "candle/Data/Masks/Anomaly/000.png"]
+    anomaly[3 if column == "image" else 4] = "../secret/passwd.png"
+    write_visa(root, [tuple(anomaly)])
+    with pytest.raises(ValueError, match=rf"1cls.csv:2: {column} '../secret/passwd.png' leads to .*passwd.png"):
+        load_visa(root)
+    loaded = load_visa(root, allow_outside_root=True)
+    stored = loaded["path"][0] if column == "image" else undecoded(loaded, "mask")[0]["path"]
+    assert stored == str(outside)
+
+
+@pytest.mark.parametrize(
+    ("content", "pattern"),
+    [
+        (
+            b"object,split,label,image,mask\ncandle,test,normal,candle/Data/Images/Normal/000.JPG,\ncandle,test\n",
+            r"1cls.csv:3: the row has 2 fields but the header has 5 \(object,split,label,image,mask\); fix the row",
+        ),
+        (
+            b"object,split,label,image,mask\ncandle,test,normal,candle/Data/Images/Normal/000.JPG,,extra\n",
+            r"1cls.csv:2: the row has 6 fields but the header has 5",
+        ),
+        (
+            b"object,split,label,image,mask\ncandle,test,normal,candle/Data/Images/Normal/000.JPG,\n"
+            b"candle,test,normal,candle/caf\xe9.JPG,\n",
+            r"1cls.csv:3: VisA split file is not UTF-8 text \(byte 0xe9 .*re-save it as UTF-8",
+        ),
+        (b"object,split,label,image,mask\ncandle,test,normal, ,\n", r"1cls.csv:2: the 'image' field is empty"),
+        (
+            b"object,split,label,image,mask\n\ncandle,test,normal,candle/nope.JPG,\n",
+            r"1cls.csv:3: image file not found.*nope.JPG",
+        ),
+    ],
+)
+def test_visa_malformed_csv_names_file_and_line(tmp_path, content, pattern):
+    csv_path = write_visa(tmp_path)
+    csv_path.write_bytes(content)
+    with pytest.raises((ValueError, FileNotFoundError), match=pattern) as error:
+        load_visa(tmp_path)
+    assert str(csv_path) in str(error.value)
+
+
+def test_visa_csv_with_a_byte_order_mark_loads(tmp_path):
+    csv_path = write_visa(tmp_path)
+    csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    assert len(load_visa(tmp_path)) == 4
+
+
+def dangling(link: Path) -> Path:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(link.parent / "gone_target.png")
+    return link
+
+
+@pytest.mark.parametrize(
+    ("tree", "link", "load"),
+    [
+        ("mvtec_root", "bottle/test/good/001.png", load_mvtec_ad),
+        ("mvtec_root", "bottle/ground_truth/broken/003_mask.png", load_mvtec_ad),
+        ("mvtec_root", "bottle/test/scratch", load_mvtec_ad),
+        ("folder_root", "gear/dent/d.png", load_folder),
+        ("folder_root", "gear/masks/dent/e.png", load_folder),
+        ("folder_root", "wood", load_folder),
+    ],
+)
+def test_dangling_symlinks_are_an_error_naming_link_and_target(request, tree, link, load):
+    root = request.getfixturevalue(tree)
+    link = dangling(root / link)
+    with pytest.raises(FileNotFoundError) as error:
+        load(root)
+    message = str(error.value)
+    assert str(link) in message and "gone_target.png" in message and "fix the link or remove it" in message
+
+
+def test_dangling_symlink_named_by_an_index_file(tmp_path):
+    meta = write_meta_tree(tmp_path)
+    dangling(tmp_path / "screw" / "good" / "1.png")
+    meta["test"]["screw"][0]["img_path"] = "screw/good/1.png"
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(FileNotFoundError, match=r"\[test\]\[screw\]\[0\]: img_path: .*1.png' is a symbolic link"):
+        load_meta_json(tmp_path)
+
+
+def truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda ds: ds,
+        lambda ds: ds.select([0, 1]),
+        lambda ds: ds.shuffle(seed=0).filter(lambda path: path.endswith("002.png"), input_columns="path"),
+        lambda ds: ds.filter(lambda label: label == 1, input_columns="label"),
+        lambda ds: ds.map(lambda name: {"class_name": name.upper()}, input_columns="class_name"),
+        lambda ds: ds.train_test_split(test_size=1, shuffle=False)["train"],
+    ],
+)
+def test_reading_an_undecodable_image_from_a_loaded_dataset_names_the_file(mvtec_root, view):
+    broken = truncate(mvtec_root / "bottle" / "test" / "broken" / "002.png")
+    dataset = view(load_mvtec_ad(mvtec_root))
+    with pytest.raises(ValueError, match="Cannot decode the image file") as error:
+        dataset[0]["image"]
+    assert str(broken) in str(error.value) and "verify_dataset" in str(error.value)
+
+
+def test_reading_undecodable_masks_missing_files_and_hub_rows_names_the_file(mvtec_root, tmp_path):
+    mask = truncate(mvtec_root / "bottle" / "ground_truth" / "broken" / "002_mask.png")
+    dataset = load_mvtec_ad(mvtec_root)
+    with pytest.raises(ValueError, match=f"Cannot decode the image file '{mask}'"):
+        dataset[0]["mask"]
+    os.remove(mvtec_root / "bottle" / "test" / "good" / "000.png")
+    with pytest.raises(FileNotFoundError, match=r"Image file not found: .*good.000.png'. Restore the file"):
+        dataset[2]
+    with pytest.raises(ValueError, match="Cannot decode the image file"):
+        next(iter(dataset.to_iterable_dataset()))
+    rows = Dataset.from_dict({"image": [str(mask)], "label": [1]})
+    rows.to_parquet(tmp_path / "rows.parquet")
+    hub = load_hub_dataset("parquet", data_files={"test": str(tmp_path / "rows.parquet")})
+    with pytest.raises(ValueError, match=f"Cannot decode the image file '{mask}'"):
+        hub[0]["image"]
+
+
+def test_other_datasets_decode_as_datasets_does(tmp_path):
+    """The file-naming decoder sits on our schema's features only, not on datasets.Image itself."""
+    path = truncate(save_image(tmp_path / "x.png"))
+    plain = Dataset.from_dict({"image": [str(path)]}, features=Features({"image": ImageFeature()}))
+    with pytest.raises(Exception) as error:  # noqa: PT011 - whatever PIL raises, untouched
+        plain[0]["image"]
+    assert "Cannot decode the image file" not in str(error.value)
+
+
+def test_write_meta_json_keeps_the_old_file_when_writing_fails(mvtec_root, monkeypatch):
+    meta_path = write_meta_json(load_mvtec_ad(mvtec_root, split="train"), mvtec_root, split="train")
+    before = meta_path.read_bytes()
+
+    def dump_half_then_fail(meta, handle, **kwargs):
+        handle.write(json.dumps(meta)[:20])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", dump_half_then_fail)
+    with pytest.raises(OSError, match=r"Could not write .*meta.json.*No space left.*previous version.*intact"):
+        write_meta_json(load_mvtec_ad(mvtec_root), mvtec_root)
+    assert meta_path.read_bytes() == before
+    assert sorted(path.name for path in mvtec_root.iterdir() if path.name.startswith(".")) == []
+
+
+def test_write_meta_json_survives_a_file_size_limit(mvtec_root):
+    """A real failure: RLIMIT_FSIZE in a subprocess makes the write fail with EFBIG half-way."""
+    meta_path = write_meta_json(load_mvtec_ad(mvtec_root, split="train"), mvtec_root, split="train")
+    before = meta_path.read_bytes()
+    code = (
+        "import resource, signal, sys\n"
+        "from faprompt_hf.data import load_mvtec_ad, write_meta_json\n"
+        "dataset = load_mvtec_ad(sys.argv[1])\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) + 64}, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    write_meta_json(dataset, sys.argv[1])\n"
+        "except OSError as error:\n"
+        "    print('FAILED', error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(mvtec_root)], capture_output=True, text=True, timeout=300)
+    assert "FAILED [Errno 27] Could not write" in result.stdout, result.stdout + result.stderr
+    assert "File too large" in result.stdout and "Free some space" in result.stdout
+    assert meta_path.read_bytes() == before
+    assert json.loads(before)["train"] and not [p for p in mvtec_root.iterdir() if p.name.startswith(".meta")]
+
+
+def test_write_meta_json_does_not_overwrite_a_corrupt_index(mvtec_root):
+    (mvtec_root / "meta.json").write_text("{half a file")
+    with pytest.raises(ValueError, match="not valid JSON.*does not overwrite this one: fix it, or remove it"):
+        write_meta_json(load_mvtec_ad(mvtec_root), mvtec_root)
+    assert (mvtec_root / "meta.json").read_text() == "{half a file"
