@@ -241,3 +241,148 @@ def test_torchscript_clip_archive_is_refused_with_the_way_out(tmp_path):
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), path)
     with pytest.raises(ValueError, match="TorchScript archive.*openai/clip-vit-large-patch14-336"):
         load_torch_file(path, "OpenAI-format CLIP file")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Malformed and non-finite original checkpoints
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip_model(original_weights):
+    """The CLIP of the parity weights, built once (conversion accepts a CLIPModel as well as a file)."""
+    return clip_from_openai_state_dict(torch.load(original_weights[0], weights_only=True))
+
+
+def _nan_at_one(tensor):
+    tensor = tensor.clone()
+    tensor.view(-1)[3] = float("nan")
+    return tensor
+
+
+def _rename(state, old, new):
+    state[new] = state.pop(old)
+
+
+MALFORMED = {
+    "ctx_pos 1-D": (
+        lambda s: s.update(ctx_pos=s["ctx_pos"].flatten()[:768]),
+        ValueError,
+        r"prompt_learner\['ctx_pos'\] has shape \(768,\); the released layout is \(1, 1, n_ctx, 768\)",
+    ),
+    "ctx_pos wrong width": (
+        lambda s: s.update(ctx_pos=s["ctx_pos"][..., :512]),
+        ValueError,
+        r"'ctx_pos'\] has shape \(1, 1, 5, 512\); the released layout is \(1, 1, n_ctx, 768\)",
+    ),
+    "ctx_neg 2-D": (
+        lambda s: s.update(ctx_neg=s["ctx_neg"][0, 0]),
+        ValueError,
+        r"'ctx_neg'\] has shape \(2, 768\); the released layout is \(1, num_prompts, n_ctx, 768\)",
+    ),
+    "deep prompt rank 3": (
+        lambda s: s.update({"compound_prompts_text.2": s["compound_prompts_text.2"][None]}),
+        ValueError,
+        r"'compound_prompts_text.2'\] has shape \(1, 4, 768\); the released layout is \(length, 768\)",
+    ),
+    "deep prompt of another length": (
+        lambda s: s.update({"compound_prompts_text.5": s["compound_prompts_text.5"][:2]}),
+        ValueError,
+        r"'compound_prompts_text.5'\] has shape \(2, 768\).*the same for every",
+    ),
+    "non-integer deep prompt key": (
+        lambda s: _rename(s, "compound_prompts_text.7", "compound_prompts_text.last"),
+        ValueError,
+        r"deep-prompt key 'compound_prompts_text.last' is not compound_prompts_text.<integer>",
+    ),
+    "gap in deep prompt keys": (
+        lambda s: _rename(s, "compound_prompts_text.3", "compound_prompts_text.9"),
+        ValueError,
+        r"deep-prompt keys are numbered \[0, 1, 2, 4, 5, 6, 7, 9\]; expected .*0 \.\.\. .*7 without gaps",
+    ),
+    "prior weight 1-D": (
+        lambda s: s.update({"patch_meta_net.linear1.weight": s["patch_meta_net.linear1.weight"][0]}),
+        ValueError,
+        r"'patch_meta_net.linear1.weight'\] has shape \(7680,\); the released layout is \(out_features, in_features\)",
+    ),
+    "prior inputs not a multiple of the projection": (
+        lambda s: s.update({"patch_meta_net.linear1.weight": s["patch_meta_net.linear1.weight"][:, :700]}),
+        ValueError,
+        r"'patch_meta_net.linear1.weight'\] has shape \(480, 700\).*M prior patches of the projection size 768",
+    ),
+    "float token ids": (
+        lambda s: s.update(tokenized_prompts_pos=s["tokenized_prompts_pos"].float()),
+        ValueError,
+        r"'tokenized_prompts_pos'\] has shape \(1, 1, 77\).*integer token ids",
+    ),
+    "token id outside the vocabulary": (
+        lambda s: s["tokenized_prompts_neg"].view(-1).__setitem__(5, 10**6),
+        ValueError,
+        r"'tokenized_prompts_neg'\].*token ids in \[0, 49408\)",
+    ),
+    "NaN context": (
+        lambda s: s.update(ctx_neg=_nan_at_one(s["ctx_neg"])),
+        ValueError,
+        r"'ctx_neg'\] \(shape \(1, 10, 2, 768\)\) holds 1 NaN or infinite value\(s\).*earlier checkpoint",
+    ),
+    "infinite deep prompt": (
+        lambda s: s["compound_prompts_text.0"].view(-1).__setitem__(0, float("inf")),
+        ValueError,
+        r"prompt_learner\['compound_prompts_text.0'\] .*holds 1 NaN or infinite",
+    ),
+    "NaN prior bias": (
+        lambda s: s.update({"patch_meta_net.linear2.bias": torch.full((768,), float("nan"))}),
+        ValueError,
+        r"'patch_meta_net.linear2.bias'\] \(shape \(768,\)\) holds 768 NaN",
+    ),
+    "a list instead of a tensor": (
+        lambda s: s.update(ctx_pos=s["ctx_pos"].tolist()),
+        ValueError,
+        r"prompt_learner\['ctx_pos'\] holds a list; expected a tensor",
+    ),
+    "non-string key": (
+        lambda s: s.update({3: torch.zeros(1)}),
+        ValueError,
+        r"'prompt_learner' has the key 3 \(int\)",
+    ),
+    "missing context": (lambda s: s.pop("ctx_pos"), KeyError, r"lacks 'ctx_pos'"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_checkpoints_name_the_key_and_the_expected_shape(original_weights, clip_model, tmp_path, case):
+    mutate, error, pattern = MALFORMED[case]
+    checkpoint = torch.load(original_weights[1], weights_only=True)
+    mutate(checkpoint["prompt_learner"])
+    broken = tmp_path / "epoch_1.pth"
+    torch.save(checkpoint, broken)
+    with pytest.raises(error, match=pattern) as raised:
+        convert_original_checkpoint(broken, clip_model)
+    assert str(broken) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "pattern"),
+    [
+        ([torch.zeros(1)], ValueError, r"holds a list; an original FAPrompt epoch_N.pth holds a dict"),
+        ({"state_dict": {}}, KeyError, r"no 'prompt_learner' entry \(its keys: \['state_dict'\]\).*from_pretrained"),
+        ({"prompt_learner": [torch.zeros(1)]}, ValueError, r"'prompt_learner' holds a list; expected a state dict"),
+    ],
+)
+def test_checkpoints_of_the_wrong_structure_are_named(clip_model, tmp_path, content, error, pattern):
+    path = tmp_path / "epoch_1.pth"
+    torch.save(content, path)
+    with pytest.raises(error, match=pattern) as raised:
+        convert_original_checkpoint(path, clip_model)
+    assert str(path) in str(raised.value)
+
+
+def test_module_prefixed_checkpoints_still_convert(original_weights, clip_model, tmp_path):
+    """DataParallel's 'module.' prefixes are removed before the checks."""
+    checkpoint = torch.load(original_weights[1], weights_only=True)
+    checkpoint["prompt_learner"] = {f"module.{key}": value for key, value in checkpoint["prompt_learner"].items()}
+    path = tmp_path / "epoch_1.pth"
+    torch.save(checkpoint, path)
+    model = convert_original_checkpoint(path, clip_model)
+    reference = torch.load(original_weights[1], weights_only=True)["prompt_learner"]["ctx_pos"]
+    assert torch.equal(model.prompt_learner.normal_context, reference.reshape(5, 768))

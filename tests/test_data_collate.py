@@ -254,3 +254,36 @@ def test_exif_orientation_is_ignored_on_every_path(tmp_path, processor):
     torch.testing.assert_close(deferred, expected)
     torch.testing.assert_close(with_processor_transform(dataset, processor)[0]["pixel_values"], expected)
     verify_dataset(dataset)
+
+
+@pytest.mark.parametrize(
+    ("damage", "error", "pattern"),
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[:60]), ValueError, "Cannot decode the image"),
+        (lambda path: path.write_bytes(b"GIF89a not really"), ValueError, "Cannot decode the image"),
+        (lambda path: path.unlink(), FileNotFoundError, "not found"),
+    ],
+)
+def test_a_broken_file_is_named_whether_read_from_the_dataset_or_batched(tmp_path, processor, damage, error, pattern):
+    root = half_tree(tmp_path)
+    broken = root / "part" / "dent" / "a.png"
+    dataset = load_folder(root)
+    damage(broken)
+    for read in (
+        lambda: dataset[0]["image"],  # datasets' own decoding, straight from the loaded dataset
+        lambda: FAPromptCollator(processor)([defer_decoding(dataset)[0]]),
+        lambda: with_processor_transform(dataset, processor)[0],
+    ):
+        with pytest.raises(error, match=pattern) as raised:
+            read()
+        assert str(broken) in str(raised.value) and (
+            "verify_dataset" in str(raised.value) or "Restore" in str(raised.value)
+        )
+
+
+def test_a_normal_row_with_a_marked_mask_says_how_to_fix_it(tmp_path, processor):
+    rows = list(load_folder(half_tree(tmp_path)))
+    with pytest.raises(
+        ValueError, match=r"n.png' is labelled normal but its mask marks 128 anomalous pixels; label it"
+    ):
+        FAPromptCollator(processor)([{**rows[1], "mask": rows[0]["mask"]}])
