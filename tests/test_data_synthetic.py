@@ -181,3 +181,26 @@ def test_bad_arguments_are_rejected(kwargs, message):
 def test_generate_sample_rejects_inapplicable_defect():
     with pytest.raises(ValueError, match="does not apply"):
         generate_sample("checker", "missing", SIZE)
+
+
+def test_write_synthetic_mvtec_leaves_the_old_tree_when_writing_fails(tmp_path, monkeypatch):
+    """A failure half-way (a full disk here) leaves the folder exactly as it was: no half-written tree."""
+    kwargs = {"domains": ("stripes",), "n_train": 2, "n_normal": 1, "n_anomalous": 2, "image_size": SIZE}
+    root = write_synthetic_mvtec(tmp_path / "synthetic", seed=0, **kwargs)
+    before = {path: path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+    from PIL import Image
+
+    original_save, calls = Image.Image.save, []
+
+    def save_then_fill_the_disk(image, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return original_save(image, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_then_fill_the_disk)
+    with pytest.raises(OSError, match=r"Could not write .*synthetic.*No space left.*Free some space"):
+        write_synthetic_mvtec(tmp_path / "synthetic", seed=1, **kwargs)
+    after = {path: path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+    assert after == before
+    assert [path.name for path in tmp_path.iterdir()] == ["synthetic"]  # the staging folder is gone

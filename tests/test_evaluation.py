@@ -22,6 +22,7 @@ from datasets import Dataset
 from faprompt_hf import FAPromptImageProcessor, FAPromptModel, evaluation, metrics
 from faprompt_hf.data import (
     FAPromptCollator,
+    defer_decoding,
     load_dataset_by_format,
     load_mvtec_ad,
     make_synthetic_dataset,
@@ -146,8 +147,9 @@ def test_overrides_apply_and_the_config_is_restored(model, dataset):
         scores, maps, masks = direct_outputs(model, dataset, batch_size=4, size=size)
     finally:
         model.config.gaussian_sigma = sigma_before
-    expected = compute_per_class_metrics(list(dataset["class_name"]), scores, list(dataset["label"]), maps, masks,
-                                         aupro="original")
+    expected = compute_per_class_metrics(
+        list(dataset["class_name"]), scores, list(dataset["label"]), maps, masks, aupro="original"
+    )
     assert_metrics_equal(result.metrics, expected)
 
 
@@ -180,9 +182,7 @@ def test_anomalous_images_without_masks_are_left_out_of_pixel_metrics(model):
     with warnings.catch_warnings():  # stripes: no anomalous pixel left
         warnings.simplefilter("ignore")
         result = evaluate_model(model, partial, batch_size=4)
-        pixel = compute_per_class_metrics(
-            np.asarray(names)[keep], scores[keep], labels[keep], maps[keep], masks[keep]
-        )
+        pixel = compute_per_class_metrics(np.asarray(names)[keep], scores[keep], labels[keep], maps[keep], masks[keep])
     assert set(result.metrics["stripes"]) == set(IMAGE_METRIC_KEYS)  # no anomalous image with a mask
     for key in IMAGE_METRIC_KEYS:
         assert result.metrics["nut"][key] == pytest.approx(image_only["nut"][key])
@@ -213,8 +213,13 @@ def test_result_files(model, dataset, tmp_path):
 
 def test_json_has_no_nan():
     result = EvaluationResult(
-        metrics={"a": {"image_auroc": math.nan}, "mean": {"image_auroc": math.nan}}, table="", protocol={},
-        image_scores=np.zeros(1, np.float32), labels=np.zeros(1, np.int64), class_names=["a"], paths=["p"],
+        metrics={"a": {"image_auroc": math.nan}, "mean": {"image_auroc": math.nan}},
+        table="",
+        protocol={},
+        image_scores=np.zeros(1, np.float32),
+        labels=np.zeros(1, np.int64),
+        class_names=["a"],
+        paths=["p"],
     )
     assert result.to_dict()["metrics"]["a"]["image_auroc"] is None
     json.dumps(result.to_dict(), allow_nan=False)
@@ -246,6 +251,99 @@ def test_bad_arguments(model, dataset):
         evaluate_model(model, dataset.to_iterable_dataset())
 
 
+def small_result(count: int = 3) -> EvaluationResult:
+    return EvaluationResult(
+        metrics={"a": {"image_auroc": 0.5}, "mean": {"image_auroc": 0.5}},
+        table="| class | image_auroc |",
+        protocol={"image_size": 32},
+        image_scores=np.linspace(0, 1, count, dtype=np.float32),
+        labels=np.arange(count) % 2,
+        class_names=["a"] * count,
+        paths=[f"/data/a/{index:05d}.png" for index in range(count)],
+    )
+
+
+def test_result_files_keep_their_previous_version_when_writing_fails(tmp_path, monkeypatch):
+    paths = small_result().save(tmp_path)
+    before = {name: path.read_bytes() for name, path in paths.items()}
+
+    class FullDiskWriter:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def writerow(self, row):
+            self.handle.write(",".join(map(str, row))[:5])
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluation.csv, "writer", FullDiskWriter)
+    with pytest.raises(OSError, match=r"Could not write .*metrics.csv.*No space left.*previous version.*intact"):
+        small_result(50).save(tmp_path)
+    assert paths["csv"].read_bytes() == before["csv"] and paths["scores"].read_bytes() == before["scores"]
+    assert json.loads(paths["json"].read_text())["metrics"]["a"]["image_auroc"] == 0.5  # complete, new or old
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
+def test_result_files_survive_a_file_size_limit(tmp_path):
+    """A real failure: RLIMIT_FSIZE in a subprocess makes image_scores.csv too large to write."""
+    paths = small_result().save(tmp_path)
+    before = paths["scores"].read_bytes()
+    code = (
+        "import resource, signal, sys\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_evaluation import small_result\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    small_result(2000).save(sys.argv[1])\n"
+        "except OSError as error:\n"
+        "    print('FAILED', error)\n"
+    )
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), tests_dir], capture_output=True, text=True, timeout=300
+    )
+    assert "image_scores.csv': File too large" in result.stdout, result.stdout + result.stderr
+    assert paths["scores"].read_bytes() == before
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
+def test_heatmap_grids_keep_their_previous_version_when_writing_fails(model, dataset, tmp_path, monkeypatch):
+    result = evaluate_model(model, dataset, batch_size=4, heatmaps_per_class=1, pixel_metrics=False)
+    first = save_heatmaps(result, dataset, tmp_path, tile_size=16)
+    before = first[0].read_bytes()
+    from PIL import Image
+
+    def fail_half_way(image, handle, *args, **kwargs):
+        handle.write(before[:10])
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(Image.Image, "save", fail_half_way)
+    with pytest.raises(OSError, match=r"Could not write .*nut.png.*File too large.*intact"):
+        save_heatmaps(result, dataset, tmp_path, tile_size=32)
+    assert first[0].read_bytes() == before
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
+def test_normal_image_with_a_marked_mask_is_refused_naming_it(model, tmp_path):
+    root = write_synthetic_mvtec(tmp_path, domains=["nut"], n_train=0, n_normal=1, n_anomalous=1, image_size=64)
+    dataset = load_mvtec_ad(root)
+    normal = dataset.filter(lambda label: label == 0, input_columns="label")[0]["path"]
+    marked = next((root / "nut" / "ground_truth").rglob("*_mask.png"))
+    broken = defer_decoding(dataset).map(
+        lambda mask, label: {"mask": {"path": str(marked), "bytes": None} if label == 0 else mask},
+        input_columns=["mask", "label"],
+    )
+    with pytest.raises(ValueError, match="labelled normal but its mask marks .* anomalous pixels; label it") as error:
+        evaluate_model(model, broken, batch_size=2)
+    assert normal in str(error.value)
+
+
+@pytest.mark.parametrize("size", [1, 0, 2.5, True])
+def test_pixel_metrics_size_must_keep_two_pixels(model, dataset, size):
+    with pytest.raises(ValueError, match=r"pixel_metrics_size must be an integer in \[2, 32\].*leave it unset"):
+        evaluate_model(model, dataset, pixel_metrics_size=size)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Loading by name
 # ----------------------------------------------------------------------------------------------------------------------
@@ -261,7 +359,9 @@ def test_load_evaluation_dataset_formats(mvtec_root, tmp_path):
     )
     renamed.save_to_disk(tmp_path / "hub")
     hub = load_dataset_by_format(
-        "hub", tmp_path / "hub", classes=["stripes"],
+        "hub",
+        tmp_path / "hub",
+        classes=["stripes"],
         column_mapping={"image": "img", "label": "is_bad", "class_name": "category"},
     )
     assert list(hub["class_name"]) == ["stripes", "stripes"] and list(hub["label"]) == [0, 1]
@@ -272,8 +372,12 @@ def test_load_evaluation_dataset_formats(mvtec_root, tmp_path):
     with pytest.raises(ValueError, match="column_mapping"):
         load_dataset_by_format("mvtec", mvtec_root, column_mapping={"image": "img"})
     with pytest.raises(ValueError, match="not in"):
-        load_dataset_by_format("hub", tmp_path / "hub", classes=["cable"], column_mapping={
-            "image": "img", "label": "is_bad", "class_name": "category"})
+        load_dataset_by_format(
+            "hub",
+            tmp_path / "hub",
+            classes=["cable"],
+            column_mapping={"image": "img", "label": "is_bad", "class_name": "category"},
+        )
 
 
 def test_load_evaluation_model(model_dir, original_weights):
@@ -299,8 +403,19 @@ def test_load_evaluation_model(model_dir, original_weights):
 
 def script_args(model_dir, mvtec_root, output_dir):
     return [
-        "--model", str(model_dir), "--dataset_format", "mvtec", "--dataset_path", str(mvtec_root),
-        "--batch_size", "2", "--num_workers", "0", "--cpu", "--output_dir", str(output_dir),
+        "--model",
+        str(model_dir),
+        "--dataset_format",
+        "mvtec",
+        "--dataset_path",
+        str(mvtec_root),
+        "--batch_size",
+        "2",
+        "--num_workers",
+        "0",
+        "--cpu",
+        "--output_dir",
+        str(output_dir),
     ]
 
 
@@ -335,8 +450,9 @@ def test_script_writes_table_and_files(one_process_run):
 
 
 def test_script_prints_the_markdown_table(model_dir, mvtec_root, tmp_path, capsys):
-    result = run_script([*script_args(model_dir, mvtec_root, tmp_path), "--classes", "nut", "--aupro", "exact",
-                            "--no_pixel_metrics"])
+    result = run_script(
+        [*script_args(model_dir, mvtec_root, tmp_path), "--classes", "nut", "--aupro", "exact", "--no_pixel_metrics"]
+    )
     printed = capsys.readouterr().out
     assert result.table in printed and "| mean |" in printed and "AUPRO exact" in printed
     assert list(result.metrics) == ["nut", "mean"]
@@ -354,9 +470,23 @@ def test_two_processes_give_the_same_metrics(one_process_run, model_dir, mvtec_r
     port = free_port()
     environment = {**os.environ, "MASTER_PORT": str(port), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-        EVALUATE_SCRIPT, *script_args(model_dir, mvtec_root, tmp_path),
+        sys.executable,
+        "-m",
+        "accelerate.commands.accelerate_cli",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        EVALUATE_SCRIPT,
+        *script_args(model_dir, mvtec_root, tmp_path),
     ]
     completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]

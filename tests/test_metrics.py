@@ -386,6 +386,73 @@ def test_invalid_inputs_raise(kwargs: dict, pattern: str) -> None:
         M.compute_anomaly_metrics(**arguments)
 
 
+def _normal_image_with_marked_pixels() -> dict:
+    masks = np.zeros((4, 8, 8), dtype=bool)
+    masks[0, 1:3, 1:3] = True
+    masks[2, 5, 5:8] = True  # image 2 is labelled normal
+    return {"image_labels": [1, 0, 0, 1], "anomaly_maps": np.random.default_rng(0).random((4, 8, 8)), "masks": masks}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        (
+            _normal_image_with_marked_pixels(),
+            r"1 image\(s\) labelled normal \(0\) have masks marking anomalous pixels: image 2 \(3 px\)\. "
+            r"A normal image's mask must be empty: fix the label \(1\) or the mask",
+        ),
+        (
+            {"image_labels": [0, 0, 0, 1], "anomaly_maps": np.zeros((4, 8, 8)), "masks": np.ones((4, 8, 8))},
+            r"3 image\(s\) labelled normal .*image 0 \(64 px\), image 1 \(64 px\), image 2 \(64 px\)\.",
+        ),
+        (
+            {"image_labels": [0] * 7 + [1], "anomaly_maps": np.zeros((8, 4, 4)), "masks": np.ones((8, 4, 4))},
+            r"7 image\(s\) .*image 4 \(16 px\), \.\.\.\.",
+        ),
+        (
+            {"downsample": 8},
+            r"downsample=8 is too large for maps of 8x8 pixels: the pooled maps must keep at least 2 pixels per "
+            r"side, so downsample must be at most 7",
+        ),
+        ({"downsample": 1000}, r"downsample=1000 is too large for maps of 8x8 pixels.*at most 7"),
+        (
+            {"downsample": 4, "anomaly_maps": np.zeros((4, 3, 40)), "masks": np.zeros((4, 3, 40))},
+            r"downsample=4 is too large for maps of 3x40 pixels.*at most 2",
+        ),
+    ],
+)
+def test_masks_on_normal_images_and_oversized_downsample_are_refused(kwargs: dict, pattern: str) -> None:
+    masks = np.zeros((4, 8, 8), dtype=bool)
+    masks[0, 2:4, 2:4] = masks[3, 5:7, 1:3] = True
+    arguments = {
+        "image_scores": np.linspace(0, 1, len(kwargs.get("image_labels", [1, 0, 0, 1]))),
+        "image_labels": [1, 0, 0, 1],
+        "anomaly_maps": np.random.default_rng(1).random((4, 8, 8)),
+        "masks": masks,
+        **kwargs,
+    }
+    with pytest.raises(ValueError, match=pattern):
+        M.compute_anomaly_metrics(**arguments)
+    names = ["a"] * len(arguments["image_scores"])
+    with pytest.raises(ValueError, match=pattern):
+        M.compute_per_class_metrics(names, **arguments)
+
+
+@pytest.mark.parametrize(("shape", "limit"), [((8, 8), 7), ((3, 40), 2), ((2, 2), 1), ((1, 5), 1), ((518, 518), 517)])
+def test_max_downsample_keeps_two_pixels_per_side(shape: tuple[int, int], limit: int) -> None:
+    assert M.max_downsample(shape) == limit
+    assert math.ceil(min(shape) / limit) >= min(M.MIN_POOLED_SIDE, min(shape))
+
+
+def test_downsample_at_the_limit_still_measures_the_maps() -> None:
+    """The largest allowed factor keeps 2x2 maps, on which a perfect map still scores a perfect AUPRO."""
+    masks = np.zeros((4, 8, 8), dtype=bool)
+    masks[:2, :4, :4] = True
+    maps = masks.astype(np.float64)
+    result = M.compute_anomaly_metrics([1, 1, 0, 0], [1, 1, 0, 0], maps, masks, downsample=M.max_downsample((8, 8)))
+    assert result["pixel_aupro"] == pytest.approx(1.0) and result["pixel_auroc"] == pytest.approx(1.0)
+
+
 def test_per_class_and_aupro_validation() -> None:
     with pytest.raises(ValueError, match="class_names"):
         M.compute_per_class_metrics(["a"], [0.1, 0.2], [0, 1])

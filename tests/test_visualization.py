@@ -121,3 +121,22 @@ def test_matplotlib_missing_raises_install_hint(monkeypatch) -> None:
     with pytest.raises(ImportError, match=r"faprompt-hf\[plots\]"):
         apply_colormap(np.zeros(3), "viridis")
     assert apply_colormap(np.zeros(3)).shape == (3, 3)  # jet needs no matplotlib
+
+
+def test_plot_roc_pr_curves_keeps_the_old_file_when_saving_fails(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    path = tmp_path / "curves.pdf"
+    plot_roc_pr_curves({"a": ([0.1, 0.9, 0.4], [0, 1, 1])}, path)
+    before = path.read_bytes()
+    assert before.startswith(b"%PDF")  # the format still follows the extension
+
+    def fail_half_way(figure, handle, **kwargs):
+        handle.write(b"%PDF-1.4 trunc")
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(Figure, "savefig", fail_half_way)
+    with pytest.raises(OSError, match=r"Could not write .*curves.pdf.*File too large.*intact"):
+        plot_roc_pr_curves({"a": ([0.2, 0.8, 0.5], [0, 1, 1])}, path)
+    assert path.read_bytes() == before and [item.name for item in tmp_path.iterdir()] == ["curves.pdf"]
