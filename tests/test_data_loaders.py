@@ -855,3 +855,27 @@ def test_write_meta_json_does_not_overwrite_a_corrupt_index(mvtec_root):
     with pytest.raises(ValueError, match="not valid JSON.*does not overwrite this one: fix it, or remove it"):
         write_meta_json(load_mvtec_ad(mvtec_root), mvtec_root)
     assert (mvtec_root / "meta.json").read_text() == "{half a file"
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "pattern"),
+    [
+        ("category", [["a", "b"], ["a"]], r"column 'category' holds list \['a', 'b'\] where a string is expected"),
+        ("category", [3, 4], r"column 'category' holds int 3 .*ClassLabel\(names=\[\.\.\.\]\)"),
+        ("kind", [1.5, 2.5], r"column 'kind' holds float 1.5"),
+    ],
+)
+def test_hub_text_columns_of_other_types_are_refused_naming_row_and_column(tmp_path, column, values, pattern):
+    table = {
+        "img": [Image.new("RGB", (SIZE, SIZE))] * 2,
+        "label": [0, 1],
+        "category": ["a", "a"],
+        "kind": ["good", "x"],
+    }
+    table[column] = values
+    saved = tmp_path / "saved"
+    Dataset.from_dict(table).save_to_disk(saved)
+    mapping = {"image": "img", "class_name": "category", "defect_type": "kind"}
+    with pytest.raises(ValueError, match=pattern) as error:
+        load_hub_dataset(str(saved), column_mapping=mapping)
+    assert f"{saved}[test][0]" in str(error.value)

@@ -45,8 +45,8 @@ def load_dataset_by_format(
         classes: Classes to keep (default: all); for ``"synthetic"``, the domains to generate.
         column_mapping: For ``"hub"`` only: our column name -> the dataset's column name.
         **loader_kwargs: Further arguments of the loader (e.g. ``split_csv`` for visa, ``meta_path`` or
-            ``require_masks`` for meta_json/folder, ``n_normal``, ``n_anomalous``, ``image_size`` or ``seed`` for
-            synthetic, ``revision`` or ``data_files`` for hub).
+            ``require_masks`` for meta_json/folder, ``allow_outside_root`` for visa/meta_json, ``n_normal``,
+            ``n_anomalous``, ``image_size`` or ``seed`` for synthetic, ``revision`` or ``data_files`` for hub).
 
     Returns:
         A map-style dataset in :data:`~faprompt_hf.data.ANOMALY_FEATURES`.

@@ -81,13 +81,30 @@ def _resolve_mapping(columns: Sequence[str], column_mapping: Mapping[str, str] |
     return mapping
 
 
-def _strings(values: list[Any] | None, feature: Any) -> list[str | None] | None:
-    """Values as strings, turning ``ClassLabel`` indices into their names."""
+def _strings(values: list[Any] | None, feature: Any, column: str, rows: Sequence[str]) -> list[str | None] | None:
+    """Values of a text column (``class_name``, ``defect_type``, ``path``), turning ``ClassLabel`` indices into names.
+
+    Args:
+        values: The column's values for a batch, or None when the dataset has no such column.
+        feature: The column's feature.
+        column: The dataset's column name, for messages.
+        rows: The rows' references, for messages.
+
+    Raises:
+        ValueError: A value that is not a string (a list, a number, ...): the message names the row and column.
+    """
     if values is None:
         return None
     if isinstance(feature, ClassLabel):
         return [None if value is None else feature.int2str(int(value)) for value in values]
-    return [None if value is None else str(value) for value in values]
+    for value, row in zip(values, rows, strict=True):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(
+                f"Row {row!r}: column {column!r} holds {type(value).__name__} {value!r} where a string is expected; "
+                f"make it a string column, or a ClassLabel for integer ids (dataset.cast_column({column!r}, "
+                "ClassLabel(names=[...])))."
+            )
+    return list(values)
 
 
 def _normalise_batch(
@@ -124,10 +141,11 @@ def _normalise_batch(
     def feature(ours: str) -> Any:
         return features.get(mapping[ours]) if ours in mapping else None
 
-    paths = column("path") or [None] * len(indices)
-    paths = [str(path) if path else f"{reference}[{index}]" for path, index in zip(paths, indices, strict=True)]
+    references = [f"{reference}[{index}]" for index in indices]
+    paths = _strings(column("path"), feature("path"), mapping.get("path", ""), references) or [None] * len(indices)
+    paths = [path or default for path, default in zip(paths, references, strict=True)]
     masks = [None if _is_missing(mask) else mask for mask in (column("mask") or [None] * len(indices))]
-    defects = _strings(column("defect_type"), feature("defect_type"))
+    defects = _strings(column("defect_type"), feature("defect_type"), mapping.get("defect_type", ""), paths)
     if "label" in mapping:
         names = feature("label").names if isinstance(feature("label"), ClassLabel) else None
         labels = [
@@ -152,7 +170,8 @@ def _normalise_batch(
     defects = defects or [None] * len(indices)
     columns = {
         "label": labels,
-        "class_name": _strings(column("class_name"), feature("class_name")) or [class_name] * len(indices),
+        "class_name": _strings(column("class_name"), feature("class_name"), mapping.get("class_name", ""), paths)
+        or [class_name] * len(indices),
         "defect_type": [
             _defect_type_for(label, defect, f"Row {path!r}")
             for label, defect, path in zip(labels, defects, paths, strict=True)
