@@ -152,7 +152,7 @@ def build_demo_model(
     folder = Path(cache_dir) / f"demo-model-s{image_size}-n{steps}-seed{seed}"
     if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
         return folder
-    logger.warning("Training the offline demo model once (a few seconds); it is cached in %s.", folder)
+    logger.warning("Training the offline demo model once (under a minute on a CPU); it is cached in %s.", folder)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the tiny model's operations are too small to gain from more threads
     try:
@@ -411,7 +411,7 @@ class DemoApp:
         """The image threshold the page starts with, and where it comes from."""
         configured = None if self.detector is None else getattr(self.detector.model.config, "anomaly_threshold", None)
         if configured is not None:
-            return float(configured), "the model's calibrated threshold (config.anomaly_threshold)"
+            return round(float(configured), 6), "the model's calibrated threshold (config.anomaly_threshold)"
         return DEFAULT_THRESHOLD, f"the uncalibrated default {DEFAULT_THRESHOLD}: calibrate it below"
 
     def _require_detector(self) -> FAPromptAnomalyDetectionPipeline:
@@ -455,9 +455,9 @@ class DemoApp:
         detections = []
         used_stems: set[str] = set()
         for (name, image), result in zip(images, self._score([image for _, image in images]), strict=True):
-            stem = _safe_stem(name)
-            if stem in used_stems:
-                stem = f"{stem}_{len(used_stems)}"
+            stem, copy = _safe_stem(name), 1
+            while stem in used_stems:  # two uploads with the same name keep separate downloads
+                stem, copy = f"{_safe_stem(name)}_{copy}", copy + 1
             used_stems.add(stem)
             preview, preview_map = _preview(image, result["anomaly_map"])
             detections.append(
@@ -625,21 +625,24 @@ class DemoApp:
                         calibration_message = gr.Markdown()
                 with gr.Column(scale=3):
                     summary = gr.Markdown(elem_id="summary")
-                    overlays = gr.Gallery(
-                        label="Anomaly maps over the images",
-                        columns=3,
-                        fit_columns=False,
-                        object_fit="contain",
-                        format="png",
-                        elem_id="overlays",
-                    )
-                    masks = gr.Gallery(
-                        label="Masks (white: anomalous pixels)",
-                        columns=3,
-                        fit_columns=False,
-                        object_fit="contain",
-                        format="png",
-                    )
+                    with gr.Row():
+                        overlays = gr.Gallery(
+                            label="Anomaly maps over the images",
+                            columns=2,
+                            height=320,
+                            fit_columns=False,
+                            object_fit="contain",
+                            format="png",
+                            elem_id="overlays",
+                        )
+                        masks = gr.Gallery(
+                            label="Masks (white: anomalous pixels)",
+                            columns=2,
+                            height=320,
+                            fit_columns=False,
+                            object_fit="contain",
+                            format="png",
+                        )
                     table = gr.Dataframe(headers=RESULT_HEADERS, label="Scores", interactive=False)
                     downloads = gr.File(
                         label="Downloads: scores.csv and each anomaly map (PNG, .npy)",
@@ -787,7 +790,7 @@ def main(argv: Sequence[str] | None = None, block: bool = True) -> gr.Blocks:
         server_port=args.server_port,
         share=args.share,
         prevent_thread_lock=not block,
-        max_file_size=f"{args.max_file_mb:g}mb",
+        max_file_size=int(args.max_file_mb * 2**20),
         allowed_paths=[str(Path(examples[0]).parent)],
     )
     return demo

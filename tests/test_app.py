@@ -285,7 +285,7 @@ def test_in_a_headless_browser(app, model_dir, tmp_path):
         "--no-sandbox",
         "--disable-dev-shm-usage",
         "--disable-gpu",
-        "--window-size=1400,1250",
+        "--window-size=1400,1120",
         "--no-first-run",
         "--disable-background-networking",
         "--disable-component-update",
