@@ -124,6 +124,15 @@ def test_upload_gives_scores_verdicts_overlays_masks_and_downloads(served, clien
         np.testing.assert_array_equal(np.asarray(png), np.round(np.clip(exported, 0, 1) * 255).astype(np.uint8))
 
 
+def test_same_named_uploads_keep_separate_downloads(client, parts):
+    downloads = call(client, upload(parts[0], parts[0]), 0.5, 0.5, 0.5, api_name="/detect")[3]
+    stem = parts[0].stem
+    assert sorted(Path(path).name for path in downloads if path.endswith(".npy")) == [
+        f"{stem}_1_anomaly_map.npy",
+        f"{stem}_anomaly_map.npy",
+    ]
+
+
 def test_threshold_sliders_redecide_without_running_the_model(served, client, parts):
     _, _, forward_calls = served
     table = call(client, upload(*parts), 0.5, 0.5, 0.5, api_name="/detect")[2]
