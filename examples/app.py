@@ -1,0 +1,800 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""A Gradio demo of FAPrompt: drop part images on a page, get scores, verdicts, heatmaps and masks.
+
+The page runs ``pipeline("anomaly-detection")`` once per batch of images and keeps the raw scores and anomaly maps;
+the image threshold, pixel threshold and overlay opacity sliders re-decide and re-draw from them without running the
+model again. "Calibrate" sets the image threshold from labelled images (uploaded, or a folder): the 0.99 quantile of
+normal images' scores (``calibrate_threshold``), or the best-F1 threshold when anomalous images are given too
+(``threshold_from_f1``). Downloads: each image's anomaly map (PNG and ``.npy``) and a CSV of the batch's scores.
+
+Without ``--model`` the app uses a small FAPrompt on a seeded random tiny CLIP, trained for a few seconds on the
+package's synthetic parts and cached (``--cache_dir``), so it runs offline; its built-in examples are synthetic parts
+from :mod:`faprompt_hf.data.synthetic`. Its numbers show the app working, not how good FAPrompt is.
+
+Usage::
+
+    pip install "faprompt-hf[demo]"
+    python examples/app.py                                   # offline tiny model, http://127.0.0.1:7860
+    python examples/app.py --model path/or/hub-id --server_name 0.0.0.0 --server_port 8080
+    python examples/app.py --model your-name/faprompt-mvtec --share
+
+As a hub Space's ``app.py``: see docs/inference.md ("The demo app").
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from transformers import pipeline
+
+import faprompt_hf  # noqa: F401  (registers the "anomaly-detection" task)
+from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
+from faprompt_hf.data.synthetic import generate_sample, make_synthetic_dataset
+from faprompt_hf.file_utils import atomic_write, staged_directory
+from faprompt_hf.image_utils import load_image, to_rgb_image
+from faprompt_hf.pipeline_faprompt import (
+    DEFAULT_PIXEL_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    FAPromptAnomalyDetectionPipeline,
+    calibrate_threshold,
+    threshold_from_f1,
+)
+from faprompt_hf.tiny import tiny_clip_config, tiny_clip_tokenizer, tiny_faprompt_config
+from faprompt_hf.training import FAPromptTrainingArguments, train
+from faprompt_hf.visualization import overlay_heatmap
+
+logger = logging.getLogger("faprompt_hf.app")
+
+MODEL_ENV = "FAPROMPT_MODEL"
+"""Environment variable read when ``--model`` is not given (handy in a hub Space's settings)."""
+
+CACHE_ENV = "FAPROMPT_APP_CACHE"
+"""Environment variable read when ``--cache_dir`` is not given."""
+
+# The offline default model: a tiny random CLIP, FAPrompt trained on these synthetic domains for DEMO_STEPS steps.
+DEMO_TRAIN_DOMAINS = ("gradient", "stripes", "checker", "nut", "plate")
+DEMO_IMAGE_SIZE = 112
+DEMO_STEPS = 40
+DEMO_SEED = 0
+# Built-in examples: (domain, defect type or None for a normal part), synthetic parts the model never trained on.
+EXAMPLES = (("capsule", "crack"), ("capsule", None), ("rings", "stain"), ("nut", "scratch"), ("blobs", "hole"))
+EXAMPLE_SIZE = 256
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+NORMAL_FOLDER_NAMES = ("good", "normal", "ok")
+SKIPPED_FOLDER_NAMES = ("ground_truth",)
+PREVIEW_SIDE = 768  # overlays and masks are drawn at most this large; the downloads keep the full size
+RESULT_HEADERS = ["file", "score", "anomalous", "threshold", "anomalous pixels (%)", "pixel threshold"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the app accepts, so that one upload cannot exhaust the server."""
+
+    max_file_mb: float = 20.0
+    max_megapixels: float = 12.0
+    max_images: int = 16
+    max_calibration_images: int = 500
+
+
+@dataclass
+class Detection:
+    """One scored image: what the model said, kept so that thresholds and opacity change without re-running it.
+
+    Attributes:
+        name: The file name shown in the page and the CSV.
+        score: The image anomaly score.
+        preview: The RGB image, at most ``PREVIEW_SIDE`` pixels on its longer side.
+        preview_map: The anomaly map at the preview's size, float32 (h, w).
+        anomaly_map: The anomaly map at the image's full size, float32 (H, W) (as the pipeline returns it).
+        exports: The written anomaly-map files (PNG, ``.npy``).
+    """
+
+    name: str
+    score: float
+    preview: Image.Image
+    preview_map: np.ndarray
+    anomaly_map: np.ndarray
+    exports: list[str] = field(default_factory=list)
+
+
+class RejectedImage(ValueError):
+    """An input file the app will not score; the message names the file and says what to do."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The offline default model and the built-in examples
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``$FAPROMPT_APP_CACHE``, else ``~/.cache/faprompt-hf/app`` (``$XDG_CACHE_HOME`` honoured)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "faprompt-hf" / "app"
+
+
+def build_demo_model(
+    cache_dir: str | os.PathLike, steps: int = DEMO_STEPS, image_size: int = DEMO_IMAGE_SIZE, seed: int = DEMO_SEED
+) -> Path:
+    """Train (once) the offline demo model and return its folder; later calls load the cached folder.
+
+    A seeded tiny random CLIP (``faprompt_hf.tiny``) gets FAPrompt's prompts trained for ``steps`` steps on synthetic
+    parts of :data:`DEMO_TRAIN_DOMAINS`, then its image threshold set to the best-F1 threshold on a few fresh
+    synthetic images. The folder is written whole or not at all (``staged_directory``), and its name holds the
+    recipe, so a changed recipe trains a new model.
+
+    Args:
+        cache_dir: Folder holding cached demo models.
+        steps: Optimizer steps (batch 8).
+        image_size: Input side of the model (a multiple of the tiny CLIP's patch size, 8).
+        seed: Seed of the backbone, the data and training.
+
+    Returns:
+        The model folder (``config.json``, ``model.safetensors``, the processor files).
+    """
+    folder = Path(cache_dir) / f"demo-model-s{image_size}-n{steps}-seed{seed}"
+    if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
+        return folder
+    logger.warning("Training the offline demo model once (under a minute on a CPU); it is cached in %s.", folder)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tiny model's operations are too small to gain from more threads
+    try:
+        torch.manual_seed(seed)
+        tokenizer = tiny_clip_tokenizer()
+        clip_config = tiny_clip_config(
+            tokenizer, hidden_size=64, image_size=image_size, patch_size=8, projection_dim=64
+        )
+        model = FAPromptModel(tiny_faprompt_config(tokenizer, clip_config, image_size=image_size))
+        processor = FAPromptProcessor(FAPromptImageProcessor(size=image_size), tokenizer)
+        data = make_synthetic_dataset(
+            DEMO_TRAIN_DOMAINS, 8, 8, image_size=max(64, image_size), seed=seed, split="train"
+        )
+        with staged_directory(folder) as staging:
+            arguments = FAPromptTrainingArguments(
+                output_dir=str(staging),
+                max_steps=steps,
+                image_size=image_size,
+                seed=seed,
+                report_to="none",
+                logging_steps=max(1, steps // 4),
+            )
+            model = train(
+                model,
+                data,
+                processor,
+                arguments,
+                base_model="tiny-random (faprompt_hf.tiny)",
+                dataset_name="synthetic parts (faprompt_hf.data.synthetic)",
+            )
+            validation = make_synthetic_dataset(
+                DEMO_TRAIN_DOMAINS, 4, 4, image_size=max(64, image_size), seed=seed, split="validation"
+            )
+            detector = FAPromptAnomalyDetectionPipeline(model=model, image_processor=processor.image_processor)
+            scores = [
+                result["score"] for result in detector(list(validation["image"]), return_overlay=False, threshold=0.5)
+            ]
+            threshold_from_f1(scores, validation["label"], model)
+            model.save_pretrained(staging)  # the config now carries anomaly_threshold
+    finally:
+        torch.set_num_threads(threads)
+    return folder
+
+
+def write_examples(cache_dir: str | os.PathLike, size: int = EXAMPLE_SIZE) -> list[Path]:
+    """Write the built-in example images (synthetic parts, see :data:`EXAMPLES`) once and return their paths."""
+    folder = Path(cache_dir) / f"examples-{size}"
+    paths = []
+    for index, (domain, defect_type) in enumerate(EXAMPLES):
+        path = folder / f"{domain}_{defect_type or 'good'}.png"
+        if not path.is_file():
+            image, _ = generate_sample(domain, defect_type, image_size=size, seed=100 + index)
+            with atomic_write(path, "wb") as handle:
+                Image.fromarray(image).save(handle, format="PNG")
+        paths.append(path)
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Model loading and input checks
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_detector(model: str | os.PathLike, device: str | int | None = None) -> FAPromptAnomalyDetectionPipeline:
+    """``pipeline("anomaly-detection", model=model)``, or a :class:`RuntimeError` that says what went wrong and the fix.
+
+    Args:
+        model: A folder written by ``save_pretrained`` or a hub model id.
+        device: Passed to the pipeline (``"cpu"``, ``"cuda"``, ``0``, ...; default: transformers' choice).
+
+    Returns:
+        The pipeline.
+    """
+    try:
+        return pipeline("anomaly-detection", model=os.fspath(model), device=device)
+    except Exception as error:  # any loading failure becomes one message in the page, not a traceback
+        reason = " ".join(str(error).split())[:500] or type(error).__name__
+        raise RuntimeError(
+            f"Cannot load the model {os.fspath(model)!r}: {reason} Give --model a folder written by save_pretrained "
+            "(config.json, model.safetensors) or a hub model id of a FAPrompt model (the hub needs network access)."
+        ) from error
+
+
+def read_image(path: str | os.PathLike, limits: Limits) -> Image.Image:
+    """Decode one image file into RGB after checking its size on disk and its pixel count (from the header).
+
+    Args:
+        path: The file.
+        limits: The app's limits.
+
+    Returns:
+        The RGB image.
+
+    Raises:
+        RejectedImage: The file is too large, has too many pixels, or is not a decodable image (named in the message).
+    """
+    name = Path(path).name
+    size_mb = os.path.getsize(path) / 2**20
+    if size_mb > limits.max_file_mb:
+        raise RejectedImage(
+            f"{name} is {size_mb:.1f} MB; this app accepts files up to {limits.max_file_mb:g} MB. Resize or "
+            "re-compress it (or start the app with a larger --max_file_mb)."
+        )
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+    except Image.DecompressionBombError as error:
+        raise RejectedImage(f"{name} has more pixels than Pillow will decode ({error}). Downscale it.") from error
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise RejectedImage(
+            f"{name} is not an image that can be decoded: upload a PNG, JPEG, BMP, TIFF or WebP file."
+        ) from error
+    if width * height > limits.max_megapixels * 1e6:
+        raise RejectedImage(
+            f"{name} is {width} x {height} pixels ({width * height / 1e6:.1f} megapixels); this app accepts up to "
+            f"{limits.max_megapixels:g} megapixels. Downscale it (or start the app with a larger --max_megapixels)."
+        )
+    try:
+        return to_rgb_image(load_image(path), source=name)
+    except (ValueError, OSError, Image.DecompressionBombError) as error:
+        raise RejectedImage(f"{name} cannot be decoded: {error}") from error
+
+
+def _read_all(paths: Sequence[str], limits: Limits) -> tuple[list[tuple[str, Image.Image]], list[str]]:
+    """Decode the files that pass the checks; return ``(name, image)`` pairs and the messages of the others."""
+    images, problems = [], []
+    for path in paths:
+        try:
+            images.append((Path(path).name, read_image(path, limits)))
+        except RejectedImage as error:
+            problems.append(str(error))
+    return images, problems
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Decisions, drawings and exports from the kept scores and maps (no model)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _preview(image: Image.Image, anomaly_map: np.ndarray) -> tuple[Image.Image, np.ndarray]:
+    """The image and its map shrunk to at most ``PREVIEW_SIDE`` pixels on the longer side (as they are if smaller)."""
+    scale = PREVIEW_SIDE / max(image.size)
+    if scale >= 1:
+        return image, anomaly_map
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small_map = np.asarray(Image.fromarray(anomaly_map).resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    return image.resize(size, Image.Resampling.BILINEAR), small_map
+
+
+def _safe_stem(name: str) -> str:
+    """A file-name stem with only letters, digits, ``.``, ``_`` and ``-``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem) or "image"
+
+
+def _new_output_folder(root: Path, keep_seconds: float = 3600.0) -> Path:
+    """A fresh folder under ``root`` for one request's downloads; folders older than ``keep_seconds`` are removed."""
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        try:
+            if old.is_dir() and now - old.stat().st_mtime > keep_seconds:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue  # removed meanwhile by another request
+    folder = root / uuid.uuid4().hex
+    folder.mkdir()
+    return folder
+
+
+def export_anomaly_map(anomaly_map: np.ndarray, folder: Path, stem: str) -> list[str]:
+    """Write a map as ``<stem>_anomaly_map.npy`` (float32, exact) and ``<stem>_anomaly_map.png`` (8-bit grey).
+
+    The PNG's grey level is ``round(255 * clip(map, 0, 1))``: grey level / 255 is the map value, so the pixel
+    threshold compares with it directly (no per-image rescaling).
+
+    Returns:
+        The two paths (PNG first).
+    """
+    png, npy = folder / f"{stem}_anomaly_map.png", folder / f"{stem}_anomaly_map.npy"
+    with atomic_write(npy, "wb") as handle:
+        np.save(handle, anomaly_map.astype(np.float32, copy=False))
+    grey = np.round(np.clip(anomaly_map, 0.0, 1.0) * 255.0).astype(np.uint8)
+    with atomic_write(png, "wb") as handle:
+        Image.fromarray(grey).save(handle, format="PNG")
+    return [str(png), str(npy)]
+
+
+def result_rows(detections: Sequence[Detection], threshold: float, pixel_threshold: float) -> list[list[Any]]:
+    """One table / CSV row per image: file, score, "yes"/"no", threshold, anomalous pixel share (%), pixel threshold."""
+    return [
+        [
+            detection.name,
+            round(detection.score, 6),
+            "yes" if detection.score >= threshold else "no",
+            round(threshold, 6),
+            round(100.0 * float((detection.anomaly_map >= pixel_threshold).mean()), 3),
+            round(pixel_threshold, 6),
+        ]
+        for detection in detections
+    ]
+
+
+def write_scores_csv(rows: Sequence[Sequence[Any]], path: Path) -> str:
+    """Write the result rows (with :data:`RESULT_HEADERS`) as a CSV file and return its path."""
+    with atomic_write(path, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(RESULT_HEADERS)
+        writer.writerows(rows)
+    return str(path)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The app
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class DemoApp:
+    """The app's state shared by all visitors (the pipeline, limits, the download folder) and its event handlers.
+
+    Per-visitor state (the scored images) lives in a ``gr.State`` and is passed to the handlers.
+
+    Args:
+        detector: The pipeline, or None when the model could not be loaded (then ``load_error`` says why).
+        model_name: What ``--model`` named (shown in the page).
+        examples: Built-in example images.
+        limits: What the app accepts.
+        output_root: Where the downloads are written (default: a folder in the system's temporary directory).
+        folder_calibration: Offer calibration from a folder on the server (turn it off for a public Space).
+        load_error: The message shown when ``detector`` is None.
+    """
+
+    def __init__(
+        self,
+        detector: FAPromptAnomalyDetectionPipeline | None,
+        model_name: str,
+        examples: Sequence[str | os.PathLike] = (),
+        limits: Limits | None = None,
+        output_root: str | os.PathLike | None = None,
+        folder_calibration: bool = True,
+        load_error: str | None = None,
+    ) -> None:
+        if detector is None and not load_error:
+            raise ValueError("DemoApp needs a detector, or the load_error that says why there is none.")
+        self.detector = detector
+        self.model_name = model_name
+        self.examples = [os.fspath(path) for path in examples]
+        self.limits = limits or Limits()
+        self.output_root = Path(output_root or Path(tempfile.gettempdir()) / "faprompt-app")
+        self.folder_calibration = folder_calibration
+        self.load_error = load_error
+        self._model_lock = threading.Lock()  # one forward pass at a time: the model is shared by all visitors
+
+    # -- thresholds -------------------------------------------------------------------------------------------------
+
+    def initial_threshold(self) -> tuple[float, str]:
+        """The image threshold the page starts with, and where it comes from."""
+        configured = None if self.detector is None else getattr(self.detector.model.config, "anomaly_threshold", None)
+        if configured is not None:
+            return round(float(configured), 6), "the model's calibrated threshold (config.anomaly_threshold)"
+        return DEFAULT_THRESHOLD, f"the uncalibrated default {DEFAULT_THRESHOLD}: calibrate it below"
+
+    def _require_detector(self) -> FAPromptAnomalyDetectionPipeline:
+        if self.detector is None:
+            raise gr.Error(self.load_error, title="The model could not be loaded")
+        return self.detector
+
+    def _score(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
+        """Run the pipeline once on the images (maps at their full size, no overlays)."""
+        detector = self._require_detector()
+        try:
+            with self._model_lock:
+                results = detector(
+                    list(images), batch_size=8, return_overlay=False, threshold=DEFAULT_THRESHOLD
+                )  # the page decides; this only silences a warning
+        except (ValueError, RuntimeError) as error:
+            raise gr.Error(f"Detection failed: {error}") from error
+        return results if isinstance(results, list) else [results]
+
+    # -- event handlers ---------------------------------------------------------------------------------------------
+
+    def detect(
+        self, files: Sequence[str] | None, threshold: float, pixel_threshold: float, opacity: float
+    ) -> tuple[Any, ...]:
+        """Score uploaded images and show the results; the scores and maps go into the visitor's state."""
+        paths = [os.fspath(path) for path in (files or [])]
+        if not paths:
+            return ([], *self.render([], threshold, pixel_threshold, opacity))
+        if len(paths) > self.limits.max_images:
+            raise gr.Error(
+                f"{len(paths)} images given; this app scores at most {self.limits.max_images} at a time "
+                "(--max_images). Upload them in smaller batches."
+            )
+        self._require_detector()
+        images, problems = _read_all(paths, self.limits)
+        if not images:
+            raise gr.Error("\n".join(problems), title="No image could be read")
+        for problem in problems:
+            gr.Warning(problem, title="Image skipped")
+        folder = _new_output_folder(self.output_root)
+        detections = []
+        used_stems: set[str] = set()
+        for (name, image), result in zip(images, self._score([image for _, image in images]), strict=True):
+            stem, copy = _safe_stem(name), 1
+            while stem in used_stems:  # two uploads with the same name keep separate downloads
+                stem, copy = f"{_safe_stem(name)}_{copy}", copy + 1
+            used_stems.add(stem)
+            preview, preview_map = _preview(image, result["anomaly_map"])
+            detections.append(
+                Detection(
+                    name=name,
+                    score=result["score"],
+                    preview=preview,
+                    preview_map=preview_map,
+                    anomaly_map=result["anomaly_map"],
+                    exports=export_anomaly_map(result["anomaly_map"], folder, stem),
+                )
+            )
+        overlays, masks, rows, downloads, summary = self.render(detections, threshold, pixel_threshold, opacity)
+        if problems:
+            summary += "\n\n**Skipped:**\n" + "\n".join(f"- {problem}" for problem in problems)
+        return detections, overlays, masks, rows, downloads, summary
+
+    def render(
+        self, detections: Sequence[Detection], threshold: float, pixel_threshold: float, opacity: float
+    ) -> tuple[Any, ...]:
+        """Decide, draw and export from kept scores and maps: thresholds and opacity change without the model."""
+        if not detections:
+            return [], [], [], [], ""
+        threshold, pixel_threshold, opacity = float(threshold), float(pixel_threshold), float(opacity)
+        overlays, masks = [], []
+        for detection in detections:
+            verdict = "ANOMALOUS" if detection.score >= threshold else "normal"
+            relation = ">=" if detection.score >= threshold else "<"
+            caption = f"{detection.name}: {detection.score:.3f} {relation} {threshold:.3f}, {verdict}"
+            overlays.append((overlay_heatmap(detection.preview, detection.preview_map, alpha=opacity), caption))
+            mask = Image.fromarray((detection.preview_map >= pixel_threshold).astype(np.uint8) * 255)
+            masks.append((mask, f"{detection.name}: map >= {pixel_threshold:.3f}"))
+        rows = result_rows(detections, threshold, pixel_threshold)
+        csv_path = write_scores_csv(rows, _new_output_folder(self.output_root) / "scores.csv")
+        exports = [path for detection in detections for path in detection.exports if os.path.isfile(path)]
+        downloads = [csv_path, *exports]  # exports older than an hour were pruned with their folder
+        flagged = sum(row[2] == "yes" for row in rows)
+        summary = (
+            f"**{flagged} of {len(rows)} image(s) anomalous** at image threshold {threshold:.3f} "
+            f"(pixel threshold {pixel_threshold:.3f})."
+        )
+        return overlays, masks, rows, downloads, summary
+
+    def calibrate(
+        self,
+        folder: str | None,
+        normal_files: Sequence[str] | None,
+        anomalous_files: Sequence[str] | None,
+        quantile: float,
+    ) -> tuple[float, str]:
+        """Set the image threshold from labelled images: a normal-score quantile, or the best F1 with anomalies."""
+        detector = self._require_detector()
+        normal_paths = [os.fspath(path) for path in (normal_files or [])]
+        anomalous_paths = [os.fspath(path) for path in (anomalous_files or [])]
+        if folder and folder.strip():
+            if not self.folder_calibration:
+                raise gr.Error("Calibration from a folder on the server is turned off in this app; upload images.")
+            folder_normal, folder_anomalous = labelled_images_in_folder(folder.strip())
+            normal_paths += folder_normal
+            anomalous_paths += folder_anomalous
+        if not normal_paths:
+            raise gr.Error(
+                "Calibration needs known-normal images: upload some under 'Normal images', or give a folder with a "
+                f"{'/, '.join(NORMAL_FOLDER_NAMES)}/ subfolder (e.g. an MVTec AD class's test/ folder)."
+            )
+        total = len(normal_paths) + len(anomalous_paths)
+        if total > self.limits.max_calibration_images:
+            raise gr.Error(
+                f"{total} calibration images; this app takes at most {self.limits.max_calibration_images} "
+                "(--max_calibration_images). Use a smaller folder."
+            )
+        normal, normal_problems = _read_all(normal_paths, self.limits)
+        anomalous, anomalous_problems = _read_all(anomalous_paths, self.limits)
+        for problem in normal_problems + anomalous_problems:
+            gr.Warning(problem, title="Calibration image skipped")
+        if not normal:
+            raise gr.Error("No normal calibration image could be read:\n" + "\n".join(normal_problems))
+        if not anomalous:
+            with self._model_lock:
+                threshold = calibrate_threshold(
+                    detector, [image for _, image in normal], quantile=float(quantile), store=False
+                )
+            how = f"the {float(quantile):g} quantile of {len(normal)} normal images' scores"
+            scores, labels = None, None
+        else:
+            results = self._score([image for _, image in normal + anomalous])
+            scores = np.array([result["score"] for result in results])
+            labels = np.array([0] * len(normal) + [1] * len(anomalous))
+            threshold = threshold_from_f1(scores, labels)
+            how = f"the best-F1 threshold on {len(normal)} normal and {len(anomalous)} anomalous images"
+        message = f"Image threshold set to **{threshold:.4f}**: {how}."
+        if scores is not None:
+            flagged = scores >= threshold
+            message += (
+                f" At this threshold {int((~flagged[labels == 0]).sum())}/{len(normal)} normal and "
+                f"{int(flagged[labels == 1].sum())}/{len(anomalous)} anomalous images are classified right."
+            )
+        skipped = len(normal_problems) + len(anomalous_problems)
+        if skipped:
+            message += f" {skipped} file(s) skipped (see the warnings)."
+        return threshold, message
+
+    # -- layout -----------------------------------------------------------------------------------------------------
+
+    def build(self) -> gr.Blocks:
+        """The page: inputs and controls on the left, results on the right."""
+        threshold, source = self.initial_threshold()
+        with gr.Blocks(title="FAPrompt anomaly detection", analytics_enabled=False) as demo:
+            gr.Markdown(
+                "# FAPrompt anomaly detection\n"
+                f"Model: `{self.model_name}`. Drop part images (or pick an example): each gets an anomaly score, a "
+                "verdict, a heatmap and a mask. Sliders re-decide without re-running the model."
+            )
+            if self.load_error:
+                gr.Markdown(f"### The model could not be loaded\n{self.load_error}", elem_id="load-error")
+            detections = gr.State([])
+            with gr.Row():
+                with gr.Column(scale=2):
+                    files = gr.File(
+                        label="Images (one or several)", file_count="multiple", file_types=["image"], elem_id="images"
+                    )
+                    detect_button = gr.Button("Detect", variant="primary")
+                    if self.examples:
+                        gr.Examples(
+                            examples=[[[path]] for path in self.examples] + [[self.examples]],
+                            example_labels=[Path(path).stem.replace("_", ": ") for path in self.examples]
+                            + ["all examples"],
+                            inputs=[files],
+                            label="Examples (synthetic parts)",
+                        )
+                    image_threshold = gr.Slider(
+                        0.0,
+                        1.0,
+                        value=threshold,
+                        step=0.001,
+                        label="Image threshold",
+                        info=f"Anomalous when score >= threshold. Starts at {source}.",
+                        elem_id="image-threshold",
+                    )
+                    pixel_threshold = gr.Slider(
+                        0.0,
+                        1.0,
+                        value=DEFAULT_PIXEL_THRESHOLD,
+                        step=0.001,
+                        label="Pixel threshold",
+                        info="Mask: anomaly map >= threshold.",
+                    )
+                    opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                    with gr.Accordion("Calibrate the image threshold", open=False):
+                        gr.Markdown(
+                            "Normal images only: the threshold becomes a quantile of their scores. With anomalous "
+                            "images too: the threshold with the best F1."
+                        )
+                        normal_files = gr.File(label="Normal images", file_count="multiple", file_types=["image"])
+                        anomalous_files = gr.File(
+                            label="Anomalous images (optional)", file_count="multiple", file_types=["image"]
+                        )
+                        folder = gr.Textbox(
+                            label="Or a folder on the server",
+                            visible=self.folder_calibration,
+                            placeholder="e.g. mvtec/bottle/test: good/ is normal, other subfolders anomalous",
+                        )
+                        quantile = gr.Slider(0.5, 1.0, value=0.99, step=0.005, label="Quantile of normal scores")
+                        calibrate_button = gr.Button("Calibrate")
+                        calibration_message = gr.Markdown()
+                with gr.Column(scale=3):
+                    summary = gr.Markdown(elem_id="summary")
+                    with gr.Row():
+                        overlays = gr.Gallery(
+                            label="Anomaly maps over the images",
+                            columns=2,
+                            height=320,
+                            fit_columns=False,
+                            object_fit="contain",
+                            format="png",
+                            elem_id="overlays",
+                        )
+                        masks = gr.Gallery(
+                            label="Masks (white: anomalous pixels)",
+                            columns=2,
+                            height=320,
+                            fit_columns=False,
+                            object_fit="contain",
+                            format="png",
+                        )
+                    table = gr.Dataframe(headers=RESULT_HEADERS, label="Scores", interactive=False)
+                    downloads = gr.File(
+                        label="Downloads: scores.csv and each anomaly map (PNG, .npy)",
+                        file_count="multiple",
+                        interactive=False,
+                    )
+
+            controls = [image_threshold, pixel_threshold, opacity]
+            shown = [overlays, masks, table, downloads, summary]
+            files.change(self.detect, inputs=[files, *controls], outputs=[detections, *shown], api_name="detect")
+            detect_button.click(self.detect, inputs=[files, *controls], outputs=[detections, *shown], api_name=False)
+            for slider in controls:
+                slider.change(
+                    self.render,
+                    inputs=[detections, *controls],
+                    outputs=shown,
+                    api_name="rethreshold" if slider is image_threshold else False,
+                )
+            calibrate_button.click(
+                self.calibrate,
+                inputs=[folder, normal_files, anomalous_files, quantile],
+                outputs=[image_threshold, calibration_message],
+                api_name="calibrate",
+            )
+        return demo
+
+
+def labelled_images_in_folder(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Normal and anomalous image files of a folder in MVTec AD's test layout.
+
+    Images in a subfolder named ``good``, ``normal`` or ``ok``, or directly in ``folder``, are normal; images in any
+    other subfolder (``scratch/``, ``crack/``, ...) are anomalous; ``ground_truth/`` (masks) is skipped. Only one
+    level of subfolders is read.
+
+    Raises:
+        gr.Error: The folder does not exist or holds no image.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise gr.Error(f"Calibration folder {os.fspath(folder)!r} does not exist or is not a folder.")
+    normal, anomalous = [], []
+    for entry in sorted(root.iterdir()):
+        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+            normal.append(str(entry))
+        elif entry.is_dir() and entry.name.lower() not in SKIPPED_FOLDER_NAMES:
+            images = [str(path) for path in sorted(entry.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+            (normal if entry.name.lower() in NORMAL_FOLDER_NAMES else anomalous).extend(images)
+    if not normal and not anomalous:
+        raise gr.Error(f"Calibration folder {os.fspath(folder)!r} holds no image ({', '.join(IMAGE_SUFFIXES)}).")
+    return normal, anomalous
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The app's command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model",
+        default=os.environ.get(MODEL_ENV),
+        help=f"A FAPrompt folder (save_pretrained) or hub model id; default: ${MODEL_ENV}, else an "
+        "offline tiny demo model trained once and cached.",
+    )
+    parser.add_argument("--device", default=None, help="Pipeline device: cpu, cuda, 0, ... (default: transformers').")
+    parser.add_argument(
+        "--cache_dir",
+        default=None,
+        help=f"Where the demo model and examples are cached (default: ${CACHE_ENV}, else ~/.cache/faprompt-hf/app).",
+    )
+    parser.add_argument(
+        "--server_name",
+        default=None,
+        help="Address to listen on: 127.0.0.1 (default, or $GRADIO_SERVER_NAME), 0.0.0.0 for the whole network.",
+    )
+    parser.add_argument(
+        "--server_port",
+        type=int,
+        default=None,
+        help="Port (default: $GRADIO_SERVER_PORT, else the first free one from 7860).",
+    )
+    parser.add_argument("--share", action="store_true", help="Also serve a temporary public gradio.live link.")
+    parser.add_argument("--max_file_mb", type=float, default=Limits.max_file_mb, help="Largest accepted file (MB).")
+    parser.add_argument(
+        "--max_megapixels",
+        type=float,
+        default=Limits.max_megapixels,
+        help="Largest accepted image (megapixels, read from the header before decoding).",
+    )
+    parser.add_argument("--max_images", type=int, default=Limits.max_images, help="Most images scored at once.")
+    parser.add_argument(
+        "--max_calibration_images",
+        type=int,
+        default=Limits.max_calibration_images,
+        help="Most images in one calibration.",
+    )
+    parser.add_argument(
+        "--no_folder_calibration",
+        dest="folder_calibration",
+        action="store_false",
+        help="Hide calibration from a folder on the server (do this on a public Space).",
+    )
+    args = parser.parse_args(argv)
+    for name in ("max_file_mb", "max_megapixels", "max_images", "max_calibration_images"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name} must be > 0, got {getattr(args, name)}.")
+    return args
+
+
+def main(argv: Sequence[str] | None = None, block: bool = True) -> gr.Blocks:
+    """Start the app.
+
+    Args:
+        argv: Command-line arguments (default: ``sys.argv[1:]``).
+        block: Serve until interrupted; ``False`` returns once the server runs (call ``demo.close()``).
+
+    Returns:
+        The running ``gr.Blocks``.
+    """
+    args = parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    model_name = args.model or os.fspath(build_demo_model(cache_dir))
+    detector, load_error = None, None
+    try:
+        detector = load_detector(model_name, args.device)
+    except RuntimeError as error:
+        load_error = str(error)
+        logger.error("%s", load_error)
+    examples = write_examples(cache_dir)
+    limits = Limits(args.max_file_mb, args.max_megapixels, args.max_images, args.max_calibration_images)
+    app = DemoApp(
+        detector,
+        model_name if args.model else f"offline demo model ({model_name})",
+        examples,
+        limits,
+        folder_calibration=args.folder_calibration,
+        load_error=load_error,
+    )
+    demo = app.build()
+    demo.launch(
+        server_name=args.server_name,
+        server_port=args.server_port,
+        share=args.share,
+        prevent_thread_lock=not block,
+        max_file_size=int(args.max_file_mb * 2**20),
+        allowed_paths=[str(Path(examples[0]).parent)],
+    )
+    return demo
+
+
+if __name__ == "__main__":
+    main()
