@@ -49,7 +49,7 @@ def test_batch_with_normal_images_gets_zero_masks():
 def test_every_pil_mode_becomes_rgb(mode):
     if mode in ("I;16", "I"):
         image = Image.fromarray(
-            np.full((30, 40), 65535 if mode == "I;16" else 40000, dtype=np.uint16 if mode == "I;16" else np.int32)
+            np.full((30, 40), 65535 if mode == "I;16" else 200, dtype=np.uint16 if mode == "I;16" else np.int32)
         )
     elif mode == "F":
         image = Image.fromarray(np.full((30, 40), 0.5, dtype=np.float32))
