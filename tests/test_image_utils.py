@@ -171,7 +171,7 @@ BAD_IMAGES = {
     "pil-0x0": (Image.new("RGB", (0, 0)), ValueError, r"shape \(0, 0\)", "at least 1x1"),
     "pil-L-5x0": (Image.new("L", (5, 0)), ValueError, r"shape \(0, 5\)", "at least 1x1"),
     "5-channels": (np.zeros((H, W, 5), np.uint8), ValueError, r"shape \(6, 8, 5\)", r"expected \(H, W\)"),
-    "batch-4d": (np.zeros((2, H, W, 3), np.uint8), ValueError, r"shape \(2, 6, 8, 3\)", "pass a list"),
+    "batch-4d": (np.zeros((2, H, W, 3), np.uint8), ValueError, r"shape \(2, 6, 8, 3\)", "pass them as a list"),
     "1-d": (np.zeros(5, np.uint8), ValueError, r"shape \(5,\)", r"expected \(H, W\)"),
     "not-an-image": (42, ValueError, "Unsupported image input", "give a path, PIL image"),
 }

@@ -196,9 +196,7 @@ def _array_to_rgb(image: np.ndarray, source: str, what: str | None = None) -> Im
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
-        batch_hint = (
-            " (several images: pass a list, or a (B, H, W, C) batch to the processor)" if array.ndim == 4 else ""
-        )
+        batch_hint = " (several images: pass them as a list)" if array.ndim == 4 else ""
         raise ValueError(
             f"Image {source} has shape {shape}; expected (H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4{batch_hint}."
         )
