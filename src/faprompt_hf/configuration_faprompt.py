@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -82,7 +83,9 @@ def _type_name(value: Any) -> str:
     return f"{name}; convert numpy scalars with int() or float()" if isinstance(value, np.generic) else name
 
 
-def _number_rule(minimum: float, inclusive: bool = True, maximum: float | None = None, integer: bool = False):
+def _number_rule(
+    minimum: float, inclusive: bool = True, maximum: float | None = None, integer: bool = False
+) -> Callable[[str, Any], None]:
     """A field check: a finite number (an int when ``integer``) at least (or above) ``minimum``, at most ``maximum``."""
     bound = f">= {minimum}" if inclusive else f"> {minimum}"
     described = f"an int {bound}" if integer else f"a finite number {bound}"
@@ -99,7 +102,6 @@ def _number_rule(minimum: float, inclusive: bool = True, maximum: float | None =
         if not math.isfinite(number) or below or (maximum is not None and number > maximum):
             raise ValueError(f"FAPromptConfig.{name} must be {described}, got {value!r}.")
 
-    check.rule = described  # type: ignore[attr-defined]
     return check
 
 
@@ -134,7 +136,7 @@ _non_negative_number = _number_rule(0.0)
 #: The rule of each field, checked at construction and on every assignment (``config.temperature = ...``); the
 #: rules that tie fields together (deep prompts within the context, sizes against the CLIP backbone) are checked
 #: by ``validate_architecture`` at construction and by ``config.validate()``.
-_FIELD_RULES: dict[str, Any] = {
+_FIELD_RULES: dict[str, Callable[[str, Any], None]] = {
     "normal_context_length": _positive_int,
     "abnormal_context_length": _positive_int,
     "num_abnormal_prompts": _positive_int,
