@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, CLIPConfig
@@ -42,23 +45,84 @@ def test_misspelt_field_is_refused_with_a_suggestion():
         FAPromptConfig(num_abnormal_prompt=4)
 
 
+NAN, INF = float("nan"), float("inf")
+
+# (field, bad value, error type, words the message must hold: the field, the value and the fix)
+BAD_FIELD_VALUES = [
+    ("temperature", NAN, ValueError, "must be a finite number > 0"),
+    ("temperature", INF, ValueError, "must be a finite number > 0"),
+    ("temperature", -INF, ValueError, "must be a finite number > 0"),
+    ("temperature", 0.0, ValueError, "must be a finite number > 0"),
+    ("temperature", "high", TypeError, "must be a number"),
+    ("gaussian_truncate", -1.0, ValueError, "must be a finite number >= 0"),
+    ("gaussian_sigma", "10", TypeError, "must be a number"),
+    ("gaussian_sigma", -0.5, ValueError, "must be a finite number >= 0"),
+    ("image_size", 0, ValueError, "must be an int >= 1"),
+    ("image_size", -14, ValueError, "must be an int >= 1"),
+    ("image_size", 518.0, TypeError, "must be an int"),
+    ("prior_hidden_reduction", 0, ValueError, "must be an int >= 1"),
+    ("prior_hidden_reduction", -1, ValueError, "must be an int >= 1"),
+    ("normal_context_length", 0, ValueError, "must be an int >= 1"),
+    ("num_abnormal_prompts", "ten", TypeError, "must be an int"),
+    ("num_abnormal_prompts", True, TypeError, "must be an int"),
+    ("num_vv_blocks", -1, ValueError, "must be an int >= 0"),
+    ("focal_gamma", NAN, ValueError, "must be a finite number >= 0"),
+    ("prior_map_loss_weight", NAN, ValueError, "must be a finite number >= 0"),
+    ("global_loss_weight", -1.0, ValueError, "must be a finite number >= 0"),
+    ("orthogonality_loss_weight", INF, ValueError, "must be a finite number >= 0"),
+    ("prior_loss_weight", "1", TypeError, "must be a number"),
+    ("anomaly_threshold", "high", TypeError, "must be a number"),
+    ("anomaly_threshold", NAN, ValueError, r"must be a finite number >= 0.0 and <= 1.0"),
+    ("anomaly_threshold", 1.5, ValueError, r"must be a finite number >= 0.0 and <= 1.0"),
+    ("anomaly_threshold", np.float32(0.3), TypeError, r"convert numpy scalars with int\(\) or float\(\)"),
+    ("round_deep_prompts_to_float16", "yes", TypeError, "must be True or False"),
+    ("prior_patch_selection", "random", ValueError, "must be one of"),
+    ("abnormal_suffix_token_ids", ["damaged"], TypeError, "must be a list of token ids"),
+]
+
+
+def _bad_value_id(case) -> str:
+    return f"{case[0]}={case[1]!r}"
+
+
 @pytest.mark.parametrize(
-    "field, value, message",
-    [
-        ("prior_patch_selection", "random", "prior_patch_selection"),
-        ("num_vv_blocks", 30, "num_vv_blocks"),
-        ("image_size", 500, "multiple of the patch size"),
-        ("normal_context_length", 0, "normal_context_length"),
-    ],
+    "field, value, error, rule", BAD_FIELD_VALUES, ids=[_bad_value_id(c) for c in BAD_FIELD_VALUES]
 )
-def test_invalid_values_are_refused(field, value, message):
-    with pytest.raises((ValueError, StrictDataclassClassValidationError), match=message):
+def test_bad_field_values_are_refused_at_construction_and_on_assignment(field, value, error, rule):
+    """The error is the field's own TypeError/ValueError (not a comparison crash later), naming field, value, fix."""
+    expected = rf"FAPromptConfig\.{field} must .*got {re.escape(repr(value))}.*default {field}="
+    with pytest.raises(error, match=expected) as at_construction:
         FAPromptConfig(**{field: value})
+    config = FAPromptConfig()
+    with pytest.raises(error, match=expected) as on_assignment:
+        setattr(config, field, value)
+    for raised in (at_construction, on_assignment):
+        assert re.search(rule, str(raised.value)), str(raised.value)
+    assert getattr(config, field) == getattr(FAPromptConfig(), field)  # the refused value was not stored
 
 
-def test_wrong_type_is_refused():
-    with pytest.raises(StrictDataclassClassValidationError, match="num_abnormal_prompts"):
-        FAPromptConfig(num_abnormal_prompts="ten")
+def test_good_values_are_accepted_on_assignment():
+    config = FAPromptConfig()
+    config.anomaly_threshold = 0.42
+    config.anomaly_threshold = None
+    config.temperature = 1  # ints are numbers too
+    config.gaussian_sigma = 0  # 0 turns smoothing off
+    config.anomaly_threshold = 1
+    assert (config.temperature, config.gaussian_sigma, config.anomaly_threshold) == (1, 0, 1)
+
+
+def test_values_set_behind_the_checks_are_caught_by_validate():
+    config = FAPromptConfig()
+    config.__dict__["temperature"] = float("nan")
+    with pytest.raises(StrictDataclassClassValidationError, match="temperature must be a finite number"):
+        config.validate()
+
+
+def test_cross_field_rules_still_hold():
+    with pytest.raises((ValueError, StrictDataclassClassValidationError), match="num_vv_blocks"):
+        FAPromptConfig(num_vv_blocks=30)
+    with pytest.raises(StrictDataclassClassValidationError, match="multiple of the patch size"):
+        FAPromptConfig(image_size=500)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -49,7 +51,7 @@ def test_batch_with_normal_images_gets_zero_masks():
 def test_every_pil_mode_becomes_rgb(mode):
     if mode in ("I;16", "I"):
         image = Image.fromarray(
-            np.full((30, 40), 65535 if mode == "I;16" else 40000, dtype=np.uint16 if mode == "I;16" else np.int32)
+            np.full((30, 40), 65535 if mode == "I;16" else 200, dtype=np.uint16 if mode == "I;16" else np.int32)
         )
     elif mode == "F":
         image = Image.fromarray(np.full((30, 40), 0.5, dtype=np.float32))
@@ -142,3 +144,68 @@ def test_post_process_returns_maps_at_original_sizes():
     resized = FAPromptImageProcessor(size=16).post_process_anomaly_maps(maps, [(30, 40), (16, 16)])
     assert resized[0].shape == (30, 40)
     torch.testing.assert_close(resized[1], maps[1])
+
+
+# (size, error type, words naming the value)
+BAD_SIZES = [
+    (0, ValueError, "size must be positive, got 0"),
+    (-5, ValueError, "size must be positive, got -5"),
+    ({"height": 0, "width": 16}, ValueError, r"got \{'height': 0, 'width': 16\}"),
+    (1.5, TypeError, r"got 1.5 \(float\)"),
+    ("518", TypeError, r"got '518' \(str\)"),
+    (True, TypeError, r"got True \(bool\)"),
+    (None, TypeError, r"got None \(NoneType\)"),
+    ({"shortest_edge": 16}, ValueError, "exactly the keys 'height' and 'width'"),
+]
+
+
+@pytest.mark.parametrize("size, error, words", BAD_SIZES, ids=[repr(case[0]) for case in BAD_SIZES])
+def test_bad_sizes_are_refused_at_construction_and_at_call(size, error, words):
+    with pytest.raises(error, match=words) as at_construction:
+        FAPromptImageProcessor(size=size)
+    if size is not None:  # size=None at call time means "the processor's own size"
+        with pytest.raises(error, match=words) as at_call:
+            FAPromptImageProcessor(size=16)(images=_rgb(), size=size)
+        assert "e.g. size=518" in str(at_call.value)
+    assert "e.g. size=518" in str(at_construction.value)
+
+
+def _mask_stack(count: int) -> np.ndarray:
+    stack = np.zeros((count, 30, 40), np.uint8)
+    stack[:, 5:10, 5:10] = 1
+    return stack
+
+
+# (images, masks, words naming the value, words of the fix)
+BAD_PROCESSOR_INPUTS = {
+    "0x0 image": (np.zeros((0, 0, 3), np.uint8), None, r"Image #0 has shape \(0, 0, 3\): it has no pixels", "1x1"),
+    "0x5 image": (np.zeros((0, 5), np.uint8), None, r"Image #0 has shape \(0, 5\): it has no pixels", "1x1"),
+    "0x5 image in a list": ([_rgb(), np.zeros((5, 0))], None, r"Image #1 has shape \(5, 0\)", "1x1"),
+    "empty list": ([], None, "No images given", "at least one image"),
+    "batch of 0": (np.zeros((0, 8, 8, 3), np.uint8), None, "No images given", "at least one image"),
+    "int64 image above 255": (np.full((8, 8), 256, np.int64), None, "dtype int64 value 256 outside 0..255", "uint16"),
+    "2 masks for one image": (_rgb(), _mask_stack(2), r"Mask #0 has shape \(2, 30, 40\): that is 2 masks", "per image"),
+    "3 masks for one image": (_rgb(), _mask_stack(3), r"shape \(3, 30, 40\): that is 3 masks", "per image"),
+    "3 masks, list of one image": ([_rgb()], _mask_stack(3), r"shape \(3, 30, 40\)", "one \\(H, W\\) mask per image"),
+    "3 masks for 2 images": ([_rgb(), _rgb()], _mask_stack(3), "Got 3 masks for 2 images", "one \\(or None\\) each"),
+    "0x0 mask": (_rgb(), [np.zeros((0, 0))], r"Mask #0 has shape \(0, 0\): it has no pixels", "1x1"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_PROCESSOR_INPUTS))
+def test_degenerate_inputs_are_clear_errors(name):
+    images, masks, value_words, fix_words = BAD_PROCESSOR_INPUTS[name]
+    with pytest.raises(ValueError, match=value_words) as raised:
+        FAPromptImageProcessor(size=16)(images=images, masks=masks)
+    assert re.search(fix_words, str(raised.value)), str(raised.value)
+
+
+def test_one_mask_for_one_image_in_every_accepted_layout():
+    mask = _mask_stack(1)
+    processor = FAPromptImageProcessor(size=16)
+    expected = processor(images=_rgb(), masks=[mask[0]], return_tensors="pt")["masks"]
+    assert expected.sum() > 0
+    for layout in (mask, mask[0], mask[0][..., None], torch.from_numpy(mask), torch.from_numpy(mask)[None]):
+        assert torch.equal(processor(images=_rgb(), masks=layout, return_tensors="pt")["masks"], expected)
+    batch = processor(images=[_rgb(), _rgb()], masks=torch.from_numpy(_mask_stack(2))[:, None], return_tensors="pt")
+    assert batch["masks"].shape == (2, 16, 16)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -108,10 +110,81 @@ def test_16_bit_white_stays_white_and_grey_is_scaled():
     assert image.mode.startswith("I;16")
     rgb = np.asarray(to_rgb_image(image))
     assert rgb[0, :, 0].tolist() == [255, 0, 128] and (rgb[..., 0] == rgb[..., 2]).all()
-    wide = Image.fromarray(array.astype(np.int32))
-    assert wide.mode == "I" and np.asarray(to_rgb_image(wide))[0, :, 0].tolist() == [255, 0, 128]
     eight_bit_in_i = Image.fromarray(np.array([[255, 0]], dtype=np.int32))
-    assert np.asarray(to_rgb_image(eight_bit_in_i))[0, :, 0].tolist() == [255, 0]
+    assert eight_bit_in_i.mode == "I" and np.asarray(to_rgb_image(eight_bit_in_i))[0, :, 0].tolist() == [255, 0]
+
+
+def test_scale_follows_the_dtype_never_the_values():
+    """uint16 is always 16-bit; every other integer type is always 8-bit; no value changes the scale of the others."""
+    small_uint16 = np.array([[0, 255, 257]], dtype=np.uint16)  # 8-bit-looking data in uint16 is still 16-bit
+    assert np.asarray(to_rgb_image(small_uint16))[0, :, 0].tolist() == [0, 1, 1]
+    for dtype in (np.int8, np.int16, np.int32, np.int64, np.uint32, np.uint64):
+        top = 127 if dtype == np.int8 else 255
+        assert np.asarray(to_rgb_image(np.array([[0, 100, top]], dtype=dtype)))[0, :, 0].tolist() == [0, 100, top]
+    tensor = torch.tensor([[0, 100, 255]])  # int64, as torch.randint makes them
+    assert np.asarray(to_rgb_image(tensor))[0, :, 0].tolist() == [0, 100, 255]
+    i16_modes = Image.fromarray(np.array([[0, 65535]], dtype=np.uint16).astype(">u2"))
+    assert i16_modes.mode == "I;16B" and np.asarray(to_rgb_image(i16_modes))[0, :, 0].tolist() == [0, 255]
+
+
+def test_bomb_error_names_the_file_and_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.new("L", (40, 30)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1200 pixels > 2 x 100: PIL refuses to decode it
+    with pytest.raises(Image.DecompressionBombError, match=r"huge\.png.*Image\.MAX_IMAGE_PIXELS = <pixels>"):
+        load_image(path)
+    with pytest.raises(Image.DecompressionBombError, match=r"huge\.png"):
+        to_rgb_image(path)
+
+
+# (input, error type, words naming the value, words of the fix)
+BAD_IMAGES = {
+    "int64-256": (
+        _one_pixel(256, dtype=np.int64),
+        ValueError,
+        "dtype int64 value 256 outside 0..255",
+        r"astype\(np.uint16\)",
+    ),
+    "int32-65535": (
+        _one_pixel(65535, dtype=np.int32),
+        ValueError,
+        "value 65535 outside 0..255",
+        r"astype\(np.uint16\)",
+    ),
+    "int16-negative": (_one_pixel(-1, dtype=np.int16), ValueError, "dtype int16 value -1 outside 0..255", "floats in"),
+    "mode-I-16-bit": (
+        Image.fromarray(_one_pixel(40000, dtype=np.int32)),
+        ValueError,
+        "PIL mode 'I' value 40000 outside 0..255",
+        r"image.convert\('I;16'\)",
+    ),
+    "float-3": (np.full((H, W, 3), 3.0), ValueError, r"values in \[3, 3\]", r"float images must lie in \[0, 1\]"),
+    "float-negative": (np.full((H, W), -0.5), ValueError, r"\[-0.5", "Divide 0..255 data by 255"),
+    "float-nan": (np.full((H, W), np.nan, dtype=np.float32), ValueError, "NaN or inf", "nan_to_num"),
+    "float-inf": (_one_pixel(np.inf, dtype=np.float64), ValueError, "NaN or inf", "nan_to_num"),
+    "bf16-nan": (torch.full((3, H, W), float("nan"), dtype=torch.bfloat16), ValueError, "NaN or inf", "nan_to_num"),
+    "complex": (np.zeros((H, W), np.complex64), ValueError, "unsupported dtype complex64", "give uint8"),
+    "0x0": (np.zeros((0, 0), np.uint8), ValueError, r"shape \(0, 0\): it has no pixels", "at least 1x1"),
+    "0x5": (np.zeros((0, 5), np.uint8), ValueError, r"shape \(0, 5\): it has no pixels", "at least 1x1"),
+    "0x5x3": (np.zeros((0, 5, 3), np.float32), ValueError, r"shape \(0, 5, 3\)", "at least 1x1"),
+    "empty-tensor": (torch.zeros(3, 0, 4), ValueError, r"shape \(3, 0, 4\)", "at least 1x1"),
+    "pil-0x0": (Image.new("RGB", (0, 0)), ValueError, r"shape \(0, 0\)", "at least 1x1"),
+    "pil-L-5x0": (Image.new("L", (5, 0)), ValueError, r"shape \(0, 5\)", "at least 1x1"),
+    "5-channels": (np.zeros((H, W, 5), np.uint8), ValueError, r"shape \(6, 8, 5\)", r"expected \(H, W\)"),
+    "batch-4d": (np.zeros((2, H, W, 3), np.uint8), ValueError, r"shape \(2, 6, 8, 3\)", "pass them as a list"),
+    "1-d": (np.zeros(5, np.uint8), ValueError, r"shape \(5,\)", r"expected \(H, W\)"),
+    "not-an-image": (42, ValueError, "Unsupported image input", "give a path, PIL image"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_IMAGES))
+def test_bad_images_are_errors_naming_the_value_and_the_fix(name):
+    image, error, value_words, fix_words = BAD_IMAGES[name]
+    with pytest.raises(error, match=value_words) as raised:
+        to_rgb_image(image, source="photo.npy" if not isinstance(image, int) else None)
+    assert re.search(fix_words, str(raised.value)), str(raised.value)
+    if not isinstance(image, int):
+        assert "photo.npy" in str(raised.value)
 
 
 def test_float_mode_f_in_unit_range():
@@ -142,26 +215,6 @@ def test_half_precision_tensors_are_upcast(dtype):
     assert to_rgb_image(torch.rand(3, H, W, dtype=dtype)).size == (W, H)
 
 
-def test_bad_float_images_are_errors_naming_the_input():
-    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
-        to_rgb_image(np.full((H, W, 3), 3.0), source="photo.npy")
-    with pytest.raises(ValueError, match=r"photo.npy.*\[-0.5"):
-        to_rgb_image(np.full((H, W), -0.5), source="photo.npy")
-    with pytest.raises(ValueError, match="NaN"):
-        to_rgb_image(np.full((H, W), np.nan, dtype=np.float32))
-    with pytest.raises(ValueError, match="NaN"):
-        to_rgb_image(torch.full((3, H, W), float("nan"), dtype=torch.bfloat16))
-
-
-def test_bad_shapes_and_types_are_errors():
-    with pytest.raises(ValueError, match="has shape"):
-        to_rgb_image(np.zeros((H, W, 5), np.uint8))
-    with pytest.raises(ValueError, match="negative"):
-        to_rgb_image(np.full((H, W), -1, np.int16))
-    with pytest.raises(ValueError, match="Unsupported image input"):
-        to_rgb_image(42)  # type: ignore[arg-type]
-
-
 # ------------------------------------------------------------------------------------------------------------
 # to_mask_array
 # ------------------------------------------------------------------------------------------------------------
@@ -176,7 +229,7 @@ def test_rgba_opaque_mask_with_one_white_pixel_marks_exactly_that_pixel():
     array[..., 3] = 255  # opaque everywhere
     assert _only_pixel(to_mask_array(Image.fromarray(array, mode="RGBA"))) == [[2, 3]]
     assert _only_pixel(to_mask_array(array)) == [[2, 3]]
-    assert _only_pixel(to_mask_array(torch.from_numpy(array).permute(2, 0, 1))) == [[2, 3]]
+    assert _only_pixel(to_mask_array(torch.from_numpy(array))) == [[2, 3]]
 
 
 def test_la_mask_ignores_alpha():
@@ -241,6 +294,7 @@ def test_tensor_masks():
     assert _only_pixel(to_mask_array(mask.to(torch.bfloat16))) == [[2, 3]]
     assert _only_pixel(to_mask_array(mask[0].bool())) == [[2, 3]]
     assert _only_pixel(to_mask_array(mask.permute(1, 2, 0))) == [[2, 3]]  # (H, W, 1)
+    assert _only_pixel(to_mask_array(np.uint8(255) * _one_pixel(1, channels=4))) == [[2, 3]]  # channels-last RGBA
 
 
 def test_mask_from_file(tmp_path):
@@ -249,8 +303,33 @@ def test_mask_from_file(tmp_path):
     assert _only_pixel(to_mask_array(str(tmp_path / "m.png"))) == [[2, 3]]
 
 
-def test_bad_mask_shapes_are_errors_naming_the_mask():
-    with pytest.raises(ValueError, match=r"Mask gt.png has shape \(2, 6, 8, 3\)"):
-        to_mask_array(np.zeros((2, H, W, 3)), source="gt.png")
-    with pytest.raises(ValueError, match="has shape"):
-        to_mask_array(np.zeros((H, W, 5)))
+def _stack_of_masks(count: int) -> np.ndarray:
+    """``count`` masks (N, H, W) meant for ONE image, each marking a different pixel."""
+    stack = np.zeros((count, H, W), np.uint8)
+    for index in range(count):
+        stack[index, index, index] = 1
+    return stack
+
+
+# (mask, error type, words naming the value, words of the fix)
+BAD_MASKS = {
+    "stack-of-2": (_stack_of_masks(2), r"shape \(2, 6, 8\): that is 2 masks stacked", r"one \(H, W\) mask per image"),
+    "stack-of-3": (_stack_of_masks(3), r"shape \(3, 6, 8\): that is 3 masks stacked", r"one \(H, W\) mask per image"),
+    "stack-of-4-tensor": (torch.from_numpy(_stack_of_masks(4)), r"shape \(4, 6, 8\)", "channels-last"),
+    "stack-of-5": (_stack_of_masks(5), r"shape \(5, 6, 8\)", "one mask per image"),
+    "4-d": (np.zeros((2, H, W, 3)), r"shape \(2, 6, 8, 3\)", "one mask per image"),
+    "5-channels": (np.zeros((H, W, 5)), r"shape \(6, 8, 5\)", "one mask per image"),
+    "0x0": (np.zeros((0, 0), bool), r"shape \(0, 0\): it has no pixels", "at least 1x1"),
+    "0x5": (np.zeros((0, 5), np.uint8), r"shape \(0, 5\): it has no pixels", "at least 1x1"),
+    "pil-0x0": (Image.new("L", (0, 0)), r"shape \(0, 0\)", "at least 1x1"),
+    "nan": (_one_pixel(np.nan, dtype=np.float32), "contains NaN or inf", r"use 0 \(normal\) and 1"),
+    "inf": (_one_pixel(np.inf, dtype=np.float64), "contains NaN or inf", r"use 0 \(normal\) and 1"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_MASKS))
+def test_bad_masks_are_errors_naming_the_mask_and_the_fix(name):
+    mask, value_words, fix_words = BAD_MASKS[name]
+    with pytest.raises(ValueError, match=r"Mask gt\.png .*" + value_words) as raised:
+        to_mask_array(mask, source="gt.png")
+    assert re.search(fix_words, str(raised.value)), str(raised.value)

@@ -399,7 +399,7 @@ def _normal_image_with_marked_pixels() -> dict:
         (
             _normal_image_with_marked_pixels(),
             r"1 image\(s\) labelled normal \(0\) have masks marking anomalous pixels: image 2 \(3 px\)\. "
-            r"A normal image's mask must be empty: fix the label \(1\) or the mask",
+            r"A normal image's mask must be empty: fix the label \(1 for anomalous\) or clear the mask",
         ),
         (
             {"image_labels": [0, 0, 0, 1], "anomaly_maps": np.zeros((4, 8, 8)), "masks": np.ones((4, 8, 8))},

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -121,10 +123,15 @@ def test_anomalous_label_without_mask_is_an_error(tiny_model, make_pixels):
 def test_rows_without_real_masks_cannot_be_trained_on(tiny_model, make_pixels):
     masks = torch.zeros(2, 32, 32)
     with pytest.raises(ValueError, match="no ground-truth mask"):
-        tiny_model(pixel_values=make_pixels(2), labels=torch.tensor([0, 1]), masks=masks,
-                   mask_valid=torch.tensor([True, False]))
-    out = tiny_model(pixel_values=make_pixels(2), labels=torch.tensor([0, 1]), masks=masks,
-                     mask_valid=torch.tensor([False, True]))  # a normal row's stand-in mask is fine
+        tiny_model(
+            pixel_values=make_pixels(2),
+            labels=torch.tensor([0, 1]),
+            masks=masks,
+            mask_valid=torch.tensor([True, False]),
+        )
+    out = tiny_model(
+        pixel_values=make_pixels(2), labels=torch.tensor([0, 1]), masks=masks, mask_valid=torch.tensor([False, True])
+    )  # a normal row's stand-in mask is fine
     assert torch.isfinite(out.loss)
 
 
@@ -288,3 +295,135 @@ def test_bilinear_resize_matrix_equals_interpolate(out_size, in_size):
     expected = F.interpolate(image, size=(out_size, out_size + 2), mode="bilinear", align_corners=False)
     # PyTorch computes its weights in float32, ours in float64: they agree to float32 rounding
     torch.testing.assert_close(rows @ image @ columns.T, expected, atol=1e-5, rtol=0)
+
+
+def _pixels(*shape: int, fill: float | None = None) -> torch.Tensor:
+    tensor = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    if fill is not None:
+        tensor[..., 0, 0] = fill
+    return tensor
+
+
+def _masks(batch: int = 2, size: int = 32, value: float = 0.0, row: int = 0) -> torch.Tensor:
+    masks = torch.zeros(batch, size, size)
+    masks[row, 4:6, 4:6] = value
+    return masks
+
+
+_ANOMALOUS_MASKS = _masks(value=1.0, row=1)
+
+# name: (forward keyword arguments, error type, words naming the value, words of the fix)
+BAD_MODEL_INPUTS = {
+    "label -100": ({"labels": torch.tensor([0, -100])}, ValueError, r"label -100 of labels\[1\]", "no ignore index"),
+    "label 0.5": ({"labels": torch.tensor([0.0, 0.5])}, ValueError, r"label 0.5 of labels\[1\]", "tensor of 0/1"),
+    "label 2": ({"labels": torch.tensor([2, 0])}, ValueError, r"label 2 of labels\[0\]", "tensor of 0/1"),
+    "label -1": ({"labels": torch.tensor([0, -1])}, ValueError, r"label -1 of labels\[1\]", "tensor of 0/1"),
+    "label nan": ({"labels": torch.tensor([float("nan"), 0.0])}, ValueError, r"label nan of labels\[0\]", "0/1"),
+    "3 labels for 2 images": ({"labels": torch.tensor([0, 1, 0])}, ValueError, r"Got 3 labels .* 2 images", "one per"),
+    "1 label for 2 images": ({"labels": torch.tensor([0])}, ValueError, r"Got 1 labels .* 2 images", "one per image"),
+    "labels as a list": ({"labels": [0, 1]}, TypeError, "labels must be a torch tensor, got list", "tensor of 0/1"),
+    "normal image with a mask": (
+        {"labels": torch.tensor([0, 1]), "masks": _masks(value=1.0) + _ANOMALOUS_MASKS},
+        ValueError,
+        "batch row 0 is labelled normal but its mask marks 4 anomalous pixels",
+        "fix the label",
+    ),
+    "nan mask": (
+        {"labels": torch.tensor([0, 1]), "masks": _masks(value=float("nan"), row=1)},
+        ValueError,
+        r"masks hold values in \[.*nan",
+        r"must lie in \[0, 1\]",
+    ),
+    "inf mask": (
+        {"labels": torch.tensor([0, 1]), "masks": _masks(value=float("inf"), row=1)},
+        ValueError,
+        r"masks hold values in \[0, inf\]",
+        "finite",
+    ),
+    "0..255 mask": (
+        {"labels": torch.tensor([0, 1]), "masks": _masks(value=255.0, row=1)},
+        ValueError,
+        r"masks hold values in \[0, 255\]",
+        "Divide 0..255 masks by 255",
+    ),
+    "mask of the wrong size": (
+        {"labels": torch.tensor([0, 1]), "masks": torch.zeros(2, 16, 16)},
+        ValueError,
+        r"masks have shape \(2, 16, 16\)",
+        "same processor",
+    ),
+    "mask_valid count": (
+        {"labels": torch.tensor([0, 0]), "mask_valid": torch.tensor([True, True, True])},
+        ValueError,
+        "mask_valid has 3 entries for a batch of 2",
+        "one boolean per image",
+    ),
+    "channels-last": ({"pixel_values": _pixels(2, 32, 32, 3)}, ValueError, r"shape \(2, 32, 32, 3\)", "permute"),
+    "1 channel": ({"pixel_values": _pixels(2, 1, 32, 32)}, ValueError, r"shape \(2, 1, 32, 32\)", "1-channel .* RGB"),
+    "4 channels": ({"pixel_values": _pixels(2, 4, 32, 32)}, ValueError, r"\(2, 4, 32, 32\)", "4-channel .* RGB"),
+    "batch of 0": ({"pixel_values": _pixels(0, 3, 32, 32)}, ValueError, "a batch of 0 images", "at least one image"),
+    "no batch dimension": ({"pixel_values": _pixels(3, 32, 32)}, ValueError, r"shape \(3, 32, 32\)", r"\[None\]"),
+    "zero height": ({"pixel_values": _pixels(1, 3, 0, 32)}, ValueError, r"\(1, 3, 0, 32\).*no pixels", "(B, 3, H, W)"),
+    "nan pixel": (
+        {"pixel_values": _pixels(2, 3, 32, 32, fill=float("nan"))},
+        ValueError,
+        "NaN or inf",
+        "normalisation",
+    ),
+    "inf pixel": (
+        {"pixel_values": _pixels(2, 3, 32, 32, fill=float("inf"))},
+        ValueError,
+        "NaN or inf",
+        "normalisation",
+    ),
+    "uint8 pixels": (
+        {"pixel_values": torch.zeros(2, 3, 32, 32, dtype=torch.uint8)},
+        ValueError,
+        "dtype torch.uint8",
+        "FAPromptImageProcessor",
+    ),
+    "numpy pixels": ({"pixel_values": np.zeros((2, 3, 32, 32))}, TypeError, "got ndarray", "(B, 3, H, W)"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_MODEL_INPUTS))
+def test_bad_model_inputs_are_refused_naming_the_value_and_the_fix(tiny_model, name):
+    overrides, error, value_words, fix_words = BAD_MODEL_INPUTS[name]
+    inputs = {"pixel_values": _pixels(2, 3, 32, 32), **overrides}
+    with pytest.raises(error, match=value_words) as raised:
+        tiny_model(**inputs)
+    assert fix_words in str(raised.value) or re.search(fix_words, str(raised.value)), str(raised.value)
+
+
+def test_valid_label_spellings_still_train(tiny_model):
+    masks = _ANOMALOUS_MASKS
+    for labels in (
+        torch.tensor([0, 1]),
+        torch.tensor([[0], [1]]),
+        torch.tensor([False, True]),
+        torch.tensor([0.0, 1.0]),
+    ):
+        out = tiny_model(pixel_values=_pixels(2, 3, 32, 32), labels=labels, masks=masks)
+        assert torch.isfinite(out.loss)
+    soft = masks * 0.9  # a soft mask in [0, 1] is binarised at 0.5
+    assert torch.isfinite(tiny_model(pixel_values=_pixels(2, 3, 32, 32), labels=torch.tensor([0, 1]), masks=soft).loss)
+
+
+def test_the_model_and_the_collator_use_the_same_words(tiny_model):
+    """One message per rule (faprompt_hf.validation), whether the batch comes from the collator or a custom loop."""
+    from faprompt_hf.data.schema import _check_mask, _parse_label
+    from faprompt_hf.validation import LABEL_RULE
+
+    with pytest.raises(ValueError, match="is labelled normal but its mask marks 4 anomalous pixels; fix") as collator:
+        _check_mask(np.asarray(_masks(value=1.0)[0] > 0), (32, 32), 0, "row.png")
+    with pytest.raises(ValueError, match="is labelled normal but its mask marks 4 anomalous pixels; fix") as model:
+        tiny_model(
+            pixel_values=_pixels(2, 3, 32, 32), labels=torch.tensor([0, 1]), masks=_masks(value=1.0) + _ANOMALOUS_MASKS
+        )
+    assert str(collator.value).split(" is labelled")[1] == str(model.value).split(" is labelled")[1]
+    for raise_it in (
+        lambda: _parse_label(-100, "row 'x.png'"),
+        lambda: tiny_model(pixel_values=_pixels(1, 3, 32, 32), labels=torch.tensor([-100])),
+    ):
+        with pytest.raises(ValueError, match=rf"Cannot read the label -100 of .*: {re.escape(LABEL_RULE)}"):
+            raise_it()

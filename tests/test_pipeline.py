@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +30,7 @@ from faprompt_hf.pipeline_faprompt import (
 )
 
 RESULT_KEYS = ["score", "is_anomalous", "anomaly_map", "mask", "overlay"]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +235,62 @@ def test_pipeline_factory_without_a_saved_processor(model, tmp_path, images):
     assert from_instance(images[0], threshold=0.5)["score"] == pytest.approx(
         detector(images[0], threshold=0.5)["score"], abs=1e-6
     )
+
+
+# Inputs the pipeline must refuse with the processor's own words (both go through faprompt_hf.image_utils).
+# name: (input, words naming the value, words of the fix)
+DEGENERATE_INPUTS = {
+    "0x0 array": (np.zeros((0, 0), np.uint8), r"shape \(0, 0\): it has no pixels", "at least 1x1"),
+    "0x5 array": (np.zeros((0, 5), np.uint8), r"shape \(0, 5\): it has no pixels", "at least 1x1"),
+    "0x0 PIL image": (Image.new("RGB", (0, 0)), r"shape \(0, 0\): it has no pixels", "at least 1x1"),
+    "empty CHW tensor": (torch.zeros(3, 0, 5), r"shape \(3, 0, 5\): it has no pixels", "at least 1x1"),
+    "1-D array": (np.zeros(5, np.uint8), r"shape \(5,\)", r"expected \(H, W\)"),
+    "5 channels": (np.zeros((8, 8, 5), np.uint8), r"shape \(8, 8, 5\)", r"expected \(H, W\)"),
+    "int64 value 300": (np.full((8, 8), 300, np.int64), "dtype int64 value 300 outside 0..255", "astype"),
+    "float above 1": (np.full((8, 8, 3), 2.0, np.float32), r"values in \[2, 2\]", "Divide 0..255 data by 255"),
+    "NaN": (np.full((8, 8), np.nan, np.float32), "contains NaN or inf", "nan_to_num"),
+}
+
+
+def _without_source(message: str) -> str:
+    """The message with the input's name (``#0`` in the processor, ``<ndarray>`` in the pipeline) taken out."""
+    return re.sub(r"^(Float image|Image) \S+ ", r"\1 ", message)
+
+
+@pytest.mark.parametrize("name", list(DEGENERATE_INPUTS))
+def test_degenerate_inputs_give_the_processors_errors(detector, name):
+    image, value_words, fix_words = DEGENERATE_INPUTS[name]
+    with pytest.raises(ValueError) as from_processor:
+        detector.image_processor(images=[image])
+    with pytest.raises(ValueError, match=value_words) as from_pipeline:
+        detector(image, threshold=0.5)
+    assert re.search(fix_words, str(from_pipeline.value)), str(from_pipeline.value)
+    assert _without_source(str(from_pipeline.value)) == _without_source(str(from_processor.value))
+
+
+def test_a_4d_batch_is_one_input_too_many_dimensions_for_the_pipeline(detector):
+    """The processor reads a (B, H, W, C) array as B images; the pipeline takes one image per input: say so."""
+    batch = np.zeros((2, 8, 8, 3), np.uint8)
+    assert detector.image_processor(images=batch)["pixel_values"].shape[0] == 2
+    with pytest.raises(ValueError, match=r"shape \(2, 8, 8, 3\).*several images: pass them as a list"):
+        detector(batch, threshold=0.5)
+    assert len(detector(list(batch), threshold=0.5)) == 2
+
+
+def test_pipeline_peak_memory_per_pixel_with_the_overlay():
+    """The bound of docs/errors.md: one call grows the peak RSS by < 24 bytes per pixel with the overlay on.
+
+    (The float64 colour map it replaces took about 94 bytes per pixel: 7.8 GB at 9000 x 9000.) Measured with
+    benchmarks/benchmark_memory.py in a fresh process, on a 2500 x 2500 image (6.25 M pixels).
+    """
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        import benchmark_memory
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "large.png")
+        benchmark_memory.make_test_image(path, 2500)
+        result = benchmark_memory.run_in_subprocess(path, return_overlay=True)
+    assert result["pixels"] == 2500 * 2500
+    assert result["call_growth_bytes_per_pixel"] < 24, result

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -140,3 +141,47 @@ def test_plot_roc_pr_curves_keeps_the_old_file_when_saving_fails(tmp_path, monke
     with pytest.raises(OSError, match=r"Could not write .*curves.pdf.*File too large.*intact"):
         plot_roc_pr_curves({"a": ([0.2, 0.8, 0.5], [0, 1, 1])}, path)
     assert path.read_bytes() == before and [item.name for item in tmp_path.iterdir()] == ["curves.pdf"]
+
+
+def test_overlay_temporaries_do_not_grow_with_the_image():
+    """numpy temporaries of one overlay stay under 48 MB at 2000 x 2000, whatever the map's size.
+
+    That is a few MB of per-band temporaries plus, for a map smaller than the image, its one resized float32 copy
+    (16 MB here). The float64 colour map this replaces allocated about 85 bytes per pixel (336 MB here). The result
+    is a PIL image, which tracemalloc does not see; benchmarks/benchmark_memory.py measures the whole pipeline.
+    """
+    image = Image.new("RGB", (2000, 2000), (90, 120, 150))
+    full_size_map = np.random.default_rng(0).random((2000, 2000), dtype=np.float32)
+    small_map = full_size_map[::50, ::50].copy()
+    for anomaly_map in (full_size_map, small_map):
+        tracemalloc.start()
+        try:
+            overlay = overlay_heatmap(image, anomaly_map)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 48 * 2**20, peak
+        assert overlay.size == (2000, 2000)
+
+
+def test_colour_table_matches_matplotlib_entry_for_entry():
+    matplotlib = pytest.importorskip("matplotlib")
+    values = np.random.default_rng(4).random(10_000)
+    for name in ("jet", "viridis"):
+        expected = np.round(matplotlib.colormaps[name](values)[:, :3] * 255)
+        assert np.abs(apply_colormap(values, name).astype(float) - expected).max() <= 1, name
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: apply_colormap(np.array([0.2, np.nan])), "NaN values; replace them"),
+        (lambda: overlay_heatmap(Image.new("RGB", (4, 4)), np.zeros((0, 3))), r"shape \(0, 3\): it has no pixels"),
+        (lambda: overlay_heatmap(Image.new("RGB", (4, 4)), np.full((2, 2), np.inf)), "NaN or infinite"),
+        (lambda: overlay_heatmap(np.zeros((0, 4, 3), np.uint8), np.zeros((2, 2))), r"shape \(0, 4, 3\)"),
+    ],
+    ids=["nan-values", "empty-map", "inf-map", "empty-image"],
+)
+def test_degenerate_maps_and_images_are_clear_errors(call, words):
+    with pytest.raises(ValueError, match=words):
+        call()

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import difflib
+import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, PreTrainedConfig
 
@@ -67,6 +70,102 @@ def clip_vit_large_patch14_336_config() -> CLIPConfig:
         },
         projection_dim=768,
     )
+
+
+def _is_number(value: Any) -> bool:
+    """A Python int or float (what JSON stores), not a bool, a string or a numpy scalar other than float64."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _type_name(value: Any) -> str:
+    """The value's type, with a hint for numpy scalars (which the config's JSON cannot store)."""
+    name = type(value).__name__
+    return f"{name}; convert numpy scalars with int() or float()" if isinstance(value, np.generic) else name
+
+
+def _number_rule(
+    minimum: float, inclusive: bool = True, maximum: float | None = None, integer: bool = False
+) -> Callable[[str, Any], None]:
+    """A field check: a finite number (an int when ``integer``) at least (or above) ``minimum``, at most ``maximum``."""
+    bound = f">= {minimum}" if inclusive else f"> {minimum}"
+    described = f"an int {bound}" if integer else f"a finite number {bound}"
+    if maximum is not None:
+        described += f" and <= {maximum}"
+
+    def check(name: str, value: Any) -> None:
+        if integer and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise TypeError(f"FAPromptConfig.{name} must be an int, got {value!r} ({_type_name(value)}).")
+        if not _is_number(value):
+            raise TypeError(f"FAPromptConfig.{name} must be a number, got {value!r} ({_type_name(value)}).")
+        number = float(value)
+        below = number < minimum if inclusive else number <= minimum
+        if not math.isfinite(number) or below or (maximum is not None and number > maximum):
+            raise ValueError(f"FAPromptConfig.{name} must be {described}, got {value!r}.")
+
+    return check
+
+
+def _check_anomaly_threshold(name: str, value: Any) -> None:
+    """None (uncalibrated) or a finite number in [0, 1], the range of image scores."""
+    if value is not None:
+        _number_rule(0.0, maximum=1.0)(name, value)
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"FAPromptConfig.{name} must be True or False, got {value!r} ({_type_name(value)}).")
+
+
+def _check_token_ids(name: str, value: Any) -> None:
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value
+    ):
+        raise TypeError(f"FAPromptConfig.{name} must be a list of token ids (ints >= 0), got {value!r}.")
+
+
+def _check_patch_selection(name: str, value: Any) -> None:
+    if value not in PRIOR_PATCH_SELECTIONS:
+        raise ValueError(f"FAPromptConfig.{name} must be one of {PRIOR_PATCH_SELECTIONS}, got {value!r}.")
+
+
+_positive_int = _number_rule(1, integer=True)
+_non_negative_int = _number_rule(0, integer=True)
+_positive_number = _number_rule(0.0, inclusive=False)
+_non_negative_number = _number_rule(0.0)
+
+#: The rule of each field, checked at construction and on every assignment (``config.temperature = ...``); the
+#: rules that tie fields together (deep prompts within the context, sizes against the CLIP backbone) are checked
+#: by ``validate_architecture`` at construction and by ``config.validate()``.
+_FIELD_RULES: dict[str, Callable[[str, Any], None]] = {
+    "normal_context_length": _positive_int,
+    "abnormal_context_length": _positive_int,
+    "num_abnormal_prompts": _positive_int,
+    "prior_num_patches": _positive_int,
+    "prior_hidden_reduction": _positive_int,
+    "prior_patch_selection": _check_patch_selection,
+    "deep_prompt_depth": _positive_int,
+    "deep_prompt_length": _non_negative_int,
+    "round_deep_prompts_to_float16": _check_bool,
+    "num_vv_blocks": _non_negative_int,
+    "temperature": _positive_number,
+    "image_size": _positive_int,
+    "gaussian_sigma": _non_negative_number,
+    "gaussian_truncate": _non_negative_number,
+    "focal_gamma": _non_negative_number,
+    "prior_map_loss_weight": _non_negative_number,
+    "global_loss_weight": _non_negative_number,
+    "orthogonality_loss_weight": _non_negative_number,
+    "prior_loss_weight": _non_negative_number,
+    "bos_token_id": _non_negative_int,
+    "eos_token_id": _non_negative_int,
+    "normal_placeholder_token_id": _non_negative_int,
+    "abnormal_placeholder_token_id": _non_negative_int,
+    "normal_suffix_token_ids": _check_token_ids,
+    "abnormal_suffix_token_ids": _check_token_ids,
+    "prompt_init_std": _non_negative_number,
+    "initializer_range": _non_negative_number,
+    "anomaly_threshold": _check_anomaly_threshold,
+}
 
 
 @strict
@@ -146,6 +245,25 @@ class FAPromptConfig(PreTrainedConfig):
     initializer_range: float | int = 0.02
     anomaly_threshold: float | int | None = None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Check a field's value against its rule (``_FIELD_RULES``) before storing it, at construction and after.
+
+        Raises:
+            TypeError: A value of the wrong type (a string where a number belongs, a bool where an int belongs).
+            ValueError: A value outside the field's range (NaN, inf, zero or negative where they make no sense).
+        """
+        if name in _FIELD_RULES:
+            self._check_field(name, value)
+        super().__setattr__(name, value)
+
+    def _check_field(self, name: str, value: Any) -> None:
+        """Apply the rule of field ``name`` to ``value``; the error names the field, the value and the default."""
+        try:
+            _FIELD_RULES[name](name, value)
+        except (TypeError, ValueError) as error:
+            default = self.__dataclass_fields__[name].default
+            raise type(error)(f"{error} Pass e.g. the default {name}={default!r}.") from None
+
     def __post_init__(self, **kwargs: Any) -> None:
         """Fill the CLIP default, normalise list fields and refuse unknown keyword arguments."""
         unknown = sorted(k for k in kwargs if not k.startswith("_") and k not in _FRAMEWORK_KWARGS)
@@ -170,22 +288,13 @@ class FAPromptConfig(PreTrainedConfig):
             value = getattr(self, name, None)
             if field.type in ("int", int) and not (isinstance(value, int) and not isinstance(value, bool)):
                 raise TypeError(f"FAPromptConfig.{name} must be an int, got {value!r}.")
-        if self.prior_patch_selection not in PRIOR_PATCH_SELECTIONS:
-            raise ValueError(
-                f"prior_patch_selection must be one of {PRIOR_PATCH_SELECTIONS}, got {self.prior_patch_selection!r}."
-            )
-        for name in ("normal_context_length", "abnormal_context_length", "num_abnormal_prompts", "prior_num_patches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.deep_prompt_depth < 1 or self.deep_prompt_length < 0:
-            raise ValueError("deep_prompt_depth must be >= 1 and deep_prompt_length >= 0.")
+        for name in _FIELD_RULES:  # again, for values set behind __setattr__'s back (e.g. through __dict__)
+            self._check_field(name, getattr(self, name))
         if self.deep_prompt_length > self.normal_context_length:
             raise ValueError(
                 f"deep_prompt_length ({self.deep_prompt_length}) must not exceed normal_context_length "
                 f"({self.normal_context_length}): deep prompts replace positions 1..length, inside the normal context."
             )
-        if self.temperature <= 0 or self.gaussian_sigma < 0:
-            raise ValueError("temperature must be > 0 and gaussian_sigma >= 0.")
         clip = self.clip_config
         if isinstance(clip, CLIPConfig):
             vision_layers = clip.vision_config.num_hidden_layers

@@ -27,6 +27,35 @@ _RESAMPLE = {
 }
 
 
+def checked_size(size: Any, name: str = "size") -> tuple[int, int]:
+    """Validate an output size: a positive int, or ``{"height": H, "width": W}`` of positive ints.
+
+    Args:
+        size: The value to check.
+        name: The argument's name, for the error message.
+
+    Returns:
+        ``(height, width)``.
+
+    Raises:
+        TypeError: Not an int or a dict of two ints (bools and floats are refused: a size is a count of pixels).
+        ValueError: Zero or negative, or a dict without exactly the keys ``height`` and ``width``.
+    """
+    hint = f"give a positive number of pixels, e.g. {name}=518 or {name}={{'height': 518, 'width': 518}}"
+    if isinstance(size, dict):
+        if set(size) != {"height", "width"}:
+            raise ValueError(f"{name} {size!r} must have exactly the keys 'height' and 'width'; {hint}.")
+        values = (size["height"], size["width"])
+    else:
+        values = (size, size)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int or a dict of ints, got {size!r} ({type(value).__name__}); {hint}.")
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {size!r}; {hint}.")
+    return int(values[0]), int(values[1])
+
+
 def _as_list(inputs: Any) -> list:
     """One input or a batch of them -> a list (a 4-D array or tensor is a batch; a 3-D one is one image)."""
     if isinstance(inputs, (list, tuple)):
@@ -46,6 +75,7 @@ class FAPromptImageProcessor(BaseImageProcessor):
 
     Args:
         size: Output side S in pixels, or ``{"height": H, "width": W}``; must be a multiple of the patch size.
+            Zero, negative and non-integer sizes are refused here and in :meth:`preprocess`.
         resample: Image filter name (``"bicubic"``).
         image_mean: Normalisation mean.
         image_std: Normalisation std.
@@ -64,21 +94,18 @@ class FAPromptImageProcessor(BaseImageProcessor):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(size, int):
-            size = {"height": size, "width": size}
+        height, width = checked_size(size)
         if resample not in _RESAMPLE:
             raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}.")
-        self.size = {"height": int(size["height"]), "width": int(size["width"])}
+        self.size = {"height": height, "width": width}
         self.resample = resample
         self.image_mean = [float(v) for v in image_mean]
         self.image_std = [float(v) for v in image_std]
         self.resize_mismatched_masks = resize_mismatched_masks
 
     def _target_size(self, size: int | dict[str, int] | None) -> tuple[int, int]:
-        size = self.size if size is None else size
-        if isinstance(size, int):
-            return size, size
-        return int(size["height"]), int(size["width"])
+        """(height, width) of the output: ``size`` when given (checked), else the processor's own."""
+        return checked_size(self.size if size is None else size)
 
     def preprocess_image(self, image: ImageInput, size: tuple[int, int], source: str | None = None) -> np.ndarray:
         """One image -> normalised float32 array (3, H, W)."""
@@ -130,7 +157,9 @@ class FAPromptImageProcessor(BaseImageProcessor):
 
         Args:
             images: One image or a list (paths, PIL images of any mode, arrays or tensors).
-            masks: None, or one mask per image (None entries are normal images: all-zero masks).
+            masks: None, or one mask per image (None entries are normal images: all-zero masks), as a list or as
+                one (B, H, W) / (B, 1, H, W) array or tensor. For a single image, a 3-D array is that image's mask:
+                (1, H, W), (H, W, 1) or channels-last colour; a channels-first (N, H, W) stack is refused.
             size: Override of ``self.size``.
             return_tensors: ``"pt"`` for torch tensors, ``"np"`` or None for numpy arrays.
             resize_mismatched_masks: Override of the processor's setting.
@@ -143,7 +172,7 @@ class FAPromptImageProcessor(BaseImageProcessor):
         target = self._target_size(size)
         image_list = _as_list(images)
         if not image_list:
-            raise ValueError("No images given.")
+            raise ValueError("No images given (an empty list, or a batch of 0 images): give at least one image.")
         pixel_values, image_sizes = [], []
         for index, image in enumerate(image_list):
             source = str(image) if isinstance(image, str) else f"#{index}"
@@ -154,8 +183,10 @@ class FAPromptImageProcessor(BaseImageProcessor):
         if masks is not None:
             if isinstance(masks, (list, tuple)):
                 mask_list = list(masks)
-            elif isinstance(masks, (np.ndarray, torch.Tensor)) and masks.ndim == 3 and len(image_list) > 1:
-                mask_list = list(masks)  # a (B, H, W) batch of masks
+            elif isinstance(masks, (np.ndarray, torch.Tensor)) and (
+                masks.ndim == 4 or (masks.ndim == 3 and len(image_list) > 1)
+            ):
+                mask_list = list(masks)  # a (B, H, W) or (B, 1, H, W) batch of masks
             else:
                 mask_list = [masks]
             if len(mask_list) != len(image_list):

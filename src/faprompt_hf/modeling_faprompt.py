@@ -24,6 +24,7 @@ from ._compat import ALL_ATTENTION_FUNCTIONS, eager_attention_forward
 from ._compat import initialization as init
 from .configuration_faprompt import FAPromptConfig
 from .loss_faprompt import binary_focal_loss, dice_loss, focal_loss, orthogonality_loss, prior_loss
+from .validation import check_model_inputs
 
 __all__ = [
     "FAPromptModel",
@@ -482,8 +483,13 @@ class FAPromptModel(FAPromptPreTrainedModel):
         cache_key = None
         if not torch.is_grad_enabled():
             learner = self.prompt_learner
-            tensors = [learner.normal_context, learner.abnormal_context, learner.deep_prompts,
-                       *self.clip.text_model.parameters(), self.clip.text_projection.weight]
+            tensors = [
+                learner.normal_context,
+                learner.abnormal_context,
+                learner.deep_prompts,
+                *self.clip.text_model.parameters(),
+                self.clip.text_projection.weight,
+            ]
             cache_key = (
                 self.config.round_deep_prompts_to_float16,
                 tuple(self.config.normal_prompt_ids()),
@@ -564,10 +570,17 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
         Returns:
             An [`FAPromptOutput`].
+
+        Raises:
+            ValueError: Inputs that break the rules of :func:`~faprompt_hf.validation.check_model_inputs` (not a
+                floating (B, 3, H, W) batch, NaN/inf pixels, labels other than 0/1 or not one per image, masks of
+                the wrong shape, outside [0, 1] or non-empty on normal images), or an anomalous image without a mask.
+            TypeError: An unknown keyword argument, or an input that is not a tensor.
         """
         unknown = sorted(set(kwargs) - _IGNORED_BATCH_KEYS)
         if unknown:
             raise TypeError(f"FAPromptModel.forward got unexpected keyword argument(s) {unknown}.")
+        masks = check_model_inputs(pixel_values, labels, masks, mask_valid)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         temperature = config.temperature
@@ -605,7 +618,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
             losses: dict[str, torch.Tensor] = {}
             if labels is not None:
-                if mask_valid is not None and bool((labels.view(-1).bool() & ~mask_valid.view(-1).bool()).any()):
+                if mask_valid is not None and bool((labels.reshape(-1).bool() & ~mask_valid.reshape(-1).bool()).any()):
                     raise ValueError(
                         "An anomalous image in the batch has no ground-truth mask (mask_valid is False): the "
                         "training objective needs one; give masks for every anomalous image or drop those rows."
@@ -650,8 +663,8 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
     @staticmethod
     def _pixel_targets(labels: torch.Tensor, masks: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
-        """Binary pixel targets (B, H, W) from masks, or zeros where every image is normal."""
-        labels = labels.view(-1)
+        """Binary pixel targets (B, H, W) from checked masks (B, H, W), or zeros where every image is normal."""
+        labels = labels.reshape(-1)
         if masks is None:
             if bool((labels != 0).any()):
                 raise ValueError(
@@ -659,13 +672,6 @@ class FAPromptModel(FAPromptPreTrainedModel):
                     "ground-truth mask (B, H, W) for every anomalous image (pass masks=..., e.g. from the processor)."
                 )
             return torch.zeros(labels.shape[0], *size, device=labels.device)
-        if masks.dim() == 4 and masks.shape[1] == 1:
-            masks = masks[:, 0]
-        if tuple(masks.shape) != (labels.shape[0], *size):
-            raise ValueError(
-                f"masks have shape {tuple(masks.shape)} but pixel_values need ({labels.shape[0]}, {size[0]}, "
-                f"{size[1]}): process masks with the same processor (and size) as the images."
-            )
         return (masks > 0.5).float()
 
     def _objective(
@@ -681,7 +687,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
     ) -> dict[str, torch.Tensor]:
         """The training objective of spec section 6, term by term (all in float32)."""
         config = self.config
-        labels = labels.view(-1).to(image_logits.device)
+        labels = labels.reshape(-1).to(image_logits.device)
         gamma = config.focal_gamma
 
         def map_loss(maps: torch.Tensor) -> torch.Tensor:

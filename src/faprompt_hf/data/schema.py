@@ -16,6 +16,7 @@ from PIL import Image
 from transformers.utils import logging
 
 from ..image_utils import load_image, to_mask_array, to_rgb_image
+from ..validation import label_error, normal_mask_error
 
 logger = logging.get_logger(__name__)
 
@@ -151,9 +152,7 @@ def _parse_label(value: Any, where: str, names: Sequence[str] | None = None) -> 
         return int(value)
     if isinstance(value, str) and value.strip().lower() in _NORMAL_WORDS | _ANOMALOUS_WORDS:
         return int(value.strip().lower() in _ANOMALOUS_WORDS)
-    raise ValueError(
-        f"Cannot read the label {value!r} of {where}: use 0/1, True/False, 'normal'/'good' or 'anomaly'/'anomalous'."
-    )
+    raise ValueError(label_error(value, where))
 
 
 def _defect_type_for(label: int, defect_type: str | None, where: str) -> str:
@@ -272,10 +271,7 @@ def _check_mask(
             "with_processor_transform to resize it."
         )
     if label == 0 and mask.any():
-        raise ValueError(
-            f"{source!r} is labelled normal but its mask marks {int(mask.sum())} anomalous pixels; label it anomalous "
-            "(1) or give it an empty mask."
-        )
+        raise ValueError(normal_mask_error(repr(source), int(mask.sum())))
 
 
 def _check_row(row: Mapping[str, Any], index: int) -> None:
