@@ -684,7 +684,8 @@ def _check_masks_agree_with_labels(masks: np.ndarray, labels: np.ndarray) -> Non
         shown = ", ".join(f"image {int(i)} ({int(marked[i])} px)" for i in bad[:5])
         raise ValueError(
             f"{bad.size} image(s) labelled normal (0) have masks marking anomalous pixels: {shown}"
-            f"{', ...' if bad.size > 5 else ''}. A normal image's mask must be empty: fix the label (1 for anomalous) or clear the mask."
+            f"{', ...' if bad.size > 5 else ''}. A normal image's mask must be empty: fix the label (1 for anomalous) "
+            "or clear the mask."
         )
 
 
