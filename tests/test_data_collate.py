@@ -285,6 +285,7 @@ def test_a_normal_row_with_a_marked_mask_says_how_to_fix_it(tmp_path, processor)
     rows = list(load_folder(half_tree(tmp_path)))
     with pytest.raises(
         ValueError,
-        match=r"n.png' is labelled normal but its mask marks 128 anomalous pixels; fix the label \(1 for anomalous\) or clear the mask",
+        match=r"n.png' is labelled normal but its mask marks 128 anomalous pixels; "
+        r"fix the label \(1 for anomalous\) or clear the mask",
     ):
         FAPromptCollator(processor)([{**rows[1], "mask": rows[0]["mask"]}])
