@@ -262,7 +262,8 @@ def test_latest_checkpoint_ignores_partial_temporary_folders(tmp_path):
     for name in ("checkpoint_4", "checkpoint_10", "checkpoint_12.tmp", "checkpoint_11"):
         (checkpoints / name).mkdir(parents=True)
     for name in ("checkpoint_4", "checkpoint_10", "checkpoint_12.tmp"):
-        (checkpoints / name / "trainer_state.json").write_text("{}")
+        state = {"global_step": int(name.split("_")[1].split(".")[0]), "epoch": 0, "batches_in_epoch": 0}
+        (checkpoints / name / "trainer_state.json").write_text(json.dumps(state))
     # checkpoint_11 has no trainer state (not ours); checkpoint_12.tmp was being written when the run was killed.
     assert find_latest_checkpoint(tmp_path) == checkpoints / "checkpoint_10"
     assert find_latest_checkpoint(tmp_path / "missing") is None
