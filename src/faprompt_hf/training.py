@@ -128,7 +128,7 @@ class FAPromptTrainingArguments:
         default=-1, metadata={"help": "If > 0: stop after this many optimizer steps (overrides num_train_epochs)."}
     )
     per_device_train_batch_size: int = dataclasses.field(
-        default=8, metadata={"help": "Images per batch on each process."}
+        default=8, metadata={"help": "Images per batch on each process.", "aliases": ["--batch_size"]}
     )
     learning_rate: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate (constant)."})
     adam_beta1: float = dataclasses.field(default=0.5, metadata={"help": "Adam beta1."})
@@ -204,7 +204,9 @@ class FAPromptTrainingArguments:
             "stops training with an error that names its file."
         },
     )
-    use_cpu: bool = dataclasses.field(default=False, metadata={"help": "Train on the CPU even if a GPU is present."})
+    use_cpu: bool = dataclasses.field(
+        default=False, metadata={"help": "Train on the CPU even if a GPU is present.", "aliases": ["--cpu"]}
+    )
 
     def __post_init__(self) -> None:
         """Check the values that would otherwise fail late, inside the loop."""

@@ -528,15 +528,36 @@ def generate_sample(
     if defect_type is None:
         return clean, np.zeros(clean.shape[:2], bool)
     rng = _domain_rng(domain, seed, 1 + DEFECT_TYPES.index(defect_type))
-    min_area = max(16, math.ceil(MIN_DEFECT_AREA_FRACTION * image_size * image_size))
-    for _ in range(_MAX_DEFECT_TRIES):
+    placed = _place_defect(defect_type, (clean, support, background), rng)
+    if placed is None:
+        raise RuntimeError(f"Could not place a visible {defect_type!r} defect on {domain!r} (seed {seed}).")
+    return placed[0], placed[1]
+
+
+def _place_defect(
+    defect_type: str, layer: _Layer, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Paint a visible defect on a clean image, drawing placements until one passes the visibility rule.
+
+    Args:
+        defect_type: One of :data:`DEFECT_TYPES`.
+        layer: The clean image (S, S, 3) uint8, its support (S, S) bool and background (S, S, 3) uint8.
+        rng: The defect's random generator.
+
+    Returns:
+        The image, its exact mask and the number of placements drawn; None when :data:`_MAX_DEFECT_TRIES` failed.
+    """
+    clean, support, background = layer
+    size = clean.shape[0]
+    min_area = max(16, math.ceil(MIN_DEFECT_AREA_FRACTION * size * size))
+    for tries in range(1, _MAX_DEFECT_TRIES + 1):
         image = _DEFECTS[defect_type](rng, clean, support, background)
         change = np.abs(image.astype(np.int16) - clean.astype(np.int16)).max(axis=-1)
         mask = change > 0
         visible = int((change >= _VISIBLE_CHANGE).sum())
         if visible >= min_area and visible >= 0.5 * mask.sum():
-            return image, mask
-    raise RuntimeError(f"Could not place a visible {defect_type!r} defect on {domain!r} (seed {seed}).")
+            return image, mask, tries
+    return None
 
 
 def _sample_seed(seed: int, split: str, label: int, index: int) -> int:
