@@ -25,6 +25,7 @@ from pathlib import Path
 from accelerate import PartialState
 from accelerate.utils import set_seed
 from datasets import Dataset
+from huggingface_hub.errors import StrictDataclassError
 from transformers import CLIPConfig, CLIPTokenizer, HfArgumentParser
 
 from faprompt_hf import DEFAULT_CLIP, FAPromptConfig, FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
@@ -249,8 +250,22 @@ def _load_tokenizer(clip: str) -> CLIPTokenizer | None:
         return None
 
 
-def _check_template_token_ids(config: FAPromptConfig, clip: str, from_tokenizer: bool) -> None:
-    """Refuse template token ids outside the CLIP's vocabulary (a small CLIP without tokenizer files)."""
+def _config_for(clip: str, clip_config: CLIPConfig, overrides: dict, from_tokenizer: bool) -> FAPromptConfig:
+    """The FAPrompt configuration the model will get, checked against the CLIP (a small CLIP needs overrides).
+
+    Raises:
+        ValueError: A field that does not fit the CLIP (e.g. more V-V blocks than vision layers), or template token
+            ids outside its vocabulary; the message says which ``--config_overrides`` or files fix it.
+    """
+    try:
+        config = FAPromptConfig(clip_config=clip_config.to_dict(), **overrides)
+    except (ValueError, TypeError, StrictDataclassError) as error:
+        cause = str(error).strip().splitlines()[-1].strip()
+        raise ValueError(
+            f"The FAPrompt configuration does not fit the CLIP {clip!r}: {cause} Adjust it with --config_overrides, "
+            'e.g. \'{"num_vv_blocks": 2, "deep_prompt_depth": 3}\' for a CLIP with 4 layers; see docs/training.md, '
+            "'Training offline'."
+        ) from None
     vocab_size = config.clip_config.text_config.vocab_size
     ids = [
         config.bos_token_id,
@@ -260,16 +275,17 @@ def _check_template_token_ids(config: FAPromptConfig, clip: str, from_tokenizer:
         *config.normal_suffix_token_ids,
         *config.abnormal_suffix_token_ids,
     ]
-    if max(ids) < vocab_size:
-        return
-    source = "its tokenizer" if from_tokenizer else "the defaults (OpenAI CLIP's tokenizer; --clip has no tokenizer)"
-    raise ValueError(
-        f"The prompt template's token ids from {source} reach {max(ids)}, but the CLIP {clip!r} has only "
-        f"{vocab_size} tokens. Put the CLIP's tokenizer files (tokenizer.json or vocab.json and merges.txt) in the "
-        '--clip folder, or give the ids with --config_overrides, e.g. \'{"bos_token_id": 0, "eos_token_id": 1, '
-        '"normal_placeholder_token_id": 2, "abnormal_placeholder_token_id": 3, "normal_suffix_token_ids": [4, 5], '
-        "\"abnormal_suffix_token_ids\": [6, 4, 5]}'. See docs/training.md, 'Training offline'."
-    )
+    if max(ids) >= vocab_size:
+        source = "its tokenizer" if from_tokenizer else "the defaults (OpenAI CLIP's tokenizer; --clip has none)"
+        raise ValueError(
+            f"The prompt template's token ids from {source} reach {max(ids)}, but the CLIP {clip!r} has only "
+            f"{vocab_size} tokens. Put the CLIP's tokenizer files (tokenizer.json, or vocab.json and merges.txt) in "
+            'the --clip folder, or give the ids with --config_overrides, e.g. \'{"bos_token_id": 0, '
+            '"eos_token_id": 1, "normal_placeholder_token_id": 2, "abnormal_placeholder_token_id": 3, '
+            '"normal_suffix_token_ids": [4, 5], "abnormal_suffix_token_ids": [6, 4, 5]}\'; see docs/training.md, '
+            "'Training offline'."
+        )
+    return config
 
 
 def build_model(
@@ -314,9 +330,7 @@ def build_model(
     )
     if training.image_size is not None:
         overrides.setdefault("image_size", training.image_size)
-    _check_template_token_ids(
-        FAPromptConfig(clip_config=clip_config.to_dict(), **overrides), clip, tokenizer is not None
-    )
+    _config_for(clip, clip_config, overrides, tokenizer is not None)
     set_seed(training.seed)
     try:
         model = FAPromptModel.from_clip(clip, **overrides)

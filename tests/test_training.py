@@ -8,10 +8,13 @@ in-process runs reset accelerate's state around each test.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -276,11 +279,11 @@ def test_killed_run_resumes_mid_epoch_to_the_same_weights(tiny_model_dir, tmp_pa
     common = [sys.executable, str(TRAIN_SCRIPT), "--model", str(tiny_model_dir), "--dataset_format", "mvtec",
               "--dataset_path", str(data), "--image_size", str(IMAGE_SIZE), "--per_device_train_batch_size", "2",
               "--gradient_accumulation_steps", "2", "--max_steps", "6", "--checkpointing_steps", "2",
-              "--save_total_limit", "2"]
+              "--save_total_limit", "2", "--logging_steps", "4"]
     reference = _run([*common, "--output_dir", str(tmp_path / "reference")])
     assert reference.returncode == 0, reference.stderr[-3000:]
     assert sorted(path.name for path in (tmp_path / "reference" / "checkpoints").iterdir()) == [
-        "checkpoint_4", "checkpoint_6"
+        "checkpoint_4", "checkpoint_6", "run.json"
     ]
 
     crashed_dir = tmp_path / "crashed"
@@ -298,11 +301,16 @@ def test_killed_run_resumes_mid_epoch_to_the_same_weights(tiny_model_dir, tmp_pa
     resumed = _run([*common, "--output_dir", str(crashed_dir), "--resume_from_checkpoint", "latest"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stderr and "checkpoint_2 at step 2" in resumed.stderr
+    assert "'latest' picked" in resumed.stderr
     expected, actual = _prompt_tensors(tmp_path / "reference"), _prompt_tensors(crashed_dir)
     assert expected.keys() == actual.keys() and expected
     for key in expected:
         assert torch.equal(expected[key], actual[key]), f"{key} differs after resuming"
     assert not partial.exists(), "leftover temporary checkpoints are cleaned up"
+    # The trainer state, with its loss history averaged over windows that span the crash, is the uninterrupted one's.
+    reference_state = json.loads((tmp_path / "reference" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in reference_state["log_history"]] == [4, 6]
+    assert json.loads((crashed_dir / "trainer_state.json").read_text()) == reference_state
 
 
 # ------------------------------------------------------------------------------------------------ distributed
@@ -384,3 +392,128 @@ def test_push_to_hub_uploads_model_processor_and_card_without_checkpoints(
     assert repo_id == "user/faprompt-test"
     assert {"config.json", "model.safetensors", "processor_config.json", "README.md"} <= set(files)
     assert "checkpoints/*" in ignored and (tmp_path / "out" / "checkpoints" / "checkpoint_2").is_dir()
+
+
+# ------------------------------------------------------------------------------------------------ resume rules
+
+
+def _reset_accelerate() -> None:
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def _train_tiny(tokenizer, dataset, output_dir: Path, **overrides) -> FAPromptModel:
+    """A fresh in-process run of the tiny model (batch 4, 64 px) with ``overrides`` of the arguments."""
+    _reset_accelerate()
+    arguments = {"output_dir": str(output_dir), "per_device_train_batch_size": 4, "image_size": IMAGE_SIZE,
+                 "learning_rate": 1e-2, **overrides}
+    return train(_tiny_model(tokenizer), dataset, _processor(tokenizer), FAPromptTrainingArguments(**arguments))
+
+
+def _prompts(model: FAPromptModel) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.prompt_learner.state_dict().items()}
+
+
+def test_resume_applies_a_new_learning_rate_and_says_so(
+    tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state, caplog
+):
+    run = tmp_path / "run"
+    at_step_2 = _prompts(_train_tiny(tiny_tokenizer, small_train_set, tmp_path / "two", max_steps=2))
+    at_step_3 = _prompts(_train_tiny(tiny_tokenizer, small_train_set, run, max_steps=3, checkpointing_steps=2))
+    with caplog.at_level("WARNING", logger="faprompt_hf.training"):
+        faster = _prompts(_train_tiny(tiny_tokenizer, small_train_set, tmp_path / "faster", max_steps=3,
+                                      learning_rate=0.5, resume_from_checkpoint=str(run / "checkpoints" /
+                                                                                    "checkpoint_2")))
+    assert "learning_rate 0.01 -> 0.5" in caplog.text
+    # Adam's step is proportional to the learning rate: the resumed step 3 is 50 times the saved run's.
+    for key in at_step_2:
+        expected = at_step_2[key] + 50 * (at_step_3[key] - at_step_2[key])
+        assert torch.allclose(faster[key], expected, rtol=1e-3, atol=1e-6), key
+
+
+def test_resume_refuses_changed_seed_and_image_size_unless_allowed(
+    tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state
+):
+    run = tmp_path / "run"
+    _train_tiny(tiny_tokenizer, small_train_set, run, max_steps=1, checkpointing_steps=1)
+    checkpoint = run / "checkpoints" / "checkpoint_1"
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert saved["arguments"]["learning_rate"] == 0.01 and saved["arguments"]["seed"] == 111
+    with pytest.raises(ValueError, match=r"seed 111 -> 5; image_size 64 -> 32.*--allow_changed_arguments"):
+        _train_tiny(tiny_tokenizer, small_train_set, run, max_steps=2, seed=5, image_size=32,
+                    resume_from_checkpoint="latest")
+    assert not (run / "checkpoints" / "checkpoint_2").exists()
+    trained = _train_tiny(tiny_tokenizer, small_train_set, run, max_steps=2, seed=5, checkpointing_steps=1,
+                          resume_from_checkpoint="latest", allow_changed_arguments=True)
+    assert json.loads((run / "trainer_state.json").read_text())["global_step"] == 2
+    assert trained.config.image_size == IMAGE_SIZE
+
+
+def test_latest_ignores_checkpoints_of_an_earlier_run(tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state,
+                                                      caplog):
+    shared, other = tmp_path / "shared", tmp_path / "other"
+    _train_tiny(tiny_tokenizer, small_train_set, shared, max_steps=3, checkpointing_steps=1)  # the earlier run
+    _train_tiny(tiny_tokenizer, small_train_set, other, max_steps=1, checkpointing_steps=1)
+    # A new run in the same folder, resumed explicitly from another run's checkpoint, killed after its step 2.
+    _train_tiny(tiny_tokenizer, small_train_set, shared, max_steps=2, checkpointing_steps=2,
+                resume_from_checkpoint=str(other / "checkpoints" / "checkpoint_1"))
+    with caplog.at_level("WARNING", logger="faprompt_hf.training"):
+        latest = find_latest_checkpoint(shared)
+    assert latest == shared / "checkpoints" / "checkpoint_2"
+    run_id = json.loads((shared / "checkpoints" / "run.json").read_text())["run_id"]
+    assert json.loads((latest / "trainer_state.json").read_text())["run_id"] == run_id
+    assert "Ignoring" in caplog.text and "checkpoint_3" in caplog.text  # the earlier run's newest, named
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tiny_tokenizer, small_train_set, tmp_path_factory):
+    run = tmp_path_factory.mktemp("two_checkpoints")
+    _train_tiny(tiny_tokenizer, small_train_set, run, max_steps=2, checkpointing_steps=1)
+    _reset_accelerate()
+    return run
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.bin", "trainer_state.json"])
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(two_checkpoints, tmp_path, damaged, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(two_checkpoints, run)
+    path = run / "checkpoints" / "checkpoint_2" / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated, as by a full disk or a kill
+    with caplog.at_level("WARNING", logger="faprompt_hf.training"):
+        assert find_latest_checkpoint(run) == run / "checkpoints" / "checkpoint_1"
+    assert str(path) in caplog.text and "damaged" in caplog.text
+
+
+def test_a_full_disk_during_a_checkpoint_names_the_path_and_keeps_earlier_checkpoints(
+    tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state, monkeypatch
+):
+    import accelerate.checkpointing
+
+    import faprompt_hf.training as training
+
+    real_save, calls = accelerate.checkpointing.save, []
+
+    def save_until_the_disk_is_full(obj, path, *args, **kwargs):
+        calls.append(path)
+        if "checkpoint_2" in str(path):  # what torch.save raises when the disk fills up mid-write
+            Path(path).write_bytes(b"PK\x03\x04partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4480 vs 4374")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(accelerate.checkpointing, "save", save_until_the_disk_is_full)
+    monkeypatch.setattr(training.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    with pytest.raises(OSError, match=r"checkpoint_2\.tmp.*No space left on device.*intact") as raised:
+        _train_tiny(tiny_tokenizer, small_train_set, tmp_path, max_steps=3, checkpointing_steps=1)
+    assert raised.value.errno == errno.ENOSPC
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["checkpoint_1", "run.json"]
+    assert find_latest_checkpoint(tmp_path) == checkpoints / "checkpoint_1"
+
+
+def test_trainer_state_digest_is_that_of_the_saved_prompts(tiny_tokenizer, small_train_set, tmp_path,
+                                                           fresh_accelerate_state):
+    trained = _train_tiny(tiny_tokenizer, small_train_set, tmp_path, max_steps=1)  # a model built from a config
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    saved = FAPromptModel.from_pretrained(tmp_path)
+    assert state["prompt_sha256"] == _prompt_digest(saved.state_dict()) == _prompt_digest(trained.state_dict())
+    assert state["prompt_sha256"] != hashlib.sha256(b"").hexdigest()
