@@ -8,7 +8,10 @@ mixed-precision dtype when one is chosen, while the prompts and the optimizer st
 Checkpoints (``output_dir/checkpoints/checkpoint_<step>``) hold the prompt learner, the optimizer, the RNG states
 and the position in the data; they are written to ``checkpoint_<step>.tmp`` and renamed when complete, so a run killed
 at any moment leaves its last complete checkpoint loadable. Resuming (``resume_from_checkpoint="latest"``) continues
-exactly: the final weights equal those of an uninterrupted run, also when it stopped in the middle of an epoch.
+exactly: the final weights and ``trainer_state.json`` equal those of an uninterrupted run, also when it stopped in the
+middle of an epoch. ``latest`` only considers the checkpoints of the run last started in ``output_dir`` and skips
+damaged ones; a checkpoint records the run's arguments, and a resume applies changed hyper-parameters (logged) but
+refuses changes of :data:`RESUME_FIXED_ARGUMENTS` unless ``allow_changed_arguments``.
 
 Example:
     ```python
@@ -706,18 +709,21 @@ def _changed_arguments(
     saved: Mapping[str, Any], args: FAPromptTrainingArguments, num_processes: int
 ) -> dict[str, tuple[Any, Any]]:
     """``{name: (saved, now)}`` for each argument (and ``num_processes``) that differs from the checkpoint's run."""
-    before = {**saved.get("arguments", {}), "num_processes": saved.get("num_processes")}
-    for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):  # recorded by every version
-        before.setdefault(key, saved.get(key))
+    before = dict(saved.get("arguments", {}))  # checkpoints of older versions only recorded the layout below
+    for key in ("num_processes", "per_device_train_batch_size", "gradient_accumulation_steps"):
+        if key in saved:
+            before.setdefault(key, saved[key])
     now = {**args.to_dict(), "num_processes": num_processes}
     return {
         key: (before[key], value)
         for key, value in now.items()
-        if key in before and key not in _RUN_CONTROL_ARGUMENTS and before[key] is not None and before[key] != value
+        if key in before and key not in _RUN_CONTROL_ARGUMENTS and before[key] != value
     }
 
 
-def _apply_resume_rules(path: Path, saved: Mapping[str, Any], args: FAPromptTrainingArguments, num_processes: int):
+def _apply_resume_rules(
+    path: Path, saved: Mapping[str, Any], args: FAPromptTrainingArguments, num_processes: int
+) -> None:
     """Refuse changes of :data:`RESUME_FIXED_ARGUMENTS` (unless allowed); log every change that applies."""
     changed = _changed_arguments(saved, args, num_processes)
     described = {key: f"{key} {before!r} -> {now!r}" for key, (before, now) in changed.items()}
