@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import time
@@ -66,8 +67,9 @@ def _time(step: Callable[[], object], device: torch.device, batch: int, min_seco
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds and runs >= 3:
             break
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {"images_per_s": round(runs * batch / elapsed, 2), "peak_mem_gib": round(peak, 3), "runs": runs}
+    # Peak memory is measured on CUDA only; elsewhere it is null (JSON has no NaN).
+    peak = round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None
+    return {"images_per_s": round(runs * batch / elapsed, 2), "peak_mem_gib": peak, "runs": runs}
 
 
 def _run_compiled(report: Callable, mode: str, dtype: str, batch: int, measure: Callable[[], dict]) -> None:
@@ -181,6 +183,17 @@ def reference_forward(model: FAPromptModel, pixel_values: torch.Tensor) -> tuple
     return torch.stack(scores).cpu(), torch.stack(maps)
 
 
+def _json_safe(value: object) -> object:
+    """``value`` with every NaN or infinite float replaced by None, so that it prints as valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def main() -> None:
     """Parse the arguments, build the model and print one JSON line per measurement."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -211,7 +224,8 @@ def main() -> None:
     wanted = set(args.only or ["infer", "train", "tower", "reference"])
 
     def report(mode: str, dtype: str, batch: int, result: dict, **extra: object) -> None:
-        print(json.dumps({"mode": mode, "dtype": dtype, "batch": batch, **result, **common, **extra}), flush=True)
+        record = {"mode": mode, "dtype": dtype, "batch": batch, **result, **common, **extra}
+        print(json.dumps(_json_safe(record), allow_nan=False), flush=True)
 
     def pixels(batch: int) -> torch.Tensor:
         return torch.randn(batch, 3, image_size, image_size, device=device)

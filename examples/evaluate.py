@@ -13,7 +13,7 @@ Several GPUs (the data is sharded, the outputs gathered; same numbers as one pro
     accelerate launch --multi_gpu --num_processes 4 examples/evaluate.py --model ... --dataset_format visa ...
 
 Several CPU processes (accelerate's --cpu launcher starts a single process unless MPI is set up):
-    accelerate launch --multi_gpu --num_processes 2 examples/evaluate.py --cpu --model ...
+    accelerate launch --multi_gpu --num_processes 2 examples/evaluate.py --use_cpu --model ...
 
 An original checkpoint, converted on the fly:
     python examples/evaluate.py --original_checkpoint epoch_15.pth --clip openai/clip-vit-large-patch14-336 ...
@@ -22,7 +22,6 @@ An original checkpoint, converted on the fly:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 
@@ -30,28 +29,13 @@ from accelerate import Accelerator
 
 from faprompt_hf.data import DATASET_FORMATS, load_dataset_by_format
 from faprompt_hf.evaluation import DEFAULT_AUPRO, EvaluationResult, evaluate_model, load_evaluation_model, save_heatmaps
-
-
-def _column_mapping(text: str) -> dict[str, str]:
-    """``'{"image": "img"}'`` (JSON) or ``image=img,label=is_bad`` -> a dict."""
-    if text.lstrip().startswith("{"):
-        mapping = json.loads(text)
-    else:
-        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
-        if any(len(pair) != 2 for pair in pairs):
-            raise argparse.ArgumentTypeError(f"--column_mapping expects ours=theirs,... or JSON, got {text!r}.")
-        mapping = {ours.strip(): theirs.strip() for ours, theirs in pairs}
-    if not isinstance(mapping, dict):
-        raise argparse.ArgumentTypeError("--column_mapping must be a JSON object or ours=theirs pairs.")
-    return {str(key): str(value) for key, value in mapping.items()}
-
-
-def _json_object(text: str) -> dict:
-    """A JSON object given on the command line."""
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"Expected a JSON object, got {text!r}.")
-    return value
+from faprompt_hf.script_flags import (
+    argparse_type,
+    non_negative_float,
+    parse_column_mapping,
+    parse_json_object,
+    positive_int,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,18 +52,28 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset_path", help="Dataset folder, or hub id / path for --dataset_format hub.")
     data.add_argument("--split", default="test", help="Split to evaluate (default: test).")
     data.add_argument("--classes", nargs="+", help="Classes to evaluate (space- or comma-separated; default all).")
-    data.add_argument("--column_mapping", type=_column_mapping, help="hub: ours=theirs,... or a JSON object.")
+    data.add_argument(
+        "--column_mapping",
+        type=argparse_type(parse_column_mapping, "column mapping"),
+        help="hub: our column -> theirs, as ours=theirs,... or a JSON object (as in train.py).",
+    )
     data.add_argument(
         "--dataset_kwargs",
-        type=_json_object,
+        type=argparse_type(lambda text: parse_json_object(text, "--dataset_kwargs"), "JSON object"),
         default={},
         help='More loader arguments as JSON, e.g. \'{"split_csv": "..."}\' (visa), \'{"require_masks": false}\' '
         '(folder, meta_json), \'{"n_normal": 4, "image_size": 128}\' (synthetic).',
     )
     data.add_argument("--resize_mismatched_masks", action="store_true", help="Resize masks whose size differs.")
     protocol = parser.add_argument_group("protocol")
-    protocol.add_argument("--image_size", type=int, help="Evaluation side in px (default: the model's, 518).")
-    protocol.add_argument("--sigma", type=float, help="Anomaly-map smoothing sigma (default: the model's, 10).")
+    protocol.add_argument(
+        "--image_size", type=positive_int("--image_size"), help="Evaluation side in px (default: the model's, 518)."
+    )
+    protocol.add_argument(
+        "--sigma",
+        type=non_negative_float("--sigma"),
+        help="Anomaly-map smoothing sigma in px, >= 0; 0 turns smoothing off (default: the model's, 10).",
+    )
     protocol.add_argument(
         "--aupro",
         choices=("original", "exact"),
@@ -88,15 +82,34 @@ def build_parser() -> argparse.ArgumentParser:
         "'exact' (MVTec AD: every threshold, area up to FPR 0.3 divided by 0.3).",
     )
     protocol.add_argument(
-        "--pixel_metrics_size", type=int, help="Pool maps and masks to this side before pixel metrics (saves memory)."
+        "--pixel_metrics_size",
+        type=positive_int("--pixel_metrics_size"),
+        help="Pool maps and masks to this side before pixel metrics (saves memory).",
     )
     protocol.add_argument("--no_pixel_metrics", action="store_true", help="Image-level metrics only.")
     run = parser.add_argument_group("run")
-    run.add_argument("--batch_size", type=int, default=8, help="Images per forward pass and process.")
-    run.add_argument("--num_workers", type=int, default=2, help="Data-loader workers per process.")
-    run.add_argument("--cpu", action="store_true", help="Run on CPU even when a GPU is available.")
+    run.add_argument(
+        "--batch_size",
+        "--per_device_eval_batch_size",
+        dest="batch_size",
+        type=positive_int("--batch_size"),
+        default=8,
+        help="Images per forward pass and process (as train.py's --batch_size).",
+    )
+    run.add_argument(
+        "--num_workers", type=positive_int("--num_workers", 0), default=2, help="Data-loader workers per process."
+    )
+    run.add_argument(
+        "--use_cpu", "--cpu", dest="use_cpu", action="store_true", help="Run on CPU even when a GPU is available."
+    )
     run.add_argument("--output_dir", default="outputs/evaluation")
-    run.add_argument("--save_heatmaps", type=int, default=0, metavar="N", help="Heatmap grid of N images per class.")
+    run.add_argument(
+        "--save_heatmaps",
+        type=positive_int("--save_heatmaps", 0),
+        default=0,
+        metavar="N",
+        help="Heatmap grid of N images per class.",
+    )
     return parser
 
 
@@ -117,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> EvaluationResult:
         parser.error("--original_checkpoint needs --clip")
     classes = [name for item in args.classes or [] for name in item.split(",") if name] or None
 
-    accelerator = Accelerator(cpu=args.cpu)
+    accelerator = Accelerator(cpu=args.use_cpu)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(message)s")
     model, image_processor = load_evaluation_model(args.model, args.original_checkpoint, args.clip)
     with accelerator.main_process_first():

@@ -13,24 +13,28 @@ See ``docs/training.md`` for every option.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from accelerate import PartialState
 from accelerate.utils import set_seed
 from datasets import Dataset
-from transformers import CLIPTokenizer, HfArgumentParser
+from huggingface_hub.errors import StrictDataclassError
+from transformers import CLIPConfig, CLIPTokenizer, HfArgumentParser
 
-from faprompt_hf import DEFAULT_CLIP, FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
+from faprompt_hf import DEFAULT_CLIP, FAPromptConfig, FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
 from faprompt_hf.data import DATASET_FORMATS, load_dataset_by_format
+from faprompt_hf.script_flags import parse_column_mapping, parse_json_object
 from faprompt_hf.training import FAPromptTrainingArguments, train
 
 SYNTHETIC_TRAIN_DOMAINS = ("gradient", "stripes", "checker", "nut", "plate")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 
 
 @dataclass
@@ -50,18 +54,24 @@ class ScriptArguments:
     )
     model: str | None = field(
         default=None,
-        metadata={"help": "An FAPrompt model (folder or Hub id) to continue training, instead of --clip (and without "
-                  "--config_overrides: the model's config is used as saved)."},
+        metadata={
+            "help": "An FAPrompt model (folder or Hub id) to continue training, instead of --clip (and without "
+            "--config_overrides: the model's config is used as saved)."
+        },
     )
     config_overrides: str | None = field(
         default=None,
-        metadata={"help": 'FAPromptConfig fields for a new model, as JSON, e.g. \'{"num_abnormal_prompts": 5}\'. '
-                  "Not with --model."},
+        metadata={
+            "help": "FAPromptConfig fields for a new model, as JSON, e.g. '{\"num_abnormal_prompts\": 5}'. "
+            "Not with --model."
+        },
     )
     dataset_format: str | None = field(
         default=None,
-        metadata={"choices": list(DATASET_FORMATS), "help": "How to read the data: one of "
-                  f"{', '.join(DATASET_FORMATS)} (as in examples/evaluate.py)."},
+        metadata={
+            "choices": list(DATASET_FORMATS),
+            "help": f"How to read the data: one of {', '.join(DATASET_FORMATS)} (as in examples/evaluate.py).",
+        },
     )
     dataset_path: str | None = field(
         default=None,
@@ -69,13 +79,17 @@ class ScriptArguments:
     )
     split: str | None = field(
         default=None,
-        metadata={"help": "Split to train on. Default: test (the reference trains on the test split, which has the "
-                  "masks); train for --dataset_format synthetic, so that its test split stays unseen."},
+        metadata={
+            "help": "Split to train on. Default: test (the reference trains on the test split, which has the "
+            "masks); train for --dataset_format synthetic, so that its test split stays unseen."
+        },
     )
     dataset: str | None = field(
         default=None,
-        metadata={"help": "Alias: '--dataset synthetic' is '--dataset_format synthetic'; '--dataset ID' is "
-                  "'--dataset_format hub --dataset_path ID' (a Hub id or a data folder read by datasets)."},
+        metadata={
+            "help": "Alias: '--dataset synthetic' is '--dataset_format synthetic'; '--dataset ID' is "
+            "'--dataset_format hub --dataset_path ID' (a Hub id or a data folder read by datasets)."
+        },
     )
     dataset_split: str | None = field(default=None, metadata={"help": "Alias of --split."})
     classes: list[str] | None = field(
@@ -83,12 +97,17 @@ class ScriptArguments:
     )
     column_mapping: str | None = field(
         default=None,
-        metadata={"help": 'For hub: our column -> theirs, as JSON, e.g. \'{"image": "img", "mask": "gt"}\'.'},
+        metadata={
+            "help": 'For hub: our column -> theirs, as JSON (\'{"image": "img", "mask": "gt"}\') or '
+            "ours=theirs pairs (image=img,mask=gt), as in examples/evaluate.py."
+        },
     )
     dataset_kwargs: str | None = field(
         default=None,
-        metadata={"help": 'More loader arguments as JSON, e.g. \'{"split_csv": "..."}\' (visa), '
-                  '\'{"require_masks": false}\' (folder, meta_json), \'{"revision": "main"}\' (hub).'},
+        metadata={
+            "help": 'More loader arguments as JSON, e.g. \'{"split_csv": "..."}\' (visa), '
+            '\'{"require_masks": false}\' (folder, meta_json), \'{"revision": "main"}\' (hub).'
+        },
     )
     synthetic_domains: list[str] | None = field(
         default=None,
@@ -109,12 +128,21 @@ def check_script_arguments(script: ScriptArguments) -> None:
         script: The parsed script arguments.
 
     Raises:
-        ValueError: ``--model`` with ``--clip`` or ``--config_overrides``, or conflicting data flags (see
-            :func:`resolve_dataset_arguments`).
+        ValueError: ``--model`` with ``--clip`` or ``--config_overrides``, malformed JSON in ``--config_overrides``,
+            ``--dataset_kwargs`` or ``--column_mapping`` (naming the flag, with an example), or conflicting data
+            flags (see :func:`resolve_dataset_arguments`).
     """
+    for flag, text in (("--config_overrides", script.config_overrides), ("--dataset_kwargs", script.dataset_kwargs)):
+        if text is not None:
+            parse_json_object(text, flag)
+    if script.column_mapping is not None:
+        parse_column_mapping(script.column_mapping)
     if script.model is not None:
-        ignored = [flag for flag, value in (("--clip", script.clip), ("--config_overrides", script.config_overrides))
-                   if value is not None]
+        ignored = [
+            flag
+            for flag, value in (("--clip", script.clip), ("--config_overrides", script.config_overrides))
+            if value is not None
+        ]
         if ignored:
             raise ValueError(
                 f"--model continues a saved FAPrompt model with its own CLIP and config, so {' and '.join(ignored)} "
@@ -171,7 +199,8 @@ def load_training_data(script: ScriptArguments, training: FAPromptTrainingArgume
 
     Args:
         script: The dataset options.
-        training: The training arguments (synthetic images are drawn at ``image_size`` with ``seed``).
+        training: The training arguments (synthetic images are drawn at ``image_size`` (224 when None) with
+            ``seed``).
 
     Returns:
         ``(dataset, name)``.
@@ -181,9 +210,7 @@ def load_training_data(script: ScriptArguments, training: FAPromptTrainingArgume
     """
     dataset_format, dataset_path, split = resolve_dataset_arguments(script)
     classes = script.classes or script.synthetic_domains
-    loader_kwargs = json.loads(script.dataset_kwargs) if script.dataset_kwargs else {}
-    if not isinstance(loader_kwargs, dict):
-        raise ValueError(f"--dataset_kwargs must be a JSON object; got {script.dataset_kwargs!r}.")
+    loader_kwargs = parse_json_object(script.dataset_kwargs, "--dataset_kwargs") if script.dataset_kwargs else {}
     if dataset_format == "synthetic":
         classes = classes or list(SYNTHETIC_TRAIN_DOMAINS)
         loader_kwargs = {
@@ -193,10 +220,72 @@ def load_training_data(script: ScriptArguments, training: FAPromptTrainingArgume
             "seed": training.seed,
             **loader_kwargs,
         }
-    mapping = json.loads(script.column_mapping) if script.column_mapping else None
+    mapping = parse_column_mapping(script.column_mapping) if script.column_mapping else None
     dataset = load_dataset_by_format(dataset_format, dataset_path, split, classes, mapping, **loader_kwargs)
     name = f"synthetic ({', '.join(classes)})" if dataset_format == "synthetic" else str(dataset_path)
     return dataset, name
+
+
+def _clip_unavailable(clip: str, error: Exception) -> OSError:
+    """The error for a ``--clip`` that cannot be loaded: how to train offline from a local folder."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    return OSError(
+        f"Could not load the CLIP {clip!r} of --clip ({type(error).__name__}: {str(error).splitlines()[0]}). "
+        + ("HF_HUB_OFFLINE is set, so only local files are used: " if offline else "")
+        + "offline (HF_HUB_OFFLINE=1) or without network, pass --clip a local folder that holds a transformers "
+        "CLIPModel (config.json and model.safetensors), e.g. one written by CLIPModel.save_pretrained(folder) on a "
+        f"connected machine or by `hf download {clip} --local-dir folder`; a model already in the local cache also "
+        "works with HF_HUB_OFFLINE=1. See docs/training.md, 'Training offline'."
+    )
+
+
+def _load_tokenizer(clip: str) -> CLIPTokenizer | None:
+    """The CLIP's tokenizer when it has one (it derives the template token ids), else None (the config's defaults)."""
+    folder = Path(clip)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    try:
+        return CLIPTokenizer.from_pretrained(clip)
+    except (OSError, ValueError):
+        return None
+
+
+def _config_for(clip: str, clip_config: CLIPConfig, overrides: dict, from_tokenizer: bool) -> FAPromptConfig:
+    """The FAPrompt configuration the model will get, checked against the CLIP (a small CLIP needs overrides).
+
+    Raises:
+        ValueError: A field that does not fit the CLIP (e.g. more V-V blocks than vision layers), or template token
+            ids outside its vocabulary; the message says which ``--config_overrides`` or files fix it.
+    """
+    try:
+        config = FAPromptConfig(clip_config=clip_config.to_dict(), **overrides)
+    except (ValueError, TypeError, StrictDataclassError) as error:
+        cause = str(error).strip().splitlines()[-1].strip()
+        raise ValueError(
+            f"The FAPrompt configuration does not fit the CLIP {clip!r}: {cause} Adjust it with --config_overrides, "
+            'e.g. \'{"num_vv_blocks": 2, "deep_prompt_depth": 3}\' for a CLIP with 4 layers; see docs/training.md, '
+            "'Training offline'."
+        ) from None
+    vocab_size = config.clip_config.text_config.vocab_size
+    ids = [
+        config.bos_token_id,
+        config.eos_token_id,
+        config.normal_placeholder_token_id,
+        config.abnormal_placeholder_token_id,
+        *config.normal_suffix_token_ids,
+        *config.abnormal_suffix_token_ids,
+    ]
+    if max(ids) >= vocab_size:
+        source = "its tokenizer" if from_tokenizer else "the defaults (OpenAI CLIP's tokenizer; --clip has none)"
+        raise ValueError(
+            f"The prompt template's token ids from {source} reach {max(ids)}, but the CLIP {clip!r} has only "
+            f"{vocab_size} tokens. Put the CLIP's tokenizer files (tokenizer.json, or vocab.json and merges.txt) in "
+            'the --clip folder, or give the ids with --config_overrides, e.g. \'{"bos_token_id": 0, '
+            '"eos_token_id": 1, "normal_placeholder_token_id": 2, "abnormal_placeholder_token_id": 3, '
+            '"normal_suffix_token_ids": [4, 5], "abnormal_suffix_token_ids": [6, 4, 5]}\'; see docs/training.md, '
+            "'Training offline'."
+        )
+    return config
 
 
 def build_model(
@@ -204,13 +293,22 @@ def build_model(
 ) -> tuple[FAPromptModel, FAPromptProcessor, str]:
     """The model to train, its processor and the base model's name.
 
+    No tokenizer is needed: the prompt template's token ids live in the config. When the CLIP has a tokenizer, the
+    ids are taken from it (``FAPromptProcessor.prompt_token_ids``); ``--config_overrides`` wins over both.
+
     Args:
         script: ``--model`` (continue) or ``--clip`` (default ``DEFAULT_CLIP``) with ``--config_overrides`` (new
             prompts).
-        training: The training arguments (``seed`` seeds the new prompts, ``image_size`` is stored in the config).
+        training: The training arguments (``seed`` seeds the new prompts, ``image_size`` is stored in the config;
+            None keeps the model's).
 
     Returns:
         ``(model, processor, base_model)``.
+
+    Raises:
+        OSError: ``--clip`` cannot be loaded (offline, unknown id, a folder without a CLIP); the message says how to
+            point ``--clip`` at a local folder.
+        ValueError: Template token ids outside the CLIP's vocabulary.
     """
     if script.model is not None:
         model = FAPromptModel.from_pretrained(script.model)
@@ -220,18 +318,30 @@ def build_model(
             processor = FAPromptProcessor(FAPromptImageProcessor(size=model.config.image_size))
         return model, processor, script.model
     clip = script.clip or DEFAULT_CLIP
-    set_seed(training.seed)
     try:
-        tokenizer = CLIPTokenizer.from_pretrained(clip)
-    except OSError:
-        tokenizer = None
+        clip_config = CLIPConfig.from_pretrained(clip)
+    except (OSError, ValueError) as error:
+        raise _clip_unavailable(clip, error) from error
+    tokenizer = _load_tokenizer(clip)
     processor = FAPromptProcessor(FAPromptImageProcessor(size=training.image_size or 518), tokenizer)
     overrides = processor.prompt_token_ids() if tokenizer is not None else {}
-    overrides.update(json.loads(script.config_overrides) if script.config_overrides else {})
+    overrides.update(
+        parse_json_object(script.config_overrides, "--config_overrides") if script.config_overrides else {}
+    )
     if training.image_size is not None:
         overrides.setdefault("image_size", training.image_size)
-    model = FAPromptModel.from_clip(clip, **overrides)
+    _config_for(clip, clip_config, overrides, tokenizer is not None)
+    set_seed(training.seed)
+    try:
+        model = FAPromptModel.from_clip(clip, **overrides)
+    except OSError as error:
+        raise _clip_unavailable(clip, error) from error
     return model, processor, clip
+
+
+def _flag_given(argv: Sequence[str], *names: str) -> bool:
+    """Whether one of the flag ``names`` is on the command line (``--flag value`` or ``--flag=value``)."""
+    return any(item == name or item.startswith(name + "=") for item in argv for name in names)
 
 
 def main(argv: Sequence[str] | None = None) -> FAPromptModel:
@@ -245,14 +355,22 @@ def main(argv: Sequence[str] | None = None) -> FAPromptModel:
     """
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("faprompt_hf").setLevel(logging.INFO)
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ScriptArguments, FAPromptTrainingArguments))
-    script, training = parser.parse_args_into_dataclasses(args=list(sys.argv[1:] if argv is None else argv))
     try:
+        script, training = parser.parse_args_into_dataclasses(args=argv)
         check_script_arguments(script)
     except ValueError as error:
         parser.error(str(error))
+    if script.model is not None and not _flag_given(argv, "--image_size"):
+        training = dataclasses.replace(training, image_size=None)  # --model keeps the model's image size
+    try:
+        model, processor, base_model = build_model(script, training)
+    except (OSError, ValueError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    if training.image_size is None:
+        training = dataclasses.replace(training, image_size=model.config.image_size)
     dataset, dataset_name = load_training_data(script, training)
-    model, processor, base_model = build_model(script, training)
 
     step_callback = None
     if script.simulate_crash_after_steps is not None:
@@ -261,10 +379,20 @@ def main(argv: Sequence[str] | None = None) -> FAPromptModel:
             if step >= script.simulate_crash_after_steps:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    model = train(
-        model, dataset, processor, training, base_model=base_model, dataset_name=dataset_name,
-        step_callback=step_callback,
-    )
+    try:
+        model = train(
+            model,
+            dataset,
+            processor,
+            training,
+            base_model=base_model,
+            dataset_name=dataset_name,
+            step_callback=step_callback,
+        )
+    except ValueError as error:
+        if "allow_changed_arguments" not in str(error):
+            raise
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     if PartialState().is_main_process:
         print(f"Saved the trained FAPrompt model and processor to {training.output_dir}")
     return model

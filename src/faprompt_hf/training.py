@@ -8,7 +8,10 @@ mixed-precision dtype when one is chosen, while the prompts and the optimizer st
 Checkpoints (``output_dir/checkpoints/checkpoint_<step>``) hold the prompt learner, the optimizer, the RNG states
 and the position in the data; they are written to ``checkpoint_<step>.tmp`` and renamed when complete, so a run killed
 at any moment leaves its last complete checkpoint loadable. Resuming (``resume_from_checkpoint="latest"``) continues
-exactly: the final weights equal those of an uninterrupted run, also when it stopped in the middle of an epoch.
+exactly: the final weights and ``trainer_state.json`` equal those of an uninterrupted run, also when it stopped in the
+middle of an epoch. ``latest`` only considers the checkpoints of the run last started in ``output_dir`` and skips
+damaged ones; a checkpoint records the run's arguments, and a resume applies changed hyper-parameters (logged) but
+refuses changes of :data:`RESUME_FIXED_ARGUMENTS` unless ``allow_changed_arguments``.
 
 Example:
     ```python
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -34,15 +38,23 @@ import os
 import re
 import shutil
 import sys
+import uuid
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
+
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, DistributedType, gather_object, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, gather_object, set_seed
 from datasets import Dataset
 from huggingface_hub import HfApi, ModelCardData
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -50,11 +62,14 @@ from transformers.utils import logging
 
 from .data import FAPromptCollator, defer_decoding
 from .data.schema import _is_missing
+from .file_utils import atomic_write, write_failure
 from .modeling_faprompt import FAPromptModel
 
 __all__ = [
     "CHECKPOINTS_DIR",
     "LOSS_TERMS",
+    "RESUME_FIXED_ARGUMENTS",
+    "RUN_FILE_NAME",
     "FAPromptTrainingArguments",
     "find_latest_checkpoint",
     "train",
@@ -77,6 +92,23 @@ LOSS_TERMS: dict[str, str] = {
 """Short name (progress bar, logs) -> ``FAPromptOutput`` field of each loss term."""
 
 TRAINER_STATE_NAME = "trainer_state.json"
+RUN_FILE_NAME = "run.json"
+"""File in ``output_dir/checkpoints`` naming the run (``run_id``) whose checkpoints ``latest`` resumes from."""
+
+RESUME_FIXED_ARGUMENTS: tuple[str, ...] = (
+    "seed",
+    "image_size",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_processes",
+)
+"""What fixes the data a run sees (order, image size, batching; ``num_processes`` is the launch's). Resuming with
+other values than the checkpoint's run is refused unless ``allow_changed_arguments``. Every other argument may
+change on resume: the new value applies from the resumed step on (a new learning rate replaces the one in the
+restored optimizer state) and the change is logged."""
+
+_RUN_CONTROL_ARGUMENTS = ("output_dir", "resume_from_checkpoint", "allow_changed_arguments")
+_LOW_DISK_SPACE = 64 * 2**20  # bytes: below this, a failed checkpoint write is reported as a full disk
 _CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d+)$")
 _TEMPORARY_SUFFIX = ".tmp"
 _MIXED_PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -99,7 +131,7 @@ class FAPromptTrainingArguments:
         default=-1, metadata={"help": "If > 0: stop after this many optimizer steps (overrides num_train_epochs)."}
     )
     per_device_train_batch_size: int = dataclasses.field(
-        default=8, metadata={"help": "Images per batch on each process."}
+        default=8, metadata={"help": "Images per batch on each process.", "aliases": ["--batch_size"]}
     )
     learning_rate: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate (constant)."})
     adam_beta1: float = dataclasses.field(default=0.5, metadata={"help": "Adam beta1."})
@@ -121,7 +153,7 @@ class FAPromptTrainingArguments:
         metadata={
             "choices": ["no", "fp16", "bf16"],
             "help": "'no', 'fp16' or 'bf16': the frozen CLIP runs in this dtype, prompts and optimizer stay float32. "
-            "None: the `accelerate launch`/config setting, which defaults to 'no' (the reference)."
+            "None: the `accelerate launch`/config setting, which defaults to 'no' (the reference).",
         },
     )
     checkpointing_steps: int | None = dataclasses.field(
@@ -133,8 +165,17 @@ class FAPromptTrainingArguments:
     resume_from_checkpoint: str | None = dataclasses.field(
         default=None,
         metadata={
-            "help": "'latest' (the newest complete checkpoint in output_dir; a fresh start when there is none) "
-            "or the path of a checkpoint folder."
+            "help": "'latest' (the newest intact checkpoint of the run last started in output_dir; a fresh start "
+            "when there is none) or the path of a checkpoint folder. Changed arguments apply and are logged, except "
+            "seed, image_size, per_device_train_batch_size, gradient_accumulation_steps and the number of "
+            "processes, which are refused unless --allow_changed_arguments."
+        },
+    )
+    allow_changed_arguments: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Resume even when seed, image_size, per_device_train_batch_size, gradient_accumulation_steps or "
+            "the number of processes differ from the checkpoint's run (the run then does not repeat exactly)."
         },
     )
     logging_steps: int = dataclasses.field(
@@ -166,7 +207,9 @@ class FAPromptTrainingArguments:
             "stops training with an error that names its file."
         },
     )
-    use_cpu: bool = dataclasses.field(default=False, metadata={"help": "Train on the CPU even if a GPU is present."})
+    use_cpu: bool = dataclasses.field(
+        default=False, metadata={"help": "Train on the CPU even if a GPU is present.", "aliases": ["--cpu"]}
+    )
 
     def __post_init__(self) -> None:
         """Check the values that would otherwise fail late, inside the loop."""
@@ -179,8 +222,14 @@ class FAPromptTrainingArguments:
         for name in ("checkpointing_steps", "save_total_limit", "image_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or None; got {getattr(self, name)}.")
+        for name in ("learning_rate", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number; got {value}.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}.")
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
+            raise ValueError(f"adam_beta1 and adam_beta2 must be in [0, 1); got {self.adam_beta1}, {self.adam_beta2}.")
 
     def to_dict(self) -> dict[str, Any]:
         """The arguments as a JSON-able dict."""
@@ -223,7 +272,8 @@ def validate_training_dataset(dataset: Dataset) -> dict[str, Any]:
             "which has them). Use a split with labelled defects."
         )
     without_mask = [
-        index for index, (label, mask) in enumerate(zip(labels, columns["mask"], strict=True))
+        index
+        for index, (label, mask) in enumerate(zip(labels, columns["mask"], strict=True))
         if label == 1 and _is_missing(mask)
     ]
     if without_mask:
@@ -237,27 +287,135 @@ def validate_training_dataset(dataset: Dataset) -> dict[str, Any]:
     return {"num_images": len(labels), "num_anomalous": num_anomalous, "class_names": class_names}
 
 
-def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint of a run.
+def _read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    """The trainer state of a checkpoint folder, checked for the fields a resume needs.
 
-    Only folders named exactly ``checkpoint_<step>`` (with a trainer state) count: a ``checkpoint_<step>.tmp`` folder
-    left by a run killed while saving is ignored.
+    Raises:
+        ValueError: The file is missing, truncated or not a trainer state; the message names it.
+    """
+    path = checkpoint / TRAINER_STATE_NAME
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error}).") from error
+    needed = ("global_step", "epoch", "batches_in_epoch")
+    if not isinstance(state, dict) or not all(isinstance(state.get(key), int) for key in needed):
+        raise ValueError(f"{path} is not a trainer state: it lacks the integers {needed}.")
+    return state
+
+
+def _check_checkpoint(checkpoint: Path) -> dict[str, Any]:
+    """Read every file of a checkpoint far enough to know it is complete; return its trainer state.
+
+    ``.safetensors`` files are read tensor by tensor, ``torch.save`` files (``.bin``, ``.pkl``, ``.pt``: zip archives)
+    have every member's CRC checked without unpickling anything, and ``.json`` files are parsed.
+
+    Raises:
+        ValueError: A damaged file; the message names it and the cause.
+    """
+    state = _read_trainer_state(checkpoint)
+    for path in sorted(checkpoint.rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as handle:
+                    for key in handle.keys():  # noqa: SIM118 - safe_open objects are not iterable
+                        handle.get_tensor(key)
+            elif path.suffix in (".bin", ".pkl", ".pt"):
+                if not zipfile.is_zipfile(path):
+                    raise ValueError("truncated, or not a file written by torch.save")
+                with zipfile.ZipFile(path) as archive:
+                    if (bad := archive.testzip()) is not None:
+                        raise ValueError(f"member {bad} is corrupt")
+            elif path.suffix == ".json" and path.name != TRAINER_STATE_NAME:
+                json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RuntimeError, SafetensorError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{path} is damaged ({type(error).__name__}: {error}).") from error
+    return state
+
+
+def _read_run(output_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run file of ``output_dir`` (``run_id`` and ``resumed_from``), or {} when there is none (older runs)."""
+    path = Path(output_dir) / CHECKPOINTS_DIR / RUN_FILE_NAME
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return run if isinstance(run, dict) and isinstance(run.get("run_id"), str) else {}
+
+
+def _run_checkpoints(output_dir: str | os.PathLike, run_id: str | None) -> tuple[list[Path], list[Path]]:
+    """The renamed (complete) checkpoint folders of the run ``run_id`` in ``output_dir``, and those of other runs.
+
+    Both lists are newest first. With ``run_id`` None (a folder written before runs were recorded), every checkpoint
+    counts as the run's.
+    """
+    folder = Path(output_dir) / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return [], []
+    complete = sorted(
+        (
+            (int(match.group(1)), path)
+            for path in folder.iterdir()
+            if (match := _CHECKPOINT_PATTERN.match(path.name)) and (path / TRAINER_STATE_NAME).is_file()
+        ),
+        reverse=True,
+    )
+    ours, others = [], []
+    for _, path in complete:
+        if run_id is None:
+            ours.append(path)
+            continue
+        try:
+            belongs = json.loads((path / TRAINER_STATE_NAME).read_text(encoding="utf-8")).get("run_id") == run_id
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            belongs = True  # unreadable: a damaged checkpoint of this run is reported (and skipped) when checked
+        (ours if belongs else others).append(path)
+    return ours, others
+
+
+def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The newest intact checkpoint of the run in ``output_dir``, the one ``resume_from_checkpoint="latest"`` uses.
+
+    Only checkpoints of the run recorded in ``output_dir/checkpoints/run.json`` count (the last run started in
+    ``output_dir``): checkpoints left there by an earlier run are ignored, with a warning. Only folders named
+    exactly ``checkpoint_<step>`` count: a ``checkpoint_<step>.tmp`` folder left by a run killed while saving is
+    ignored. A damaged checkpoint (a truncated ``model.safetensors``, ``optimizer.bin`` or ``trainer_state.json``)
+    is skipped with a warning naming the bad file, and the previous one is used. When the run has no intact
+    checkpoint of its own yet but was itself resumed from one, that one is returned.
 
     Args:
         output_dir: The run's ``output_dir``.
 
     Returns:
-        The folder with the highest step, or None when there is none.
+        The checkpoint folder, or None when there is none.
     """
-    folder = Path(output_dir) / CHECKPOINTS_DIR
-    if not folder.is_dir():
-        return None
-    complete = [
-        (int(match.group(1)), path)
-        for path in folder.iterdir()
-        if (match := _CHECKPOINT_PATTERN.match(path.name)) and (path / TRAINER_STATE_NAME).is_file()
-    ]
-    return max(complete)[1] if complete else None
+    found = _find_resumable_checkpoint(output_dir)
+    return None if found is None else found[0]
+
+
+def _find_resumable_checkpoint(output_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]] | None:
+    """:func:`find_latest_checkpoint` and the checkpoint's trainer state."""
+    run = _read_run(output_dir)
+    ours, others = _run_checkpoints(output_dir, run.get("run_id"))
+    if others:
+        logger.warning(
+            "Ignoring %d checkpoint(s) in %s of another run than the one last started there (%s); resume from one "
+            "of them explicitly with resume_from_checkpoint=<path> if you mean to.",
+            len(others),
+            Path(output_dir) / CHECKPOINTS_DIR,
+            ", ".join(path.name for path in others),
+        )
+    candidates = list(ours)
+    if run.get("resumed_from") and Path(run["resumed_from"]) not in candidates:
+        candidates.append(Path(run["resumed_from"]))
+    for path in candidates:
+        try:
+            return path, _check_checkpoint(path)
+        except ValueError as error:
+            logger.warning("Skipping the damaged checkpoint %s: %s Falling back to the previous one.", path, error)
+    return None
 
 
 def _trainable_state_dict(model: FAPromptModel) -> dict[str, torch.Tensor]:
@@ -364,6 +522,33 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(handle.fileno())
 
 
+def _checkpoint_write_error(error: BaseException, path: Path) -> OSError:
+    """An ``OSError`` naming the checkpoint being written and the cause, for any failure of a checkpoint write.
+
+    ``torch.save`` reports a full disk or a file-size limit as ``RuntimeError: [enforce fail at
+    inline_container.cc:...] . unexpected pos``, without the cause: it is recovered from the free space of the file
+    system and the process's file-size limit.
+    """
+    cause: BaseException | None = error
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        existing = next(folder for folder in (path, *path.parents) if folder.exists())
+        file_size_limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource is not None else -1
+        if shutil.disk_usage(existing).free < _LOW_DISK_SPACE:
+            cause = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        elif file_size_limit not in (-1, getattr(resource, "RLIM_INFINITY", -1)):
+            cause = OSError(errno.EFBIG, f"{os.strerror(errno.EFBIG)} (the file-size limit, ulimit -f)")
+        else:
+            cause = OSError(errno.EIO, f"{type(error).__name__}: {error}")
+    failure = write_failure(cause, path)
+    return OSError(
+        failure.errno,
+        f"{failure.strerror} Earlier checkpoints in {path.parent} are intact: resume from them with "
+        "resume_from_checkpoint='latest' once the cause is fixed.",
+    )
+
+
 class _Checkpointer:
     """Atomic, rotating ``accelerator.save_state`` checkpoints that hold only the learned tensors of the model."""
 
@@ -388,60 +573,399 @@ class _Checkpointer:
             prefix = "prompt_learner."
             model.prompt_learner.load_state_dict({key.removeprefix(prefix): value for key, value in state.items()})
 
+    def write_run(self, run_id: str, resumed_from: Path | None) -> None:
+        """Record (main process) which run writes to this folder, so that ``latest`` only picks its checkpoints."""
+        if self.accelerator.is_main_process:
+            run = {"run_id": run_id, "resumed_from": None if resumed_from is None else str(resumed_from.resolve())}
+            with atomic_write(self.folder / RUN_FILE_NAME) as handle:
+                json.dump(run, handle, indent=2)
+
     def save(self, step: int, state: dict[str, Any]) -> Path:
-        """Write ``checkpoint_<step>`` atomically (all processes must call this)."""
+        """Write ``checkpoint_<step>`` atomically (all processes must call this).
+
+        Raises:
+            OSError: The write failed (full disk, file-size limit, ...): the message names the checkpoint and the
+                cause; the temporary folder is removed and earlier checkpoints stay intact.
+        """
         accelerator = self.accelerator
         final = self.folder / f"checkpoint_{step}"
         temporary = final.with_name(final.name + _TEMPORARY_SUFFIX)
-        if accelerator.is_main_process:
+        try:
+            if accelerator.is_main_process:
+                shutil.rmtree(temporary, ignore_errors=True)
+                temporary.mkdir(parents=True)
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(temporary))
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                with atomic_write(temporary / TRAINER_STATE_NAME) as handle:
+                    json.dump(state, handle, indent=2)
+                _fsync_tree(temporary)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(temporary, final)
+        except (OSError, RuntimeError) as error:
             shutil.rmtree(temporary, ignore_errors=True)
-            temporary.mkdir(parents=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary))
-        accelerator.wait_for_everyone()
+            raise _checkpoint_write_error(error, temporary) from error
         if accelerator.is_main_process:
-            (temporary / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2), encoding="utf-8")
-            _fsync_tree(temporary)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(temporary, final)
-            self._rotate()
+            self._rotate(state["run_id"])
             logger.info("Saved checkpoint %s", final)
         accelerator.wait_for_everyone()
         return final
 
-    def _rotate(self) -> None:
-        """Delete leftover temporary folders and the oldest checkpoints beyond ``save_total_limit``."""
+    def _rotate(self, run_id: str) -> None:
+        """Delete leftover temporary folders and this run's oldest checkpoints beyond ``save_total_limit``."""
         for path in self.folder.glob(f"checkpoint_*{_TEMPORARY_SUFFIX}"):
             shutil.rmtree(path, ignore_errors=True)
         if self.save_total_limit is None:
             return
-        complete = sorted(
-            (int(match.group(1)), path)
-            for path in self.folder.iterdir()
-            if (match := _CHECKPOINT_PATTERN.match(path.name))
-        )
-        for _, path in complete[: max(0, len(complete) - self.save_total_limit)]:
+        ours, _ = _run_checkpoints(self.folder.parent, run_id)
+        for path in ours[self.save_total_limit :]:
             shutil.rmtree(path)
 
 
-def _resolve_resume_path(args: FAPromptTrainingArguments) -> Path | None:
-    """The checkpoint folder to resume from, or None for a fresh start."""
+@dataclasses.dataclass
+class _LoopState:
+    """Where the step loop is: what a checkpoint saves besides the tensors, RNG states and data position.
+
+    Attributes:
+        run_id: Identifies the run (kept across resumes through ``latest``), so ``latest`` ignores other runs'.
+        global_step: Optimizer steps done.
+        epoch: The epoch in progress (0-based).
+        batches_in_epoch: Batches of ``epoch`` already consumed.
+        log_history: The logged points so far (``step``, ``train/<term>``, ``train/epoch``), across resumes.
+        loss_window: The loss terms of each step since the last logged point (in :data:`LOSS_TERMS` order).
+    """
+
+    run_id: str
+    global_step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    log_history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    loss_window: list[list[float]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_checkpoint(cls, saved: Mapping[str, Any]) -> _LoopState:
+        """The state saved by :meth:`checkpoint_state` (checkpoints of older versions lack the history)."""
+        return cls(
+            run_id=saved.get("run_id") or uuid.uuid4().hex,
+            global_step=saved["global_step"],
+            epoch=saved["epoch"],
+            batches_in_epoch=saved["batches_in_epoch"],
+            log_history=list(saved.get("log_history", [])),
+            loss_window=[list(terms) for terms in saved.get("loss_window", [])],
+        )
+
+    def checkpoint_state(self, args: FAPromptTrainingArguments, num_processes: int) -> dict[str, Any]:
+        """The trainer state of a checkpoint: this state, the layout and the run's arguments."""
+        return {
+            **dataclasses.asdict(self),
+            "num_processes": num_processes,
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "arguments": args.to_dict(),
+        }
+
+
+@dataclasses.dataclass
+class _TrainingSetup:
+    """What the set-up phase prepares for the loop: the accelerator, the wrapped model, optimizer and data."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    dataloader: DataLoader
+    trainable: list[torch.nn.Parameter]
+    checkpointer: _Checkpointer
+    clip_dtype: torch.dtype | None
+    steps_per_epoch: int
+    total_steps: int
+
+
+def _resolve_resume_path(args: FAPromptTrainingArguments) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint folder to resume from and its trainer state, or None for a fresh start."""
     if args.resume_from_checkpoint is None:
         return None
     if args.resume_from_checkpoint == "latest":
-        path = find_latest_checkpoint(args.output_dir)
-        if path is None:
-            logger.warning("resume_from_checkpoint='latest' but %s holds no checkpoint: starting fresh.",
-                           Path(args.output_dir) / CHECKPOINTS_DIR)
-        return path
+        found = _find_resumable_checkpoint(args.output_dir)
+        if found is None:
+            logger.warning(
+                "resume_from_checkpoint='latest' but %s holds no intact checkpoint of this run: starting fresh.",
+                Path(args.output_dir) / CHECKPOINTS_DIR,
+            )
+        else:
+            logger.info("resume_from_checkpoint='latest' picked %s (step %d).", found[0], found[1]["global_step"])
+        return found
     path = Path(args.resume_from_checkpoint)
     if not (path / TRAINER_STATE_NAME).is_file():
         raise FileNotFoundError(
             f"{str(path)!r} is not a complete checkpoint (no {TRAINER_STATE_NAME}); pass a checkpoint_<step> folder "
             "or 'latest'."
         )
-    return path
+    return path, _check_checkpoint(path)
+
+
+def _changed_arguments(
+    saved: Mapping[str, Any], args: FAPromptTrainingArguments, num_processes: int
+) -> dict[str, tuple[Any, Any]]:
+    """``{name: (saved, now)}`` for each argument (and ``num_processes``) that differs from the checkpoint's run."""
+    before = dict(saved.get("arguments", {}))  # checkpoints of older versions only recorded the layout below
+    for key in ("num_processes", "per_device_train_batch_size", "gradient_accumulation_steps"):
+        if key in saved:
+            before.setdefault(key, saved[key])
+    now = {**args.to_dict(), "num_processes": num_processes}
+    return {
+        key: (before[key], value)
+        for key, value in now.items()
+        if key in before and key not in _RUN_CONTROL_ARGUMENTS and before[key] != value
+    }
+
+
+def _apply_resume_rules(
+    path: Path, saved: Mapping[str, Any], args: FAPromptTrainingArguments, num_processes: int
+) -> None:
+    """Refuse changes of :data:`RESUME_FIXED_ARGUMENTS` (unless allowed); log every change that applies."""
+    changed = _changed_arguments(saved, args, num_processes)
+    described = {key: f"{key} {before!r} -> {now!r}" for key, (before, now) in changed.items()}
+    fixed = [key for key in RESUME_FIXED_ARGUMENTS if key in changed]
+    if fixed and not args.allow_changed_arguments:
+        raise ValueError(
+            f"Resuming {path} with arguments that differ from its run's: {'; '.join(described[key] for key in fixed)}. "
+            "These fix the data the run sees (order, image size, batching), so the result would not continue the "
+            "saved run. Pass the saved values, or --allow_changed_arguments (allow_changed_arguments=True) to "
+            "continue with the new ones."
+        )
+    if changed:
+        logger.warning(
+            "Resuming %s with changed arguments, applied from step %d on: %s.",
+            path,
+            saved["global_step"],
+            "; ".join(described.values()),
+        )
+
+
+def _set_up(
+    model: FAPromptModel, train_dataset: Dataset, processor: Any, args: FAPromptTrainingArguments
+) -> _TrainingSetup:
+    """Create the accelerator, the optimizer and the data loader, and prepare them (set-up phase of :func:`train`)."""
+    output_dir = Path(args.output_dir)
+    log_with = None if args.report_to in ("none", "") else [name.strip() for name in args.report_to.split(",")]
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        cpu=args.use_cpu,
+        log_with=log_with,
+        project_dir=str(args.logging_dir or output_dir / "runs"),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    clip_dtype = _cast_frozen_backbone(accelerator, model)
+    model.train()
+    trainable = model.trainable_parameters()
+    if not trainable:
+        raise ValueError("The model has no trainable parameters (is model.prompt_learner frozen?).")
+    optimizer = torch.optim.Adam(
+        trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
+    )
+    dataloader = DataLoader(
+        defer_decoding(train_dataset),
+        batch_size=args.per_device_train_batch_size,
+        shuffle=True,
+        collate_fn=FAPromptCollator(processor, resize_mismatched_masks=args.resize_mismatched_masks),
+        num_workers=args.dataloader_num_workers,
+    )
+    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
+    steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
+    total_steps = args.max_steps if args.max_steps > 0 else args.num_train_epochs * steps_per_epoch
+    return _TrainingSetup(
+        accelerator,
+        model,
+        optimizer,
+        dataloader,
+        trainable,
+        _Checkpointer(accelerator, args),
+        clip_dtype,
+        steps_per_epoch,
+        total_steps,
+    )
+
+
+def _resume(setup: _TrainingSetup, args: FAPromptTrainingArguments) -> _LoopState:
+    """Load the checkpoint to resume from, if any, under the rules of :data:`RESUME_FIXED_ARGUMENTS` (resume phase).
+
+    The arguments of this call win: a changed learning rate (or Adam betas, epsilon) replaces the one the restored
+    optimizer state carries.
+    """
+    accelerator = setup.accelerator
+    found = _resolve_resume_path(args)
+    if found is None:
+        state = _LoopState(run_id=broadcast_object_list([uuid.uuid4().hex])[0])
+        if (
+            args.resume_from_checkpoint is None
+            and accelerator.is_main_process
+            and _run_checkpoints(args.output_dir, None)[0]
+        ):
+            logger.warning(
+                "%s already holds checkpoints of an earlier run; resume_from_checkpoint='latest' will "
+                "ignore them (this run is recorded in %s).",
+                Path(args.output_dir) / CHECKPOINTS_DIR,
+                RUN_FILE_NAME,
+            )
+    else:
+        path, saved = found
+        _apply_resume_rules(path, saved, args, accelerator.num_processes)
+        accelerator.load_state(str(path))
+        for group in setup.optimizer.param_groups:  # the restored optimizer state carries the saved run's values
+            group.update(lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+        state = _LoopState.from_checkpoint(saved)
+        if accelerator.is_main_process:
+            logger.info(
+                "Resumed from %s at step %d (epoch %d, batch %d).",
+                path,
+                state.global_step,
+                state.epoch + 1,
+                state.batches_in_epoch,
+            )
+    if args.checkpointing_steps or (Path(args.output_dir) / CHECKPOINTS_DIR).is_dir():
+        setup.checkpointer.write_run(state.run_id, None if found is None else found[0])
+    return state
+
+
+def _run_steps(
+    setup: _TrainingSetup,
+    state: _LoopState,
+    args: FAPromptTrainingArguments,
+    step_callback: Callable[[int, dict[str, float]], None] | None,
+) -> None:
+    """The step loop: optimizer steps from ``state`` to ``setup.total_steps``, with logs and checkpoints.
+
+    ``state`` is updated in place after every optimizer step.
+    """
+    accelerator, model, optimizer, dataloader = setup.accelerator, setup.model, setup.optimizer, setup.dataloader
+    num_epochs = math.ceil(setup.total_steps / setup.steps_per_epoch)
+    progress = tqdm(
+        total=setup.total_steps,
+        initial=state.global_step,
+        desc="FAPrompt",
+        disable=not accelerator.is_main_process,
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,  # logs and CI get a line every 10 s, not every step
+    )
+    accumulated: list[torch.Tensor] = []
+    start_epoch, skip = state.epoch, state.batches_in_epoch
+    try:
+        for epoch in range(start_epoch, num_epochs):
+            if state.global_step >= setup.total_steps:
+                break
+            dataloader.set_epoch(epoch)
+            skip = skip if epoch == start_epoch else 0
+            batches = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
+            for batch_index, batch in enumerate(batches, start=skip + 1):
+                with accelerator.accumulate(model):
+                    with accelerator.autocast():
+                        inputs = {
+                            key: batch[key] for key in ("pixel_values", "labels", "masks", "mask_valid") if key in batch
+                        }
+                        outputs = model(**inputs)
+                    terms = torch.stack([outputs[field].detach().float() for field in LOSS_TERMS.values()])
+                    terms = accelerator.reduce(terms, reduction="mean")
+                    if not bool(torch.isfinite(terms).all()):
+                        named = zip(LOSS_TERMS, terms.tolist(), strict=True)
+                        described = ", ".join(f"{name}={value:.4g}" for name, value in named)
+                        raise FloatingPointError(
+                            f"The training loss is not finite at step {state.global_step + 1} (epoch {epoch + 1}, "
+                            f"batch {batch_index} of {len(dataloader)}): {described}. Check the data, lower the "
+                            "learning rate or train without mixed precision."
+                        )
+                    accumulated.append(terms)
+                    accelerator.backward(outputs.loss)
+                    if accelerator.sync_gradients and args.max_grad_norm:
+                        accelerator.clip_grad_norm_(setup.trainable, args.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                if not accelerator.sync_gradients:
+                    continue
+                end_of_epoch = batch_index == len(dataloader)
+                state.global_step += 1
+                state.epoch, state.batches_in_epoch = (epoch + 1, 0) if end_of_epoch else (epoch, batch_index)
+                step_terms = torch.stack(accumulated).mean(0).tolist()
+                accumulated.clear()
+                state.loss_window.append(step_terms)
+                values = dict(zip(LOSS_TERMS, step_terms, strict=True))
+                progress.update(1)
+                progress.set_postfix({name: f"{value:.4f}" for name, value in values.items()}, refresh=False)
+                if state.global_step % args.logging_steps == 0 or state.global_step == setup.total_steps:
+                    means = torch.tensor(state.loss_window, dtype=torch.float32).mean(0).tolist()
+                    state.loss_window.clear()
+                    record = {
+                        **{f"train/{name}": value for name, value in zip(LOSS_TERMS, means, strict=True)},
+                        "train/epoch": epoch + batch_index / len(dataloader),
+                    }
+                    accelerator.log(record, step=state.global_step)
+                    state.log_history.append({"step": state.global_step, **record})
+                if args.checkpointing_steps and state.global_step % args.checkpointing_steps == 0:
+                    setup.checkpointer.save(state.global_step, state.checkpoint_state(args, accelerator.num_processes))
+                if step_callback is not None:
+                    step_callback(state.global_step, values)
+                if state.global_step >= setup.total_steps:
+                    break
+    finally:
+        progress.close()
+
+
+def _save_final(
+    setup: _TrainingSetup,
+    state: _LoopState,
+    args: FAPromptTrainingArguments,
+    processor: Any,
+    model_card: Mapping[str, Any],
+) -> FAPromptModel:
+    """Save the model, processor, model card and trainer state (final-save phase of :func:`train`).
+
+    Args:
+        setup: The prepared objects.
+        state: The finished loop's state (its ``log_history`` goes into ``trainer_state.json``).
+        args: The training arguments.
+        processor: The processor the model was trained with.
+        model_card: Keyword arguments of :func:`write_model_card` besides ``output_dir`` and ``args``.
+
+    Returns:
+        The unwrapped trained model (in train mode, in its original dtype).
+    """
+    accelerator, output_dir = setup.accelerator, Path(args.output_dir)
+    accelerator.wait_for_everyone()
+    unwrapped: FAPromptModel = accelerator.unwrap_model(setup.model)
+    if setup.clip_dtype is not None:
+        unwrapped.clip.to(setup.clip_dtype)
+    state_dict = accelerator.get_state_dict(setup.model)  # gathers FSDP / ZeRO-3 shards (complete on the main one)
+    digests = None
+    if accelerator.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        digests = gather_object([_prompt_digest(state_dict)])  # every process holds a full replica: compare them
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"The processes ended with different prompts (SHA-256 per process: {digests}).")
+    unwrapped.save_pretrained(
+        output_dir, state_dict=state_dict, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+    )
+    if accelerator.is_main_process:
+        processor.save_pretrained(output_dir)
+        write_model_card(output_dir, args, **model_card)
+        digest = _saved_prompt_digest(output_dir)
+        summary = {
+            "global_step": state.global_step,
+            "num_processes": accelerator.num_processes,
+            "prompt_sha256": digest,
+            "prompt_sha256_per_process": digests,
+            "log_history": state.log_history,
+        }
+        with atomic_write(output_dir / TRAINER_STATE_NAME) as handle:
+            json.dump(summary, handle, indent=2)
+        logger.info("Saved the trained model and processor to %s (prompt SHA-256 %s).", output_dir, digest)
+        if args.push_to_hub:
+            _push_to_hub(output_dir, args)
+    accelerator.wait_for_everyone()
+    return unwrapped
 
 
 def _cast_frozen_backbone(accelerator: Accelerator, model: FAPromptModel) -> torch.dtype | None:
@@ -481,7 +1005,9 @@ def train(
     """Learn FAPrompt's prompts on a dataset with masks, then save the model, processor and a model card.
 
     Run it in a script started with ``python`` or ``accelerate launch`` (an ``Accelerator`` is created here; one
-    per process). Every process holds identical prompts at the end; this is checked.
+    per process). Every process holds identical prompts at the end; this is checked. The phases: set-up
+    (accelerator, optimizer, data), resume (see :data:`RESUME_FIXED_ARGUMENTS` for the rules), the step loop and the
+    final save.
 
     Args:
         model: The model to train (for example ``FAPromptModel.from_clip(...)`` or a trained checkpoint); only its
@@ -501,9 +1027,12 @@ def train(
 
     Raises:
         ValueError: A dataset that cannot train FAPrompt (see :func:`validate_training_dataset`), an image size
-            that is not a multiple of the patch size, or (at the first batch that holds it) a mask whose size differs
-            from its image, naming the file, unless ``args.resize_mismatched_masks``.
+            that is not a multiple of the patch size, a resume whose checkpoint was written with other
+            :data:`RESUME_FIXED_ARGUMENTS` (unless ``args.allow_changed_arguments``), a damaged checkpoint given
+            explicitly, or (at the first batch that holds it) a mask whose size differs from its image, naming the
+            file, unless ``args.resize_mismatched_masks``.
         FloatingPointError: A loss became NaN or infinite; the message names the step.
+        OSError: A checkpoint could not be written (full disk, ...); the message names it and the cause.
         RuntimeError: The processes ended with different prompts.
     """
     dataset_summary = validate_training_dataset(train_dataset)
@@ -515,171 +1044,41 @@ def train(
             raise ValueError(f"image_size {args.image_size} is not a multiple of the patch size {patch_size}.")
         image_processor.size = {"height": args.image_size, "width": args.image_size}
         model.config.image_size = args.image_size
-    base_model = base_model or model.name_or_path or None
+    model_card = {
+        "base_model": base_model or model.name_or_path or None,
+        "dataset_name": dataset_name,
+        "dataset_summary": dataset_summary,
+    }
 
-    output_dir = Path(args.output_dir)
-    log_with = None if args.report_to in ("none", "") else [name.strip() for name in args.report_to.split(",")]
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        cpu=args.use_cpu,
-        log_with=log_with,
-        project_dir=str(args.logging_dir or output_dir / "runs"),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-    )
-    set_seed(args.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-
-    clip_dtype = _cast_frozen_backbone(accelerator, model)
-    model.train()
-    trainable = model.trainable_parameters()
-    if not trainable:
-        raise ValueError("The model has no trainable parameters (is model.prompt_learner frozen?).")
-    optimizer = torch.optim.Adam(
-        trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
-    )
-    dataloader = DataLoader(
-        defer_decoding(train_dataset),
-        batch_size=args.per_device_train_batch_size,
-        shuffle=True,
-        collate_fn=FAPromptCollator(processor, resize_mismatched_masks=args.resize_mismatched_masks),
-        num_workers=args.dataloader_num_workers,
-    )
-    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
-    checkpointer = _Checkpointer(accelerator, args)
-
-    steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
-    total_steps = args.max_steps if args.max_steps > 0 else args.num_train_epochs * steps_per_epoch
-    num_epochs = math.ceil(total_steps / steps_per_epoch)
-
-    global_step, start_epoch, skip_batches = 0, 0, 0
-    resume_path = _resolve_resume_path(args)
-    if resume_path is None and accelerator.is_main_process and find_latest_checkpoint(output_dir) is not None:
-        logger.warning("%s already holds checkpoints of an earlier run; a later resume_from_checkpoint='latest' may "
-                       "pick one of them. Use a new output_dir, or remove them.", output_dir / CHECKPOINTS_DIR)
-    if resume_path is not None:
-        accelerator.load_state(str(resume_path))
-        state = json.loads((resume_path / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
-        global_step, start_epoch, skip_batches = state["global_step"], state["epoch"], state["batches_in_epoch"]
-        layout = {"num_processes": accelerator.num_processes, "per_device_train_batch_size":
-                  args.per_device_train_batch_size, "gradient_accumulation_steps": args.gradient_accumulation_steps}
-        changed = {key: (state.get(key), value) for key, value in layout.items() if state.get(key) != value}
-        if changed and accelerator.is_main_process:
-            logger.warning("Resuming with a different layout %s (saved, now): the run will not repeat exactly.",
-                           changed)
-        if accelerator.is_main_process:
-            logger.info("Resumed from %s at step %d (epoch %d, batch %d).", resume_path, global_step,
-                        start_epoch + 1, skip_batches)
-
+    setup = _set_up(model, train_dataset, processor, args)
+    state = _resume(setup, args)
+    accelerator = setup.accelerator
     accelerator.init_trackers("faprompt", config=_tracker_config(args, accelerator))
     if accelerator.is_main_process:
         logger.info(
             "Training %d prompt parameters on %d images (%d anomalous): %d steps (%d per epoch), %d process(es).",
-            sum(parameter.numel() for parameter in trainable), dataset_summary["num_images"],
-            dataset_summary["num_anomalous"], total_steps, steps_per_epoch, accelerator.num_processes,
+            sum(parameter.numel() for parameter in setup.trainable),
+            dataset_summary["num_images"],
+            dataset_summary["num_anomalous"],
+            setup.total_steps,
+            setup.steps_per_epoch,
+            accelerator.num_processes,
         )
-    progress = tqdm(
-        total=total_steps,
-        initial=global_step,
-        desc="FAPrompt",
-        disable=not accelerator.is_main_process,
-        mininterval=0.1 if sys.stderr.isatty() else 10.0,  # logs and CI get a line every 10 s, not every step
-    )
-    log_history: list[dict[str, float]] = []
-    window: list[torch.Tensor] = []
-    accumulated: list[torch.Tensor] = []
-    done = global_step >= total_steps
-    try:
-        for epoch in range(start_epoch, num_epochs):
-            if done:
-                break
-            dataloader.set_epoch(epoch)
-            skip = skip_batches if epoch == start_epoch else 0
-            batches = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
-            for batch_index, batch in enumerate(batches, start=skip + 1):
-                with accelerator.accumulate(model):
-                    with accelerator.autocast():
-                        inputs = {key: batch[key] for key in ("pixel_values", "labels", "masks", "mask_valid")
-                                  if key in batch}
-                        outputs = model(**inputs)
-                    terms = torch.stack([outputs[field].detach().float() for field in LOSS_TERMS.values()])
-                    terms = accelerator.reduce(terms, reduction="mean")
-                    if not bool(torch.isfinite(terms).all()):
-                        named = zip(LOSS_TERMS, terms.tolist(), strict=True)
-                        described = ", ".join(f"{name}={value:.4g}" for name, value in named)
-                        raise FloatingPointError(
-                            f"The training loss is not finite at step {global_step + 1} (epoch {epoch + 1}, batch "
-                            f"{batch_index} of {len(dataloader)}): {described}. Check the data, lower the learning "
-                            "rate or train without mixed precision."
-                        )
-                    accumulated.append(terms)
-                    accelerator.backward(outputs.loss)
-                    if accelerator.sync_gradients and args.max_grad_norm:
-                        accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                if not accelerator.sync_gradients:
-                    continue
-                global_step += 1
-                step_terms = torch.stack(accumulated).mean(0)
-                accumulated.clear()
-                window.append(step_terms)
-                values = dict(zip(LOSS_TERMS, step_terms.tolist(), strict=True))
-                progress.update(1)
-                progress.set_postfix({name: f"{value:.4f}" for name, value in values.items()}, refresh=False)
-                if global_step % args.logging_steps == 0 or global_step == total_steps:
-                    means = dict(zip(LOSS_TERMS, torch.stack(window).mean(0).tolist(), strict=True))
-                    window.clear()
-                    record = {**{f"train/{name}": value for name, value in means.items()},
-                              "train/epoch": epoch + batch_index / len(dataloader)}
-                    accelerator.log(record, step=global_step)
-                    log_history.append({"step": global_step, **record})
-                if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
-                    end_of_epoch = batch_index == len(dataloader)
-                    checkpointer.save(global_step, {
-                        "global_step": global_step,
-                        "epoch": epoch + 1 if end_of_epoch else epoch,
-                        "batches_in_epoch": 0 if end_of_epoch else batch_index,
-                        "num_processes": accelerator.num_processes,
-                        "per_device_train_batch_size": args.per_device_train_batch_size,
-                        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-                    })
-                if step_callback is not None:
-                    step_callback(global_step, values)
-                if global_step >= total_steps:
-                    done = True
-                    break
-    finally:
-        progress.close()
-
-    accelerator.wait_for_everyone()
-    unwrapped: FAPromptModel = accelerator.unwrap_model(model)
-    if clip_dtype is not None:
-        unwrapped.clip.to(clip_dtype)
-    state_dict = accelerator.get_state_dict(model)  # gathers FSDP / ZeRO-3 shards (complete on the main process)
-    digests = None
-    if accelerator.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        digests = gather_object([_prompt_digest(state_dict)])  # every process holds a full replica: compare them
-        if len(set(digests)) != 1:
-            raise RuntimeError(f"The processes ended with different prompts (SHA-256 per process: {digests}).")
-    unwrapped.save_pretrained(
-        output_dir, state_dict=state_dict, is_main_process=accelerator.is_main_process, save_function=accelerator.save
-    )
-    if accelerator.is_main_process:
-        processor.save_pretrained(output_dir)
-        write_model_card(output_dir, args, base_model=base_model, dataset_name=dataset_name,
-                         dataset_summary=dataset_summary)
-        digest = _prompt_digest(state_dict)
-        summary = {"global_step": global_step, "num_processes": accelerator.num_processes, "prompt_sha256": digest,
-                   "prompt_sha256_per_process": digests, "log_history": log_history}
-        (output_dir / TRAINER_STATE_NAME).write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        logger.info("Saved the trained model and processor to %s (prompt SHA-256 %s).", output_dir, digest)
-        if args.push_to_hub:
-            _push_to_hub(output_dir, args)
-    accelerator.wait_for_everyone()
+    _run_steps(setup, state, args, step_callback)
+    trained = _save_final(setup, state, args, processor, model_card)
     accelerator.end_training()
-    return unwrapped.eval()
+    return trained.eval()
+
+
+def _saved_prompt_digest(model_dir: Path) -> str:
+    """SHA-256 (as :func:`_prompt_digest`) of the prompt tensors as saved in ``model_dir``'s safetensors files."""
+    tensors: dict[str, torch.Tensor] = {}
+    for path in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            tensors.update({key: handle.get_tensor(key) for key in handle.keys() if key.startswith("prompt_learner.")})
+    if not tensors:
+        raise RuntimeError(f"The model saved in {model_dir} holds no prompt_learner.* tensor.")
+    return _prompt_digest(tensors)
 
 
 def _push_to_hub(output_dir: Path, args: FAPromptTrainingArguments) -> str:

@@ -6,7 +6,7 @@ family or shape), never in colour: every image draws its colours from the full h
 and brightness ranges, so a model cannot tell domains (or normal from anomalous) apart by colour. Normal images never
 contain near-black, near-white or grey pixels, which is what the colour-independent defects are made of:
 
-* ``scratch``: a thin (2-4 px) slightly curved line, black or white.
+* ``scratch``: a thin (2-4 px at 224 px, proportionally wider above) slightly curved line, black or white.
 * ``crack``: a dark branching polyline.
 * ``stain``: a dark grey, semi-opaque irregular blob.
 * ``hole``: a dark ellipse with a slightly lighter rim.
@@ -80,6 +80,7 @@ MIN_DEFECT_AREA_FRACTION = 0.002
 MIN_IMAGE_SIZE = 64
 _MAX_DEFECT_TRIES = 50
 _VISIBLE_CHANGE = 24  # a placement is kept when most changed pixels change by at least this much (0..255)
+_LINE_WIDTH_SIZE = 224  # line defects have their nominal width in pixels up to this side, and scale with it above
 # Normal images keep to these saturation/brightness ranges, so that black, white and grey defects always show.
 _SATURATION = (0.35, 0.9)
 _VALUE = (0.5, 0.9)
@@ -392,6 +393,15 @@ def _blob_mask(rng: np.random.Generator, size: int, centre: np.ndarray, radius: 
     return mask
 
 
+def _line_width_scale(size: int) -> float:
+    """Factor on the pixel width of line defects (scratch, crack), so that their area grows like the image's.
+
+    Their length is a fraction of the side; a width fixed in pixels would make their area a shrinking fraction of
+    larger images, below :data:`MIN_DEFECT_AREA_FRACTION` at 518 px for most placements.
+    """
+    return max(1.0, size / _LINE_WIDTH_SIZE)
+
+
 def _scratch(rng: np.random.Generator, clean: np.ndarray, support: np.ndarray, background: np.ndarray) -> np.ndarray:
     size = clean.shape[0]
     start = _pick_point(rng, support, margin=0.1)
@@ -401,7 +411,7 @@ def _scratch(rng: np.random.Generator, clean: np.ndarray, support: np.ndarray, b
     bend = (start + end) / 2 + rng.uniform(-0.15, 0.15) * length * np.array([np.cos(angle), -np.sin(angle)])
     t = np.linspace(0.0, 1.0, 12, dtype=np.float32)[:, None]
     points = (1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t**2 * end
-    region = _polyline_mask(size, points, float(rng.integers(2, 5))) & support
+    region = _polyline_mask(size, points, float(rng.integers(2, 5)) * _line_width_scale(size)) & support
     tone = rng.uniform(10, 35) if rng.random() < 0.5 else rng.uniform(225, 250)
     out = clean.copy()
     out[region] = _quantise(tone + rng.normal(0, 3, size=(int(region.sum()), 1)))
@@ -418,13 +428,13 @@ def _crack(rng: np.random.Generator, clean: np.ndarray, support: np.ndarray, bac
 
     heading = rng.uniform(0, 2 * np.pi)
     trunk = walk(_pick_point(rng, support, margin=0.15), heading, int(rng.integers(8, 15)), size * 0.035)
-    width = rng.uniform(1.6, 2.6)
+    width = rng.uniform(1.6, 2.6) * _line_width_scale(size)
     region = _polyline_mask(size, trunk, width)
     for _ in range(int(rng.integers(1, 4))):
         fork = trunk[rng.integers(1, len(trunk))]
         branch_heading = heading + rng.choice([-1, 1]) * rng.uniform(0.5, 1.2)
         branch = walk(fork, branch_heading, int(rng.integers(3, 7)), size * 0.025)
-        region |= _polyline_mask(size, branch, max(1.2, width * 0.7))
+        region |= _polyline_mask(size, branch, max(1.2 * _line_width_scale(size), width * 0.7))
     region &= support
     out = clean.copy()
     out[region] = _quantise(rng.uniform(10, 40) + rng.normal(0, 4, size=(int(region.sum()), 1)))
@@ -519,15 +529,36 @@ def generate_sample(
     if defect_type is None:
         return clean, np.zeros(clean.shape[:2], bool)
     rng = _domain_rng(domain, seed, 1 + DEFECT_TYPES.index(defect_type))
-    min_area = max(16, math.ceil(MIN_DEFECT_AREA_FRACTION * image_size * image_size))
-    for _ in range(_MAX_DEFECT_TRIES):
+    placed = _place_defect(defect_type, (clean, support, background), rng)
+    if placed is None:
+        raise RuntimeError(f"Could not place a visible {defect_type!r} defect on {domain!r} (seed {seed}).")
+    return placed[0], placed[1]
+
+
+def _place_defect(
+    defect_type: str, layer: _Layer, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Paint a visible defect on a clean image, drawing placements until one passes the visibility rule.
+
+    Args:
+        defect_type: One of :data:`DEFECT_TYPES`.
+        layer: The clean image (S, S, 3) uint8, its support (S, S) bool and background (S, S, 3) uint8.
+        rng: The defect's random generator.
+
+    Returns:
+        The image, its exact mask and the number of placements drawn; None when :data:`_MAX_DEFECT_TRIES` failed.
+    """
+    clean, support, background = layer
+    size = clean.shape[0]
+    min_area = max(16, math.ceil(MIN_DEFECT_AREA_FRACTION * size * size))
+    for tries in range(1, _MAX_DEFECT_TRIES + 1):
         image = _DEFECTS[defect_type](rng, clean, support, background)
         change = np.abs(image.astype(np.int16) - clean.astype(np.int16)).max(axis=-1)
         mask = change > 0
         visible = int((change >= _VISIBLE_CHANGE).sum())
         if visible >= min_area and visible >= 0.5 * mask.sum():
-            return image, mask
-    raise RuntimeError(f"Could not place a visible {defect_type!r} defect on {domain!r} (seed {seed}).")
+            return image, mask, tries
+    return None
 
 
 def _sample_seed(seed: int, split: str, label: int, index: int) -> int:
