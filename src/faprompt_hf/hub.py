@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging as std_logging
 import math
 import os
 import re
@@ -46,7 +47,9 @@ __all__ = [
     "REMOTE_CODE_MODULES",
     "clip_fingerprint",
     "is_hub_id",
+    "describe_clip_source",
     "push_folder_to_hub",
+    "record_clip_source",
     "remote_code_files",
     "write_model_card",
     "write_remote_code",
@@ -183,6 +186,46 @@ def _clip_load_dtype(dtype: Any) -> Any:
     return "auto"  # e.g. float16: load as stored, check, then cast
 
 
+def describe_clip_source(
+    clip: str | os.PathLike | CLIPModel, revision: str | None = None, **hub_kwargs: Any
+) -> tuple[str | None, str | None]:
+    """Where a CLIP comes from, as a config records it: ``(clip_name_or_path, clip_revision)``.
+
+    Args:
+        clip: A hub id (its revision is resolved to the cached commit when possible), a local folder (recorded as an
+            absolute path), or a ``CLIPModel`` (its ``name_or_path``).
+        revision: The revision asked for.
+        **hub_kwargs: ``cache_dir``, ``local_files_only``, ``token``.
+
+    Returns:
+        The name or path (None when unknown) and the revision (None unless a hub id).
+    """
+    if isinstance(clip, CLIPModel):
+        name_or_path = clip.name_or_path or None
+    else:
+        name_or_path = os.fspath(clip)
+        if os.path.exists(name_or_path):
+            return os.path.abspath(name_or_path), None
+    if not is_hub_id(name_or_path):
+        return name_or_path, None
+    return name_or_path, _hub_revision(name_or_path, revision, hub_kwargs)
+
+
+def record_clip_source(model: FAPromptModel, clip: str | os.PathLike | CLIPModel, **hub_kwargs: Any) -> None:
+    """Record in ``model.config`` where its CLIP comes from and its fingerprint (for converted models).
+
+    Args:
+        model: The model; its CLIP must hold the weights of ``clip`` as stored.
+        clip: The hub id, folder or ``CLIPModel`` the CLIP was loaded from.
+        **hub_kwargs: ``revision``, ``cache_dir``, ``local_files_only``, ``token``.
+    """
+    revision = hub_kwargs.pop("revision", None)
+    name_or_path, revision = describe_clip_source(clip, revision, **hub_kwargs)
+    model.config.clip_name_or_path = name_or_path
+    model.config.clip_revision = revision
+    model.config.clip_fingerprint = clip_fingerprint(model.clip)
+
+
 def build_from_clip(
     model_class: type[FAPromptModel], base_from_pretrained: Callable[..., Any], clip: Any, config_kwargs: dict
 ) -> FAPromptModel:
@@ -192,26 +235,23 @@ def build_from_clip(
         for key in ("dtype", "attn_implementation", "revision", "cache_dir", "local_files_only", "token")
         if key in config_kwargs
     }
-    revision = load_kwargs.get("revision")
+    hub_kwargs = {key: load_kwargs[key] for key in ("cache_dir", "local_files_only", "token") if key in load_kwargs}
+    name_or_path, revision = describe_clip_source(clip, load_kwargs.get("revision"), **hub_kwargs)
     if isinstance(clip, CLIPModel):
         clip_model = clip
-        name_or_path = clip.name_or_path or None
     else:
-        name_or_path = os.fspath(clip)
-        if os.path.isdir(name_or_path):
-            name_or_path = os.path.abspath(name_or_path)
-        else:
-            revision = _hub_revision(name_or_path, revision, load_kwargs)
-        clip_model = _load_clip(
-            name_or_path, revision, load_kwargs, _clip_load_dtype(load_kwargs.get("dtype")), "FAPromptModel.from_clip"
-        )
+        load_from = name_or_path if os.path.isdir(name_or_path) else os.fspath(clip)
+        dtype = _clip_load_dtype(load_kwargs.get("dtype"))
+        clip_model = _load_clip(load_from, revision, hub_kwargs, dtype, "FAPromptModel.from_clip")
     config_kwargs.setdefault("clip_name_or_path", name_or_path)
-    config_kwargs.setdefault("clip_revision", revision if name_or_path and is_hub_id(name_or_path) else None)
+    config_kwargs.setdefault("clip_revision", revision)
     config_kwargs.setdefault("clip_fingerprint", clip_fingerprint(clip_model))
     config = FAPromptConfig(clip_config=clip_model.config.to_dict(), **config_kwargs)
     state_dict = {CLIP_PREFIX + key: value for key, value in clip_model.state_dict().items()}
     model_kwargs = {key: load_kwargs[key] for key in ("dtype", "attn_implementation") if key in load_kwargs}
-    model, loading_info = _quiet_from_pretrained(base_from_pretrained, config=config, state_dict=state_dict, **model_kwargs)
+    model, loading_info = _quiet_from_pretrained(
+        base_from_pretrained, config=config, state_dict=state_dict, **model_kwargs
+    )
     others = sorted(key for key in loading_info["missing_keys"] if not key.startswith(PROMPT_PREFIX))
     if others or loading_info["unexpected_keys"] or loading_info["mismatched_keys"]:
         logger.warning(
@@ -227,12 +267,19 @@ def build_from_clip(
 def _quiet_from_pretrained(base_from_pretrained: Callable[..., Any], **kwargs: Any) -> tuple[Any, dict]:
     """``from_pretrained(None, state_dict=...)`` without transformers' LOAD REPORT (the caller reports instead)."""
     report_logger = logging.get_logger("transformers.modeling_utils")
-    level = report_logger.level
-    report_logger.setLevel(logging.ERROR)
+    drop_report = _DropLoadReport()
+    report_logger.addFilter(drop_report)
     try:
         return base_from_pretrained(None, output_loading_info=True, **kwargs)
     finally:
-        report_logger.setLevel(level)
+        report_logger.removeFilter(drop_report)
+
+
+class _DropLoadReport(std_logging.Filter):
+    """Drops transformers' LOAD REPORT, which would list the fresh prompts of ``from_clip`` as MISSING."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -254,7 +301,9 @@ def _weight_files(name_or_path: str, hub_kwargs: Mapping[str, Any]) -> list[str]
     try:
         weight_map = json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"]
     except (ValueError, KeyError) as error:
-        raise OSError(f"{index} is not a valid safetensors index ({error}): download or save the model again.") from error
+        raise OSError(
+            f"{index} is not a valid safetensors index ({error}): download or save the model again."
+        ) from error
     shards = [cached_file(name_or_path, shard, **common) for shard in sorted(set(weight_map.values()))]
     missing = [shard for shard, path in zip(sorted(set(weight_map.values())), shards, strict=True) if path is None]
     if missing:
@@ -330,7 +379,14 @@ def load_pretrained(
             )
         return base_from_pretrained(name_or_path, *model_args, config=config, **hub_kwargs, **kwargs)
     return _load_compact(
-        base_from_pretrained, name_or_path, files, config, clip, clip_revision, verify_clip_fingerprint, hub_kwargs,
+        base_from_pretrained,
+        name_or_path,
+        files,
+        config,
+        clip,
+        clip_revision,
+        verify_clip_fingerprint,
+        hub_kwargs,
         kwargs,
     )
 
@@ -507,8 +563,10 @@ def _check_compact(model: FAPromptModel, config: FAPromptConfig) -> None:
             "Save with include_clip=True to embed the CLIP."
         )
     if any(parameter.dtype == torch.float16 for parameter in model.clip.parameters()):
-        logger.info("The CLIP is in float16: its fingerprint cannot be compared; the compact save names %s.",
-                    config.clip_name_or_path)
+        logger.info(
+            "The CLIP is in float16: its fingerprint cannot be compared; the compact save names %s.",
+            config.clip_name_or_path,
+        )
         return
     found = clip_fingerprint(model.clip)
     if found != config.clip_fingerprint:
@@ -745,4 +803,3 @@ def push_model_to_hub(
             revision=revision,
             create_pr=create_pr,
         )
-
