@@ -117,6 +117,8 @@ with torch.no_grad():
     result = model(pixel_values=pixels)
 detected = detector(image, threshold=0.5)
 classes = [type(obj).__module__ for obj in (config, model, image_processor, processor, detector)]
+from transformers.pipelines import PIPELINE_REGISTRY
+assert "anomaly-detection" not in PIPELINE_REGISTRY.supported_tasks  # remote code does not claim the task globally
 np.savez(out, pixels=pixels.numpy(), image_scores=result.image_scores.numpy(), anomaly_maps=result.anomaly_maps.numpy(),
          pipeline_map=detected["anomaly_map"], pipeline_score=np.array(detected["score"]))
 print(json.dumps(classes))

@@ -712,7 +712,7 @@ def write_model_card(
         f'detector = pipeline("anomaly-detection", model="{repo}")\n'
         'result = detector("part.png")\n'
         'result["score"], result["is_anomalous"], result["anomaly_map"].shape\n```\n\n'
-        "Without the package, with transformers alone (`pip install transformers torch pillow`; this runs the "
+        "Without the package, with transformers alone (`pip install transformers torch pillow scipy`; this runs "
         "model code stored in this repository):\n\n```python\n"
         "from transformers import AutoModel, AutoProcessor, pipeline\n\n"
         f'detector = pipeline("anomaly-detection", model="{repo}", trust_remote_code=True)\n'

@@ -361,4 +361,6 @@ def threshold_from_f1(
     return float(threshold)
 
 
-register_pipeline()
+# The package registers the task; the remote-code copy in a model folder must not claim it for every other folder.
+if __name__.partition(".")[0] == "faprompt_hf":
+    register_pipeline()
