@@ -193,19 +193,19 @@ def describe_clip_source(
 
     Args:
         clip: A hub id (its revision is resolved to the cached commit when possible), a local folder (recorded as an
-            absolute path), or a ``CLIPModel`` (its ``name_or_path``).
-        revision: The revision asked for.
+            absolute path), or a ``CLIPModel`` (its ``name_or_path``, with ``revision`` only when given).
+        revision: The revision asked for (or, for a ``CLIPModel``, the one it was loaded at).
         **hub_kwargs: ``cache_dir``, ``local_files_only``, ``token``.
 
     Returns:
         The name or path (None when unknown) and the revision (None unless a hub id).
     """
-    if isinstance(clip, CLIPModel):
+    if isinstance(clip, CLIPModel):  # the revision it was loaded at is unknown: only the one given is recorded
         name_or_path = clip.name_or_path or None
-    else:
-        name_or_path = os.fspath(clip)
-        if os.path.exists(name_or_path):
-            return os.path.abspath(name_or_path), None
+        return name_or_path, revision if is_hub_id(name_or_path) else None
+    name_or_path = os.fspath(clip)
+    if os.path.exists(name_or_path):
+        return os.path.abspath(name_or_path), None
     if not is_hub_id(name_or_path):
         return name_or_path, None
     return name_or_path, _hub_revision(name_or_path, revision, hub_kwargs)
