@@ -220,6 +220,7 @@ def test_from_clip_records_the_hub_source_revision_and_fingerprint(hub_cache, ca
     assert other.config.clip_fingerprint != model.config.clip_fingerprint
     from_instance = FAPromptModel.from_clip(reference, **SMALL)
     assert from_instance.config.clip_name_or_path == HUB_CLIP
+    assert from_instance.config.clip_revision is None  # the commit it was loaded at is not known
     assert from_instance.config.clip_fingerprint == model.config.clip_fingerprint
     assert "LOAD REPORT" not in capfd.readouterr().err  # fresh prompts are from_clip's job, not a loading problem
 
