@@ -141,7 +141,8 @@ def clip_fingerprint(clip: CLIPModel | Mapping[str, torch.Tensor]) -> str:
             continue
         values = tensor.detach().reshape(-1)
         if values.numel() > samples:
-            values = values[torch.arange(samples, device=values.device) * (values.numel() - 1) // (samples - 1)]
+            positions = torch.arange(samples, device=values.device) * (values.numel() - 1) // (samples - 1)
+            values = values.index_select(0, positions)  # (advanced indexing is 200x slower on large CPU tensors)
         digest.update(f"{name}:{tuple(tensor.shape)}:".encode())
         digest.update(values.to(torch.bfloat16).float().cpu().numpy().tobytes())
     return f"{_FINGERPRINT_SCHEME}:{digest.hexdigest()}"
