@@ -120,9 +120,10 @@ def clip_fingerprint(clip: CLIPModel | Mapping[str, torch.Tensor]) -> str:
     """A fingerprint of CLIP weights: which checkpoint they are, independent of file format and of bf16 casting.
 
     SHA-256 over each floating-point tensor's name, shape and :data:`FINGERPRINT_SAMPLES_PER_TENSOR` evenly spaced
-    values rounded to bfloat16. It identifies a checkpoint in milliseconds instead of hashing all of its bytes
-    (1.7 GB for ViT-L/14@336): another checkpoint, another revision or fine-tuned weights change nearly every value,
-    so they change the fingerprint; a float32 copy, a bfloat16 copy or a re-saved file of the same weights keep it.
+    values rounded to bfloat16. It identifies a checkpoint in 0.3 s instead of the 11 s of hashing all of its bytes
+    (1.7 GB for ViT-L/14@336; ``benchmarks/benchmark_hub.py``): another checkpoint, another revision or fine-tuned
+    weights change nearly every value, so they change the fingerprint; a float32 copy, a bfloat16 copy or a re-saved
+    file of the same weights keep it.
     It is an identity check, not a tamper seal: an edit of a few unsampled values is not seen (pin
     ``clip_revision`` to a commit for that: the hub addresses files by content).
 
