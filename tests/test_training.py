@@ -413,7 +413,7 @@ def test_two_process_cpu_run_ends_with_identical_prompts_on_both(tiny_model_dir,
     assert any(not torch.equal(initial[key], value) for key, value in _prompt_tensors(output_dir).items())
     card = (output_dir / "README.md").read_text()
     front_matter = card.split("---")[1]
-    assert "library_name: faprompt-hf" in front_matter
+    assert "library_name: transformers" in front_matter
     assert all(f"- {tag}" in front_matter for tag in ("anomaly-detection", "zero-shot", "faprompt"))
     assert "8 images, 4 of them anomalous" in card
     assert (output_dir / "processor_config.json").is_file()

@@ -2,8 +2,8 @@
 """FAPrompt for zero-shot anomaly detection, on Hugging Face transformers.
 
 Importing the package registers ``FAPromptConfig``, ``FAPromptModel``, ``FAPromptImageProcessor`` and
-``FAPromptProcessor`` with transformers' Auto classes (model type ``"faprompt"``), and the ``"anomaly-detection"``
-pipeline.
+``FAPromptProcessor`` with transformers' Auto classes (model type ``"faprompt"``) and for remote code (saved folders
+carry their code), and the ``"anomaly-detection"`` pipeline.
 """
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
@@ -29,6 +29,11 @@ AutoModel.register(FAPromptConfig, FAPromptModel, exist_ok=True)
 AutoImageProcessor.register(FAPromptConfig, image_processor_classes={"pil": FAPromptImageProcessor}, exist_ok=True)
 AutoProcessor.register(FAPromptConfig, FAPromptProcessor, exist_ok=True)
 register_pipeline()
+# Saved folders name these classes in their auto_map and carry their code (trust_remote_code=True without the package).
+FAPromptConfig.register_for_auto_class("AutoConfig")
+FAPromptModel.register_for_auto_class("AutoModel")
+FAPromptImageProcessor.register_for_auto_class("AutoImageProcessor")
+FAPromptProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "DEFAULT_CLIP",

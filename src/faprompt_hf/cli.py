@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
 
 from . import DEFAULT_CLIP
 from .convert_original import convert_original_checkpoint
+from .file_utils import staged_directory
+from .hub import push_folder_to_hub, record_clip_source, write_model_card
 from .image_processing_faprompt import FAPromptImageProcessor
 from .processing_faprompt import FAPromptProcessor
 
@@ -21,13 +24,16 @@ def _convert(args: argparse.Namespace) -> None:
     model = convert_original_checkpoint(
         args.checkpoint, args.clip, image_size=args.image_size, gaussian_sigma=args.gaussian_sigma
     )
+    if not os.path.isfile(args.clip):  # a transformers CLIP (hub id or folder): a compact save can name it
+        record_clip_source(model, args.clip)
     processor = FAPromptProcessor(image_processor=FAPromptImageProcessor(size=args.image_size))
-    model.save_pretrained(args.output)
-    processor.save_pretrained(args.output)
+    with staged_directory(args.output) as staging:
+        processor.save_pretrained(staging)
+    model.save_pretrained(args.output, include_clip=True if args.embed_clip else None)
+    write_model_card(args.output, repo_id=args.push_to_hub)
     logger.info("Wrote %s (load it with FAPromptModel.from_pretrained and AutoProcessor.from_pretrained).", args.output)
     if args.push_to_hub:
-        model.push_to_hub(args.push_to_hub)
-        processor.push_to_hub(args.push_to_hub)
+        logger.info("Pushed: %s", push_folder_to_hub(args.output, args.push_to_hub))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--image_size", type=int, default=518, help="Input side of the original evaluation.")
     convert.add_argument("--gaussian_sigma", type=float, default=10.0, help="Anomaly-map smoothing (0: off).")
     convert.add_argument("--push_to_hub", default=None, metavar="REPO_ID", help="Also push to this hub repository.")
+    convert.add_argument(
+        "--embed_clip",
+        action="store_true",
+        help="Include the CLIP's weights (about 1.7 GB for ViT-L/14@336) for fully offline use. By default a CLIP "
+        "given as a hub id is only named (with its revision and fingerprint) and downloaded on first load.",
+    )
     convert.set_defaults(handler=_convert)
     return parser
 

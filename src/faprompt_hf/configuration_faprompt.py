@@ -41,8 +41,16 @@ _FRAMEWORK_KWARGS = frozenset(
         "finetuning_task",
         "num_labels",
         "auto_map",
+        "custom_pipelines",
     }
 )
+
+# Loaded as the installed package (True), or as the remote-code copy that transformers imports from a model folder
+# (False). The package registers the "anomaly-detection" pipeline itself, so its config drops a folder's
+# ``custom_pipelines`` (with them, transformers would demand ``trust_remote_code`` even where the package is
+# installed); the remote-code copy keeps them, since they are how ``pipeline(..., trust_remote_code=True)`` finds the
+# pipeline class.
+_LOADED_FROM_PACKAGE = __name__.partition(".")[0] == "faprompt_hf"
 
 
 def clip_vit_large_patch14_336_config() -> CLIPConfig:
@@ -210,6 +218,11 @@ class FAPromptConfig(PreTrainedConfig):
         prompt_init_std: Standard deviation of the learnable prompts at initialisation.
         initializer_range: Standard deviation used by transformers' default initialisation.
         anomaly_threshold: Optional image-score threshold used by the pipeline's ``is_anomalous``.
+        clip_name_or_path: Where the CLIP the prompts were trained on comes from: a hub id or a local directory
+            (recorded by ``FAPromptModel.from_clip``; a compact checkpoint loads its CLIP from there).
+        clip_revision: The hub revision (commit) of that CLIP, when known.
+        clip_fingerprint: Fingerprint of that CLIP's weights (:func:`faprompt_hf.hub.clip_fingerprint`); loading a
+            compact checkpoint refuses a CLIP whose fingerprint differs.
     """
 
     model_type: ClassVar[str] = "faprompt"
@@ -244,6 +257,9 @@ class FAPromptConfig(PreTrainedConfig):
     prompt_init_std: float | int = 0.02
     initializer_range: float | int = 0.02
     anomaly_threshold: float | int | None = None
+    clip_name_or_path: str | None = None
+    clip_revision: str | None = None
+    clip_fingerprint: str | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Check a field's value against its rule (``_FIELD_RULES``) before storing it, at construction and after.
@@ -274,6 +290,8 @@ class FAPromptConfig(PreTrainedConfig):
                 close = difflib.get_close_matches(key, names, n=1)
                 hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise TypeError(f"FAPromptConfig got unknown field(s): {', '.join(hints)}.")
+        if _LOADED_FROM_PACKAGE:
+            kwargs.pop("custom_pipelines", None)
         if self.clip_config is None:
             self.clip_config = clip_vit_large_patch14_336_config()
         elif isinstance(self.clip_config, dict):  # transformers < 5.24 leaves nested dicts as they are

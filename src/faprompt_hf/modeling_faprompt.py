@@ -11,13 +11,14 @@ This module holds model maths only: no file, network or tokenizer access.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPConfig, CLIPModel, PreTrainedModel
+from transformers import CLIPModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ._compat import ALL_ATTENTION_FUNCTIONS, eager_attention_forward
@@ -268,21 +269,65 @@ class FAPromptModel(FAPromptPreTrainedModel):
     # ------------------------------------------------------------------ construction helpers
 
     @classmethod
-    def from_pretrained(cls, *args: Any, **kwargs: Any) -> FAPromptModel:
-        """Load as transformers does, then freeze CLIP again (loading materialises fresh parameters).
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike | None,
+        *model_args: Any,
+        clip: str | os.PathLike | CLIPModel | None = None,
+        clip_revision: str | None = None,
+        verify_clip_fingerprint: bool = True,
+        **kwargs: Any,
+    ) -> FAPromptModel:
+        """Load a saved FAPrompt (a folder or hub id), embedded or compact, then freeze CLIP again.
+
+        A checkpoint must hold every prompt tensor (else a ``ValueError`` names the missing ones: fresh prompts are
+        :meth:`from_clip`'s job), and its safetensors files must be readable (else an ``OSError`` names the file).
+        A compact checkpoint (saved with ``include_clip=False``) gets its CLIP from ``config.clip_name_or_path`` at
+        ``config.clip_revision`` (honouring ``cache_dir``, ``local_files_only``, ``token`` and ``dtype``), or from
+        ``clip``; a CLIP whose :func:`~faprompt_hf.hub.clip_fingerprint` differs from the recorded one is refused.
 
         An ``attn_implementation`` is also set explicitly on the CLIP towers (transformers < 5.24 does not always
         pass it on to nested sub-models).
+
+        Args:
+            pretrained_model_name_or_path: A folder or hub id (or None with ``config=`` and ``state_dict=``, as in
+                transformers).
+            *model_args: Passed to transformers.
+            clip: For compact checkpoints: the CLIP to use instead of the recorded one (a hub id, a folder or a
+                ``CLIPModel``), e.g. a local copy for offline use.
+            clip_revision: Revision of ``clip`` (default: the recorded one when ``clip`` is not given).
+            verify_clip_fingerprint: Refuse a CLIP whose fingerprint differs from the recorded one.
+            **kwargs: transformers' ``from_pretrained`` options (``revision``, ``cache_dir``, ``local_files_only``,
+                ``token``, ``dtype``, ``attn_implementation``, ...).
+
+        Returns:
+            The model, in eval mode.
         """
-        model = super().from_pretrained(*args, **kwargs)
+        from .hub import load_pretrained
+
+        loaded = load_pretrained(
+            cls,
+            super().from_pretrained,
+            pretrained_model_name_or_path,
+            *model_args,
+            clip=clip,
+            clip_revision=clip_revision,
+            verify_clip_fingerprint=verify_clip_fingerprint,
+            **kwargs,
+        )
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.clip.requires_grad_(False)
         if kwargs.get("attn_implementation"):
             model.set_attn_implementation(kwargs["attn_implementation"])
-        return model
+        return loaded
 
     @classmethod
-    def from_clip(cls, clip: str | CLIPModel, **config_kwargs: Any) -> FAPromptModel:
+    def from_clip(cls, clip: str | os.PathLike | CLIPModel, **config_kwargs: Any) -> FAPromptModel:
         """Build an FAPrompt with freshly initialised prompts on a CLIP backbone.
+
+        The config records where the CLIP came from (``clip_name_or_path``: the hub id, the absolute folder, or a
+        ``CLIPModel``'s ``name_or_path``; ``clip_revision``: the resolved hub commit when known) and its
+        fingerprint, so that a later compact save (``save_pretrained(..., include_clip=False)``) can name it.
 
         Args:
             clip: A transformers ``CLIPModel``, or a hub id / local directory of one.
@@ -293,21 +338,56 @@ class FAPromptModel(FAPromptPreTrainedModel):
         Returns:
             An ``FAPromptModel`` in training mode whose CLIP weights are ``clip``'s.
         """
-        load_keys = ("dtype", "attn_implementation", "revision", "cache_dir", "local_files_only", "token")
-        load_kwargs = {key: config_kwargs.pop(key) for key in load_keys if key in config_kwargs}
-        if isinstance(clip, CLIPModel):
-            config = FAPromptConfig(clip_config=clip.config.to_dict(), **config_kwargs)
-            state_dict = {f"clip.{key}": value for key, value in clip.state_dict().items()}
-            model = cls.from_pretrained(None, config=config, state_dict=state_dict, **load_kwargs)
-        else:
-            from_pretrained_keys = ("revision", "cache_dir", "local_files_only", "token")
-            clip_config = CLIPConfig.from_pretrained(
-                clip, **{key: value for key, value in load_kwargs.items() if key in from_pretrained_keys}
-            )
-            config = FAPromptConfig(clip_config=clip_config.to_dict(), **config_kwargs)
-            model = cls.from_pretrained(clip, config=config, **load_kwargs)
+        from .hub import build_from_clip
+
+        model = build_from_clip(cls, super().from_pretrained, clip, config_kwargs)
+        model.clip.requires_grad_(False)
         model.train()
         return model
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *, include_clip: bool | None = True, **kwargs: Any
+    ) -> None:
+        """Save the model, with the code that loads it without this package (``trust_remote_code=True``).
+
+        The folder is written in a staging folder and moved in place when complete; the live model's config is not
+        changed. ``config.json`` gets an ``auto_map`` (config, model, image processor, processor) and a
+        ``custom_pipelines`` entry for ``"anomaly-detection"``, and the model's modules are copied beside it.
+
+        Args:
+            save_directory: The folder (created if needed; other files in it are kept).
+            include_clip: True embeds the CLIP's weights (works offline); False writes only FAPrompt's own tensors
+                (``prompt_learner.*``, about 16 MB for ViT-L/14) and loading fetches the CLIP named in the config;
+                None chooses compact when the CLIP is a hub model with a recorded fingerprint, else embedded.
+            **kwargs: transformers' ``save_pretrained`` options (``max_shard_size``, ``state_dict``,
+                ``is_main_process``, ``save_function``, ...).
+
+        Raises:
+            ValueError: A compact save of a model whose CLIP source is unknown, or whose CLIP changed since.
+        """
+        from .hub import save_model
+
+        save_model(self, super().save_pretrained, save_directory, include_clip=include_clip, **kwargs)
+
+    def push_to_hub(
+        self, repo_id: str, *, include_clip: bool | None = None, processor: Any = None, **kwargs: Any
+    ) -> str:
+        """Upload the model, a processor, the remote code and a model card to a hub repository, in one commit.
+
+        Args:
+            repo_id: The repository (created if needed).
+            include_clip: As in :meth:`save_pretrained`; the default uploads a compact checkpoint when the CLIP is a
+                hub model, else embeds it.
+            processor: The ``FAPromptProcessor`` to upload (default: one at ``config.image_size``).
+            **kwargs: ``commit_message``, ``private``, ``token``, ``revision``, ``create_pr``, and model-card
+                options of :func:`faprompt_hf.hub.write_model_card` (``dataset_name``, ``metrics``, ...).
+
+        Returns:
+            The URL of the commit.
+        """
+        from .hub import push_model_to_hub
+
+        return push_model_to_hub(self, repo_id, include_clip=include_clip, processor=processor, **kwargs)
 
     def train(self, mode: bool = True) -> FAPromptModel:
         """Set training mode for the prompts; the frozen CLIP always stays in eval mode (no dropout)."""

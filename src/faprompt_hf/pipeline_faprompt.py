@@ -106,6 +106,25 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
             self.image_processor = FAPromptImageProcessor(size=self.model.config.image_size)
         self._warned_uncalibrated = False
 
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save the model and its image processor so that the folder loads with and without this package.
+
+        ``pipeline("anomaly-detection", model=save_directory)`` loads it where ``faprompt_hf`` is imported, and
+        ``pipeline("anomaly-detection", model=save_directory, trust_remote_code=True)`` where it is not (see
+        ``FAPromptModel.save_pretrained``). Unlike transformers' ``Pipeline.save_pretrained``, the live model's
+        config is left unchanged.
+
+        Args:
+            save_directory: The folder (created if needed).
+            **kwargs: Options of ``FAPromptModel.save_pretrained`` (``include_clip``, ``max_shard_size``, ...).
+        """
+        from .file_utils import staged_directory
+        from .processing_faprompt import FAPromptProcessor
+
+        with staged_directory(save_directory) as staging:
+            FAPromptProcessor(image_processor=self.image_processor).save_pretrained(staging)
+        self.model.save_pretrained(save_directory, **kwargs)
+
     def _sanitize_parameters(
         self,
         threshold: float | None = None,
@@ -342,4 +361,6 @@ def threshold_from_f1(
     return float(threshold)
 
 
-register_pipeline()
+# The package registers the task; the remote-code copy in a model folder must not claim it for every other folder.
+if __name__.partition(".")[0] == "faprompt_hf":
+    register_pipeline()

@@ -53,7 +53,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, gather_object, set_seed
 from datasets import Dataset
-from huggingface_hub import HfApi, ModelCardData
+from huggingface_hub import HfApi
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
@@ -63,6 +63,7 @@ from transformers.utils import logging
 from .data import FAPromptCollator, defer_decoding
 from .data.schema import _is_missing
 from .file_utils import atomic_write, write_failure
+from .hub import write_model_card
 from .modeling_faprompt import FAPromptModel
 
 __all__ = [
@@ -112,7 +113,6 @@ _LOW_DISK_SPACE = 64 * 2**20  # bytes: below this, a failed checkpoint write is 
 _CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d+)$")
 _TEMPORARY_SUFFIX = ".tmp"
 _MIXED_PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-_MODEL_CARD_TAGS = ["anomaly-detection", "zero-shot", "faprompt"]
 
 
 @dataclasses.dataclass
@@ -431,87 +431,6 @@ def _prompt_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
             digest.update(name.encode())
             digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _is_hub_id(name: str | None) -> bool:
-    """Whether ``name`` looks like a Hub repository id rather than a local path."""
-    return bool(name) and not os.path.exists(name) and re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
-
-
-def write_model_card(
-    output_dir: str | os.PathLike,
-    args: FAPromptTrainingArguments,
-    base_model: str | None = None,
-    dataset_name: str | None = None,
-    dataset_summary: Mapping[str, Any] | None = None,
-    metrics: Mapping[str, Mapping[str, float]] | None = None,
-    metrics_description: str | None = None,
-) -> Path:
-    """Write ``README.md``, a Hub model card: YAML metadata, training data, hyper-parameters and metrics.
-
-    Args:
-        output_dir: The model folder.
-        args: The training arguments (their hyper-parameters are listed).
-        base_model: The CLIP the prompts were learned on (a Hub id goes into the metadata's ``base_model``).
-        dataset_name: The training data (a Hub id goes into the metadata's ``datasets``).
-        dataset_summary: The output of :func:`validate_training_dataset`.
-        metrics: Optional per-class metrics (``compute_per_class_metrics``' output) to tabulate.
-        metrics_description: What the metrics were measured on.
-
-    Returns:
-        The path of the model card.
-    """
-    from .metrics import format_metrics_table
-
-    card_data = ModelCardData(
-        library_name="faprompt-hf",
-        tags=list(_MODEL_CARD_TAGS),
-        base_model=base_model if _is_hub_id(base_model) else None,
-        datasets=[dataset_name] if _is_hub_id(dataset_name) else None,
-        license="apache-2.0",
-    )
-    summary = dict(dataset_summary or {})
-    data_lines = [f"- Dataset: {dataset_name or 'not recorded'}"]
-    if summary:
-        data_lines.append(
-            f"- {summary['num_images']} images, {summary['num_anomalous']} of them anomalous with ground-truth masks"
-        )
-        if summary.get("class_names"):
-            data_lines.append(f"- Classes: {', '.join(summary['class_names'])}")
-    hyper_parameters = {
-        "epochs": args.num_train_epochs if args.max_steps <= 0 else f"max {args.max_steps} steps",
-        "batch size per process": args.per_device_train_batch_size,
-        "gradient accumulation steps": args.gradient_accumulation_steps,
-        "optimizer": f"Adam (lr {args.learning_rate:g}, betas ({args.adam_beta1:g}, {args.adam_beta2:g}))",
-        "image size": args.image_size,
-        "seed": args.seed,
-        "mixed precision": args.mixed_precision or "no",
-    }
-    sections = [
-        f"---\n{card_data.to_yaml()}\n---",
-        f"# FAPrompt prompts for {base_model or 'CLIP'}",
-        "Fine-grained abnormality prompts (FAPrompt, Zhu et al., ICCV 2025, arXiv 2410.10289) learned on a frozen "
-        "CLIP for zero-shot anomaly detection and localisation: the model scores images and returns pixel anomaly "
-        "maps for products it never saw in training.",
-        f"- Base model: {base_model or 'not recorded'}",
-        "## Training data\n\n" + "\n".join(data_lines),
-        "## Training hyper-parameters\n\n| parameter | value |\n|---|---|\n"
-        + "\n".join(f"| {key} | {value} |" for key, value in hyper_parameters.items()),
-    ]
-    if metrics:
-        heading = "## Evaluation" + (f"\n\n{metrics_description}" if metrics_description else "")
-        sections.append(f"{heading}\n\n{format_metrics_table(metrics)}")
-    sections.append(
-        "## Usage\n\n```python\nimport faprompt_hf  # registers the FAPrompt classes\n"
-        "from transformers import AutoModel, AutoProcessor\n\n"
-        'model = AutoModel.from_pretrained("<this repository>")\n'
-        'processor = AutoProcessor.from_pretrained("<this repository>")\n'
-        'outputs = model(**processor(images=image, return_tensors="pt"))\n'
-        "outputs.image_scores, outputs.anomaly_maps\n```"
-    )
-    path = Path(output_dir) / "README.md"
-    path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
-    return path
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -946,7 +865,11 @@ def _save_final(
         if len(set(digests)) != 1:
             raise RuntimeError(f"The processes ended with different prompts (SHA-256 per process: {digests}).")
     unwrapped.save_pretrained(
-        output_dir, state_dict=state_dict, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+        output_dir,
+        state_dict=state_dict,
+        is_main_process=accelerator.is_main_process,
+        save_function=accelerator.save,
+        include_clip=None,  # compact (prompts only) when the CLIP is a hub model, else embedded
     )
     if accelerator.is_main_process:
         processor.save_pretrained(output_dir)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from faprompt_hf.file_utils import atomic_write
-from faprompt_hf.image_utils import ImageInput, to_mask_array, to_rgb_image
-from faprompt_hf.metrics import ArrayLike, auroc, average_precision, precision_recall_curve, roc_curve
+from .file_utils import atomic_write
+from .image_utils import ImageInput, to_mask_array, to_rgb_image
+from .metrics import ArrayLike, auroc, average_precision, precision_recall_curve, roc_curve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
