@@ -36,41 +36,66 @@ from transformers import CLIPTokenizer
 
 from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
 from faprompt_hf.data import DOMAINS, FAPromptCollator, defer_decoding, make_synthetic_dataset
+from faprompt_hf.file_utils import atomic_write
+from faprompt_hf.hub import write_model_card
 from faprompt_hf.metrics import compute_per_class_metrics, format_metrics_table
 from faprompt_hf.modeling_faprompt import gaussian_smooth
 from faprompt_hf.tiny import tiny_clip_config, tiny_clip_tokenizer, tiny_faprompt_config
-from faprompt_hf.training import FAPromptTrainingArguments, train, write_model_card
+from faprompt_hf.training import FAPromptTrainingArguments, train
 from faprompt_hf.visualization import comparison_grid, overlay_heatmap
 
 TINY_CLIP = "tiny-random"
 TRAIN_DOMAINS = ("gradient", "stripes", "checker", "nut", "plate")
 TEST_DOMAINS = ("blobs", "rings", "dots", "capsule")
 METRIC_KEYS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro")
-SMOKE = {"train_domains": ["stripes"], "test_domains": ["rings"], "image_size": 64, "steps": 2,
-         "num_train_images": 4, "num_test_images": 4}
+SMOKE = {
+    "train_domains": ["stripes"],
+    "test_domains": ["rings"],
+    "image_size": 64,
+    "steps": 2,
+    "num_train_images": 4,
+    "num_test_images": 4,
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line of the quickstart."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clip", default=TINY_CLIP,
-                        help="'tiny-random' (offline, seeded) or a CLIP Hub id / folder, e.g. "
-                             "openai/clip-vit-large-patch14-336 for a real run.")
-    parser.add_argument("--image_size", type=int, default=None,
-                        help="Image side: default 112 for the tiny CLIP (patch 8: a 14x14 grid), 518 for a real one.")
+    parser.add_argument(
+        "--clip",
+        default=TINY_CLIP,
+        help="'tiny-random' (offline, seeded) or a CLIP Hub id / folder, e.g. "
+        "openai/clip-vit-large-patch14-336 for a real run.",
+    )
+    parser.add_argument(
+        "--image_size",
+        type=int,
+        default=None,
+        help="Image side: default 112 for the tiny CLIP (patch 8: a 14x14 grid), 518 for a real one.",
+    )
     parser.add_argument("--steps", type=int, default=240, help="Optimizer steps (batch 8); overrides --epochs.")
     parser.add_argument("--epochs", type=int, default=None, help="Train for this many epochs instead of --steps.")
     parser.add_argument("--train_domains", nargs="+", default=list(TRAIN_DOMAINS), choices=DOMAINS)
-    parser.add_argument("--test_domains", nargs="+", default=list(TEST_DOMAINS), choices=DOMAINS,
-                        help="Held-out domains for zero-shot evaluation (never seen in training).")
-    parser.add_argument("--num_train_images", type=int, default=24,
-                        help="Normal and (as many) anomalous training images per domain.")
-    parser.add_argument("--num_test_images", type=int, default=40,
-                        help="Normal and (as many) anomalous test images per domain.")
+    parser.add_argument(
+        "--test_domains",
+        nargs="+",
+        default=list(TEST_DOMAINS),
+        choices=DOMAINS,
+        help="Held-out domains for zero-shot evaluation (never seen in training).",
+    )
+    parser.add_argument(
+        "--num_train_images", type=int, default=24, help="Normal and (as many) anomalous training images per domain."
+    )
+    parser.add_argument(
+        "--num_test_images", type=int, default=40, help="Normal and (as many) anomalous test images per domain."
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the backbone, the data and training.")
     parser.add_argument("--output_dir", default="quickstart_output")
-    parser.add_argument("--smoke", action="store_true",
-                        help="A seconds-long run on tiny data (for the test suite); the numbers mean nothing.")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="A seconds-long run on tiny data (for the test suite); the numbers mean nothing.",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         for key, value in SMOKE.items():
@@ -101,8 +126,9 @@ def build_model(clip: str, image_size: int, seed: int) -> tuple[FAPromptModel, F
         # threads make each step many times slower (measured: 0.1 s with one thread, up to 3 s with two).
         torch.set_num_threads(1)
         tokenizer = tiny_clip_tokenizer()
-        clip_config = tiny_clip_config(tokenizer, hidden_size=64, image_size=image_size, patch_size=8,
-                                       projection_dim=64)
+        clip_config = tiny_clip_config(
+            tokenizer, hidden_size=64, image_size=image_size, patch_size=8, projection_dim=64
+        )
         model = FAPromptModel(tiny_faprompt_config(tokenizer, clip_config, image_size=image_size))
     else:
         tokenizer = CLIPTokenizer.from_pretrained(clip)
@@ -144,8 +170,9 @@ def evaluate(model: FAPromptModel, dataset: Dataset, processor: FAPromptProcesso
     model.eval()
     device = next(model.parameters()).device
     loader = DataLoader(defer_decoding(dataset), batch_size=16, collate_fn=FAPromptCollator(processor))
-    collected: dict[str, list] = {key: [] for key in ("scores", "maps", "baseline_scores", "baseline_maps", "labels",
-                                                       "masks", "class_names")}
+    collected: dict[str, list] = {
+        key: [] for key in ("scores", "maps", "baseline_scores", "baseline_maps", "labels", "masks", "class_names")
+    }
     for batch in loader:
         pixel_values = batch["pixel_values"].to(device)
         outputs = model(pixel_values=pixel_values)
@@ -165,8 +192,11 @@ def evaluate(model: FAPromptModel, dataset: Dataset, processor: FAPromptProcesso
 def per_class(results: dict[str, Any], prefix: str = "") -> dict[str, dict[str, float]]:
     """Per-class and mean metrics (``METRIC_KEYS``) of the model (``prefix=""``) or the baseline."""
     metrics = compute_per_class_metrics(
-        results["class_names"], results[f"{prefix}scores"], results["labels"].astype(np.int64),
-        results[f"{prefix}maps"], results["masks"].astype(np.int64),
+        results["class_names"],
+        results[f"{prefix}scores"],
+        results["labels"].astype(np.int64),
+        results[f"{prefix}maps"],
+        results["masks"].astype(np.int64),
     )
     return {name: {key: row[key] for key in METRIC_KEYS} for name, row in metrics.items()}
 
@@ -180,21 +210,33 @@ def write_overlays(dataset: Dataset, results: dict[str, Any], folder: Path, per_
     folder.mkdir(parents=True, exist_ok=True)
     chosen: list[int] = []
     for domain in dict.fromkeys(results["class_names"]):
-        anomalous = [index for index, (name, label) in enumerate(zip(results["class_names"], results["labels"],
-                                                                     strict=True)) if name == domain and label == 1]
+        anomalous = [
+            index
+            for index, (name, label) in enumerate(zip(results["class_names"], results["labels"], strict=True))
+            if name == domain and label == 1
+        ]
         chosen.extend(anomalous[::3][:per_domain])  # anomalous images cycle through defect types: vary them
     images = [dataset[index]["image"] for index in chosen]
     written = []
     for index, image in zip(chosen, images, strict=True):
         row = dataset[index]
         path = folder / f"{row['class_name']}_{row['defect_type']}_{index:03d}.png"
-        overlay_heatmap(image, results["maps"][index]).save(path)
+        with atomic_write(path, "wb") as handle:
+            overlay_heatmap(image, results["maps"][index]).save(handle, format="PNG")
         written.append(path)
-    titles = [f"{dataset[index]['class_name']} / {dataset[index]['defect_type']}: score "
-              f"{results['scores'][index]:.2f}" for index in chosen]
-    grid = comparison_grid(images, [results["maps"][index] for index in chosen],
-                           masks=[results["masks"][index] for index in chosen], titles=titles, tile_size=160)
-    grid.save(folder / "comparison_grid.png")
+    titles = [
+        f"{dataset[index]['class_name']} / {dataset[index]['defect_type']}: score {results['scores'][index]:.2f}"
+        for index in chosen
+    ]
+    grid = comparison_grid(
+        images,
+        [results["maps"][index] for index in chosen],
+        masks=[results["masks"][index] for index in chosen],
+        titles=titles,
+        tile_size=160,
+    )
+    with atomic_write(folder / "comparison_grid.png", "wb") as handle:
+        grid.save(handle, format="PNG")
     return [*written, folder / "comparison_grid.png"]
 
 
@@ -215,12 +257,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     model, processor = build_model(args.clip, args.image_size, args.seed)
     data_size = max(64, args.image_size)
-    train_set = make_synthetic_dataset(args.train_domains, args.num_train_images, args.num_train_images,
-                                       image_size=data_size, seed=args.seed, split="train")
-    test_set = make_synthetic_dataset(args.test_domains, args.num_test_images, args.num_test_images,
-                                      image_size=data_size, seed=args.seed, split="test")
-    print(f"Training on {', '.join(args.train_domains)} ({len(train_set)} images); held-out test domains: "
-          f"{', '.join(args.test_domains)} ({len(test_set)} images). Backbone: {args.clip}.")
+    train_set = make_synthetic_dataset(
+        args.train_domains,
+        args.num_train_images,
+        args.num_train_images,
+        image_size=data_size,
+        seed=args.seed,
+        split="train",
+    )
+    test_set = make_synthetic_dataset(
+        args.test_domains,
+        args.num_test_images,
+        args.num_test_images,
+        image_size=data_size,
+        seed=args.seed,
+        split="test",
+    )
+    print(
+        f"Training on {', '.join(args.train_domains)} ({len(train_set)} images); held-out test domains: "
+        f"{', '.join(args.test_domains)} ({len(test_set)} images). Backbone: {args.clip}."
+    )
 
     training_args = FAPromptTrainingArguments(
         output_dir=str(output_dir / "model"),
@@ -239,9 +295,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results = evaluate(model, test_set, processor)
     metrics: dict[str, Any] = per_class(results)
     metrics["baseline"] = per_class(results, prefix="baseline_")
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    with atomic_write(output_dir / "metrics.json") as handle:
+        json.dump(metrics, handle, indent=2)
     write_model_card(
-        training_args.output_dir, training_args, base_model=args.clip, dataset_name=dataset_name,
+        training_args.output_dir,
+        training_args,
+        base_model=args.clip,
+        dataset_name=dataset_name,
         metrics={name: row for name, row in metrics.items() if name != "baseline"},
         metrics_description=f"Zero-shot on held-out synthetic domains ({', '.join(args.test_domains)}).",
     )
@@ -251,16 +311,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(format_metrics_table({name: row for name, row in metrics.items() if name != "baseline"}))
     print("\nUntrained baseline on the same backbone features (patch distance from the image's mean patch):")
     print(format_metrics_table(metrics["baseline"]))
-    print("\nMean image / pixel AUROC on the held-out domains: FAPrompt {:.1f} / {:.1f}, the same model before "
-          "training {:.1f} / {:.1f}, baseline {:.1f} / {:.1f}.".format(
-              *(100 * row[key] for row in (metrics["mean"], before_training, metrics["baseline"]["mean"])
-                for key in ("image_auroc", "pixel_auroc"))))
+    print(
+        "\nMean image / pixel AUROC on the held-out domains: FAPrompt {:.1f} / {:.1f}, the same model before "
+        "training {:.1f} / {:.1f}, baseline {:.1f} / {:.1f}.".format(
+            *(
+                100 * row[key]
+                for row in (metrics["mean"], before_training, metrics["baseline"]["mean"])
+                for key in ("image_auroc", "pixel_auroc")
+            )
+        )
+    )
     if args.clip == TINY_CLIP:
-        print("\nThe backbone is a small random CLIP: compare the method with the baseline, not with published "
-              "numbers.")
-    print(f"\nWrote {output_dir / 'metrics.json'}, {len(overlays)} overlays in {output_dir / 'overlays'} and the "
-          f"model in {training_args.output_dir}. Training took {train_seconds:.0f} s; total "
-          f"{time.perf_counter() - start:.0f} s.")
+        print(
+            "\nThe backbone is a small random CLIP: compare the method with the baseline, not with published numbers."
+        )
+    print(
+        f"\nWrote {output_dir / 'metrics.json'}, {len(overlays)} overlays in {output_dir / 'overlays'} and the "
+        f"model in {training_args.output_dir}. Training took {train_seconds:.0f} s; total "
+        f"{time.perf_counter() - start:.0f} s."
+    )
     return metrics
 
 

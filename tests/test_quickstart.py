@@ -33,7 +33,10 @@ def test_smoke_run_writes_metrics_overlays_and_a_model(tmp_path):
     output_dir = tmp_path / "quickstart_output"
     result = subprocess.run(
         [sys.executable, str(QUICKSTART), "--smoke", "--output_dir", str(output_dir)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
