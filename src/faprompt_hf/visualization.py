@@ -16,10 +16,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from faprompt_hf.image_utils import ImageInput, to_mask_array, to_rgb_image
-from faprompt_hf.metrics import ArrayLike, auroc, average_precision, precision_recall_curve, roc_curve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from faprompt_hf.metrics import ArrayLike
 
 Normalization = bool | tuple[float, float]
 
@@ -215,6 +216,8 @@ def plot_roc_pr_curves(
     """
     _require_matplotlib("plot_roc_pr_curves")
     from matplotlib.figure import Figure
+
+    from faprompt_hf.metrics import auroc, average_precision, precision_recall_curve, roc_curve
 
     figure = Figure(figsize=(11, 5), layout="constrained")
     roc_axes, pr_axes = figure.subplots(1, 2)
