@@ -3,24 +3,27 @@
 """onnxruntime (CPU) against PyTorch eager (CPU) on FAPrompt, fp32, batch 1, measured alternately in one run.
 
 No downloads: the model is built from ``clip_vit_large_patch14_336_config()`` (ViT-L/14@336) with random weights and
-run at 518 px, or from the tiny test configuration with ``--tiny``. It is exported once with
-``faprompt_hf.export_onnx`` (or read from ``--onnx_dir``), then every variant runs once per round, in turn, so that
-all of them see the same machine load:
+run at 518 px, or from the tiny test configuration with ``--tiny``. It is exported with ``faprompt_hf.export_onnx``
+at opset 18 and at opset 23 (into ``--export_dir``, where earlier exports of the same seeded model are reused), then
+every variant runs once per round, in turn, so that all of them see the same machine load:
 
 - ``torch_eager``: ``FAPromptModel`` in PyTorch, eager, fp32 (PyTorch's default threads).
-- ``ort_default``: the exported graph in an onnxruntime session with default settings.
-- ``ort_threads``: ``intra_op_num_threads`` = physical cores, sequential execution, all graph optimisations.
-- ``ort_fused``: the graph after onnxruntime's transformer optimiser (``onnxruntime.transformers.optimizer``:
-  attention, LayerNorm, GELU fusions; model type ``clip``), with the ``ort_threads`` settings.
-- ``ort_int8`` (``--int8``): dynamic int8 quantisation of the MatMul weights (``onnxruntime.quantization``).
+- ``ort_default``: the opset-18 graph in an onnxruntime session with default settings.
+- ``ort_threads``: the same with ``intra_op_num_threads`` = physical cores, sequential execution, all graph
+  optimisations.
+- ``ort_fused``: the opset-18 graph after onnxruntime's transformer optimiser (``onnxruntime.transformers.optimizer``,
+  model type ``clip``), with the ``ort_threads`` settings.
+- ``ort_opset23``: the opset-23 graph, where attention is one ONNX ``Attention`` operator, with the ``ort_threads``
+  settings.
+- ``ort_int8`` (``--int8``): the opset-18 graph with its MatMul weights quantised to int8 (dynamic quantisation,
+  ``onnxruntime.quantization``).
 
 Prints one JSON object: per variant the median and minimum seconds per image, the ratio ``torch_eager / variant``
 (> 1: faster than eager), the largest differences from PyTorch's scores and maps and the maps' cosine similarity.
 
 Usage:
-    python benchmarks/benchmark_onnx.py                       # ViT-L/14@336 at 518 px (export: minutes)
-    python benchmarks/benchmark_onnx.py --tiny --rounds 5     # a quick check that the script works
-    python benchmarks/benchmark_onnx.py --onnx_dir DIR        # reuse an export of the same seeded model
+    python benchmarks/benchmark_onnx.py --export_dir onnx_bench   # ViT-L/14@336 at 518 px (exports: minutes)
+    python benchmarks/benchmark_onnx.py --tiny --rounds 5          # a quick check that the script works
 """
 
 from __future__ import annotations
@@ -80,17 +83,13 @@ def build_model(tiny: bool) -> tuple[FAPromptModel, int]:
     return FAPromptModel(FAPromptConfig(clip_config=clip_vit_large_patch14_336_config().to_dict())).eval(), 518
 
 
-def session(path: Path, threads: int | None, optimized: bool = True) -> onnxruntime.InferenceSession:
+def session(path: Path, threads: int | None) -> onnxruntime.InferenceSession:
     """An onnxruntime CPU session; ``threads=None`` keeps every default."""
     options = onnxruntime.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = (
-            onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-            if optimized
-            else onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        )
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
@@ -102,7 +101,7 @@ def fuse_transformer(path: Path, output: Path, model: FAPromptModel) -> Path:
     fused = optimize_model(
         str(path), model_type="clip", num_heads=vision.num_attention_heads, hidden_size=vision.hidden_size, opt_level=1
     )
-    fused.save_model_to_file(str(output), use_external_data_format=output.with_suffix(".onnx.data").exists() or None)
+    fused.save_model_to_file(str(output), use_external_data_format=fused.model.ByteSize() >= 2**31)
     return output
 
 
@@ -120,8 +119,13 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="Tiny config at 32 px instead of ViT-L/14@336 at 518 px.")
     parser.add_argument("--rounds", type=int, default=5, help="Timed rounds (each runs every variant once).")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed rounds first.")
-    parser.add_argument("--onnx_dir", default=None, help="Reuse this export of the seeded model (default: export).")
+    parser.add_argument(
+        "--export_dir",
+        default=None,
+        help="Folder for the exports (opset18/, opset23/); ones already there are reused (default: a temporary one).",
+    )
     parser.add_argument("--threads", type=int, default=None, help="intra_op_num_threads (default: physical cores).")
+    parser.add_argument("--opsets", type=int, nargs="+", default=[18, 23], help="Opsets to export (18 is required).")
     parser.add_argument("--no_fused", action="store_true", help="Skip the transformer-optimiser variant.")
     parser.add_argument("--int8", action="store_true", help="Also measure dynamic int8 quantisation.")
     parser.add_argument("--label", default="", help="A note stored in the output (e.g. 'under contention').")
@@ -130,15 +134,20 @@ def main() -> None:
     model, side = build_model(args.tiny)
     threads = args.threads or physical_cores()
     work = Path(tempfile.mkdtemp(prefix="faprompt_onnx_bench_"))
-    export_seconds = None
-    if args.onnx_dir:
-        directory = Path(args.onnx_dir)
-    else:
-        directory = work / "export"
-        start = time.perf_counter()
-        export_onnx(model, directory, image_size=side)
-        export_seconds = round(time.perf_counter() - start, 1)
-    graph = directory / ONNX_FILE_NAME
+    export_root = Path(args.export_dir) if args.export_dir else work
+    export_seconds: dict[str, float | None] = {}
+    graphs = {}
+    if 18 not in args.opsets:
+        parser.error("--opsets must include 18 (the baseline graph).")
+    for opset in args.opsets:
+        directory = export_root / f"opset{opset}"
+        export_seconds[f"opset{opset}"] = None
+        if not (directory / ONNX_FILE_NAME).is_file():
+            start = time.perf_counter()
+            export_onnx(model, directory, image_size=side, opset=opset)
+            export_seconds[f"opset{opset}"] = round(time.perf_counter() - start, 1)
+        graphs[opset] = directory / ONNX_FILE_NAME
+    graph = graphs[18]
 
     pixel_values = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1))
     feed = {"pixel_values": pixel_values.numpy()}
@@ -149,6 +158,8 @@ def main() -> None:
     sessions = {"ort_default": session(graph, None), "ort_threads": session(graph, threads)}
     if not args.no_fused:
         sessions["ort_fused"] = session(fuse_transformer(graph, work / "fused.onnx", model), threads)
+    if 23 in graphs:
+        sessions["ort_opset23"] = session(graphs[23], threads)
     if args.int8:
         sessions["ort_int8"] = session(quantize_int8(graph, work / "int8.onnx"), threads)
 

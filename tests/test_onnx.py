@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -141,8 +142,7 @@ def test_first_m_exports_at_a_non_square_size(first_m_model, first_m_non_square_
 
 def test_cli_exports_a_bf16_model_in_float32(top_m_model, tmp_path, make_pixels):
     saved = tmp_path / "bf16_model"
-    top_m_model.to(torch.bfloat16).save_pretrained(saved)
-    top_m_model.float()
+    copy.deepcopy(top_m_model).to(torch.bfloat16).save_pretrained(saved)
     output = tmp_path / "exported"
     cli_main(["export", "--model", str(saved), "--output", str(output), "--opset", "18", "--image_size", "40"])
 
