@@ -265,5 +265,9 @@ def export_onnx(
         onnx.checker.check_model(os.fspath(onnx_path), full_check=True)
         (staging / PREPROCESSOR_CONFIG_NAME).write_text(image_processor.to_json_string(), encoding="utf-8")
         (staging / ONNX_CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        written = {file.name for file in staging.iterdir()}
+    stale_weights = destination / f"{ONNX_FILE_NAME}.data"
+    if stale_weights.name not in written:
+        stale_weights.unlink(missing_ok=True)  # an earlier, larger export's weights: the new graph holds its own
     logger.info("Exported %s (%dx%d, opset %s).", destination / ONNX_FILE_NAME, height, width, settings["opset"])
     return destination / ONNX_FILE_NAME
