@@ -482,13 +482,8 @@ class FAPromptModel(FAPromptPreTrainedModel):
         cache_key = None
         if not torch.is_grad_enabled():
             learner = self.prompt_learner
-            tensors = [
-                learner.normal_context,
-                learner.abnormal_context,
-                learner.deep_prompts,
-                *self.clip.text_model.parameters(),
-                self.clip.text_projection.weight,
-            ]
+            tensors = [learner.normal_context, learner.abnormal_context, learner.deep_prompts,
+                       *self.clip.text_model.parameters(), self.clip.text_projection.weight]
             cache_key = (
                 self.config.round_deep_prompts_to_float16,
                 tuple(self.config.normal_prompt_ids()),

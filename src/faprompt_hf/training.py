@@ -121,7 +121,7 @@ class FAPromptTrainingArguments:
         metadata={
             "choices": ["no", "fp16", "bf16"],
             "help": "'no', 'fp16' or 'bf16': the frozen CLIP runs in this dtype, prompts and optimizer stay float32. "
-            "None: the `accelerate launch`/config setting, which defaults to 'no' (the reference).",
+            "None: the `accelerate launch`/config setting, which defaults to 'no' (the reference)."
         },
     )
     checkpointing_steps: int | None = dataclasses.field(
@@ -223,8 +223,7 @@ def validate_training_dataset(dataset: Dataset) -> dict[str, Any]:
             "which has them). Use a split with labelled defects."
         )
     without_mask = [
-        index
-        for index, (label, mask) in enumerate(zip(labels, columns["mask"], strict=True))
+        index for index, (label, mask) in enumerate(zip(labels, columns["mask"], strict=True))
         if label == 1 and _is_missing(mask)
     ]
     if without_mask:
@@ -433,10 +432,8 @@ def _resolve_resume_path(args: FAPromptTrainingArguments) -> Path | None:
     if args.resume_from_checkpoint == "latest":
         path = find_latest_checkpoint(args.output_dir)
         if path is None:
-            logger.warning(
-                "resume_from_checkpoint='latest' but %s holds no checkpoint: starting fresh.",
-                Path(args.output_dir) / CHECKPOINTS_DIR,
-            )
+            logger.warning("resume_from_checkpoint='latest' but %s holds no checkpoint: starting fresh.",
+                           Path(args.output_dir) / CHECKPOINTS_DIR)
         return path
     path = Path(args.resume_from_checkpoint)
     if not (path / TRAINER_STATE_NAME).is_file():
@@ -559,44 +556,28 @@ def train(
     global_step, start_epoch, skip_batches = 0, 0, 0
     resume_path = _resolve_resume_path(args)
     if resume_path is None and accelerator.is_main_process and find_latest_checkpoint(output_dir) is not None:
-        logger.warning(
-            "%s already holds checkpoints of an earlier run; a later resume_from_checkpoint='latest' may "
-            "pick one of them. Use a new output_dir, or remove them.",
-            output_dir / CHECKPOINTS_DIR,
-        )
+        logger.warning("%s already holds checkpoints of an earlier run; a later resume_from_checkpoint='latest' may "
+                       "pick one of them. Use a new output_dir, or remove them.", output_dir / CHECKPOINTS_DIR)
     if resume_path is not None:
         accelerator.load_state(str(resume_path))
         state = json.loads((resume_path / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
         global_step, start_epoch, skip_batches = state["global_step"], state["epoch"], state["batches_in_epoch"]
-        layout = {
-            "num_processes": accelerator.num_processes,
-            "per_device_train_batch_size": args.per_device_train_batch_size,
-            "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        }
+        layout = {"num_processes": accelerator.num_processes, "per_device_train_batch_size":
+                  args.per_device_train_batch_size, "gradient_accumulation_steps": args.gradient_accumulation_steps}
         changed = {key: (state.get(key), value) for key, value in layout.items() if state.get(key) != value}
         if changed and accelerator.is_main_process:
-            logger.warning(
-                "Resuming with a different layout %s (saved, now): the run will not repeat exactly.", changed
-            )
+            logger.warning("Resuming with a different layout %s (saved, now): the run will not repeat exactly.",
+                           changed)
         if accelerator.is_main_process:
-            logger.info(
-                "Resumed from %s at step %d (epoch %d, batch %d).",
-                resume_path,
-                global_step,
-                start_epoch + 1,
-                skip_batches,
-            )
+            logger.info("Resumed from %s at step %d (epoch %d, batch %d).", resume_path, global_step,
+                        start_epoch + 1, skip_batches)
 
     accelerator.init_trackers("faprompt", config=_tracker_config(args, accelerator))
     if accelerator.is_main_process:
         logger.info(
             "Training %d prompt parameters on %d images (%d anomalous): %d steps (%d per epoch), %d process(es).",
-            sum(parameter.numel() for parameter in trainable),
-            dataset_summary["num_images"],
-            dataset_summary["num_anomalous"],
-            total_steps,
-            steps_per_epoch,
-            accelerator.num_processes,
+            sum(parameter.numel() for parameter in trainable), dataset_summary["num_images"],
+            dataset_summary["num_anomalous"], total_steps, steps_per_epoch, accelerator.num_processes,
         )
     progress = tqdm(
         total=total_steps,
@@ -619,9 +600,8 @@ def train(
             for batch_index, batch in enumerate(batches, start=skip + 1):
                 with accelerator.accumulate(model):
                     with accelerator.autocast():
-                        inputs = {
-                            key: batch[key] for key in ("pixel_values", "labels", "masks", "mask_valid") if key in batch
-                        }
+                        inputs = {key: batch[key] for key in ("pixel_values", "labels", "masks", "mask_valid")
+                                  if key in batch}
                         outputs = model(**inputs)
                     terms = torch.stack([outputs[field].detach().float() for field in LOSS_TERMS.values()])
                     terms = accelerator.reduce(terms, reduction="mean")
@@ -651,25 +631,20 @@ def train(
                 if global_step % args.logging_steps == 0 or global_step == total_steps:
                     means = dict(zip(LOSS_TERMS, torch.stack(window).mean(0).tolist(), strict=True))
                     window.clear()
-                    record = {
-                        **{f"train/{name}": value for name, value in means.items()},
-                        "train/epoch": epoch + batch_index / len(dataloader),
-                    }
+                    record = {**{f"train/{name}": value for name, value in means.items()},
+                              "train/epoch": epoch + batch_index / len(dataloader)}
                     accelerator.log(record, step=global_step)
                     log_history.append({"step": global_step, **record})
                 if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
                     end_of_epoch = batch_index == len(dataloader)
-                    checkpointer.save(
-                        global_step,
-                        {
-                            "global_step": global_step,
-                            "epoch": epoch + 1 if end_of_epoch else epoch,
-                            "batches_in_epoch": 0 if end_of_epoch else batch_index,
-                            "num_processes": accelerator.num_processes,
-                            "per_device_train_batch_size": args.per_device_train_batch_size,
-                            "gradient_accumulation_steps": args.gradient_accumulation_steps,
-                        },
-                    )
+                    checkpointer.save(global_step, {
+                        "global_step": global_step,
+                        "epoch": epoch + 1 if end_of_epoch else epoch,
+                        "batches_in_epoch": 0 if end_of_epoch else batch_index,
+                        "num_processes": accelerator.num_processes,
+                        "per_device_train_batch_size": args.per_device_train_batch_size,
+                        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                    })
                 if step_callback is not None:
                     step_callback(global_step, values)
                 if global_step >= total_steps:
@@ -693,17 +668,11 @@ def train(
     )
     if accelerator.is_main_process:
         processor.save_pretrained(output_dir)
-        write_model_card(
-            output_dir, args, base_model=base_model, dataset_name=dataset_name, dataset_summary=dataset_summary
-        )
+        write_model_card(output_dir, args, base_model=base_model, dataset_name=dataset_name,
+                         dataset_summary=dataset_summary)
         digest = _prompt_digest(state_dict)
-        summary = {
-            "global_step": global_step,
-            "num_processes": accelerator.num_processes,
-            "prompt_sha256": digest,
-            "prompt_sha256_per_process": digests,
-            "log_history": log_history,
-        }
+        summary = {"global_step": global_step, "num_processes": accelerator.num_processes, "prompt_sha256": digest,
+                   "prompt_sha256_per_process": digests, "log_history": log_history}
         (output_dir / TRAINER_STATE_NAME).write_text(json.dumps(summary, indent=2), encoding="utf-8")
         logger.info("Saved the trained model and processor to %s (prompt SHA-256 %s).", output_dir, digest)
         if args.push_to_hub:
