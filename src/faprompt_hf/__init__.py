@@ -4,39 +4,33 @@
 Importing the package registers ``FAPromptConfig``, ``FAPromptModel``, ``FAPromptImageProcessor`` and
 ``FAPromptProcessor`` with transformers' Auto classes (model type ``"faprompt"``) and for remote code (saved folders
 carry their code), and the ``"anomaly-detection"`` pipeline.
+
+Without PyTorch or transformers the package still imports, for the ONNX runtime
+(:class:`faprompt_hf.onnx.ONNXAnomalyDetector`, which needs only numpy, Pillow and onnxruntime); the PyTorch names then
+raise an ImportError that says what to install.
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
+from __future__ import annotations
 
-from .configuration_faprompt import FAPromptConfig, clip_vit_large_patch14_336_config
-from .convert_original import convert_original_checkpoint
-from .image_processing_faprompt import FAPromptImageProcessor
-from .modeling_faprompt import FAPromptModel, FAPromptOutput, FAPromptPreTrainedModel
-from .pipeline_faprompt import (
-    FAPromptAnomalyDetectionPipeline,
-    calibrate_threshold,
-    register_pipeline,
-    threshold_from_f1,
-)
-from .processing_faprompt import FAPromptProcessor
+import importlib.util
+from typing import Any
 
 __version__ = "0.1.0"
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14-336"
 
-AutoConfig.register("faprompt", FAPromptConfig, exist_ok=True)
-AutoModel.register(FAPromptConfig, FAPromptModel, exist_ok=True)
-AutoImageProcessor.register(FAPromptConfig, image_processor_classes={"pil": FAPromptImageProcessor}, exist_ok=True)
-AutoProcessor.register(FAPromptConfig, FAPromptProcessor, exist_ok=True)
-register_pipeline()
-# Saved folders name these classes in their auto_map and carry their code (trust_remote_code=True without the package).
-FAPromptConfig.register_for_auto_class("AutoConfig")
-FAPromptModel.register_for_auto_class("AutoModel")
-FAPromptImageProcessor.register_for_auto_class("AutoImageProcessor")
-FAPromptProcessor.register_for_auto_class("AutoProcessor")
+
+def _is_importable(name: str) -> bool:
+    """Whether a top-level package can be imported (transformers' ``is_torch_available`` style: no import)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
 
 __all__ = [
     "DEFAULT_CLIP",
+    "TORCH_AVAILABLE",
     "FAPromptAnomalyDetectionPipeline",
     "FAPromptConfig",
     "FAPromptImageProcessor",
@@ -47,6 +41,48 @@ __all__ = [
     "calibrate_threshold",
     "clip_vit_large_patch14_336_config",
     "convert_original_checkpoint",
+    "export_onnx",
     "register_pipeline",
     "threshold_from_f1",
 ]
+
+TORCH_AVAILABLE = _is_importable("torch") and _is_importable("transformers")
+"""Whether PyTorch and transformers are installed (the model, processor, pipeline and ONNX export need them)."""
+
+if TORCH_AVAILABLE:
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
+
+    from .configuration_faprompt import FAPromptConfig, clip_vit_large_patch14_336_config
+    from .convert_original import convert_original_checkpoint
+    from .image_processing_faprompt import FAPromptImageProcessor
+    from .modeling_faprompt import FAPromptModel, FAPromptOutput, FAPromptPreTrainedModel
+    from .onnx.export import export_onnx
+    from .pipeline_faprompt import (
+        FAPromptAnomalyDetectionPipeline,
+        calibrate_threshold,
+        register_pipeline,
+        threshold_from_f1,
+    )
+    from .processing_faprompt import FAPromptProcessor
+
+    AutoConfig.register("faprompt", FAPromptConfig, exist_ok=True)
+    AutoModel.register(FAPromptConfig, FAPromptModel, exist_ok=True)
+    AutoImageProcessor.register(FAPromptConfig, image_processor_classes={"pil": FAPromptImageProcessor}, exist_ok=True)
+    AutoProcessor.register(FAPromptConfig, FAPromptProcessor, exist_ok=True)
+    register_pipeline()
+    # Saved folders name these classes in their auto_map and carry their code (trust_remote_code=True without the
+    # package).
+    FAPromptConfig.register_for_auto_class("AutoConfig")
+    FAPromptModel.register_for_auto_class("AutoModel")
+    FAPromptImageProcessor.register_for_auto_class("AutoImageProcessor")
+    FAPromptProcessor.register_for_auto_class("AutoProcessor")
+else:
+
+    def __getattr__(name: str) -> Any:
+        """Explain, for a PyTorch name, that it needs PyTorch and transformers."""
+        if name in __all__:
+            raise ImportError(
+                f"faprompt_hf.{name} needs PyTorch and transformers, which are not installed: "
+                'pip install torch "faprompt-hf". Without them only faprompt_hf.onnx.ONNXAnomalyDetector works.'
+            )
+        raise AttributeError(f"module 'faprompt_hf' has no attribute {name!r}")

@@ -13,6 +13,8 @@ from .convert_original import convert_original_checkpoint
 from .file_utils import staged_directory
 from .hub import push_folder_to_hub, record_clip_source, write_model_card
 from .image_processing_faprompt import FAPromptImageProcessor
+from .modeling_faprompt import FAPromptModel
+from .onnx.export import export_onnx
 from .processing_faprompt import FAPromptProcessor
 
 __all__ = ["main"]
@@ -34,6 +36,17 @@ def _convert(args: argparse.Namespace) -> None:
     logger.info("Wrote %s (load it with FAPromptModel.from_pretrained and AutoProcessor.from_pretrained).", args.output)
     if args.push_to_hub:
         logger.info("Pushed: %s", push_folder_to_hub(args.output, args.push_to_hub))
+
+
+def _export(args: argparse.Namespace) -> None:
+    model = FAPromptModel.from_pretrained(args.model)
+    try:
+        image_processor = FAPromptImageProcessor.from_pretrained(args.model)
+    except OSError:
+        logger.info("%s has no preprocessor_config.json; using FAPromptImageProcessor defaults.", args.model)
+        image_processor = None
+    path = export_onnx(model, args.output, image_size=args.image_size, opset=args.opset, processor=image_processor)
+    logger.info("Wrote %s (run it with faprompt_hf.onnx.ONNXAnomalyDetector(%r)).", path, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
         "given as a hub id is only named (with its revision and fingerprint) and downloaded on first load.",
     )
     convert.set_defaults(handler=_convert)
+    export = commands.add_parser(
+        "export", help="Export a model to ONNX (model.onnx + its processor config and threshold) for onnxruntime."
+    )
+    export.add_argument("--model", required=True, help="A saved FAPrompt model: local directory or hub id.")
+    export.add_argument("--output", required=True, help="Output directory.")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (18 or newer; default: the exporter's).")
+    export.add_argument(
+        "--image_size",
+        type=int,
+        default=None,
+        help="Input side in pixels, a multiple of the patch size (default: the saved processor's, else the config's).",
+    )
+    export.set_defaults(handler=_export)
     return parser
 
 

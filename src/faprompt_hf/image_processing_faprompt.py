@@ -13,18 +13,9 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
 from .image_utils import ImageInput, to_mask_array, to_rgb_image
+from .inference_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, RESAMPLE_FILTERS, normalize_image, resize_anomaly_map
 
 __all__ = ["FAPromptImageProcessor", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]
-
-OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-_RESAMPLE = {
-    "bicubic": Image.Resampling.BICUBIC,
-    "bilinear": Image.Resampling.BILINEAR,
-    "nearest": Image.Resampling.NEAREST,
-    "lanczos": Image.Resampling.LANCZOS,
-}
 
 
 def checked_size(size: Any, name: str = "size") -> tuple[int, int]:
@@ -95,8 +86,8 @@ class FAPromptImageProcessor(BaseImageProcessor):
     ) -> None:
         super().__init__(**kwargs)
         height, width = checked_size(size)
-        if resample not in _RESAMPLE:
-            raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}.")
+        if resample not in RESAMPLE_FILTERS:
+            raise ValueError(f"resample must be one of {sorted(RESAMPLE_FILTERS)}, got {resample!r}.")
         self.size = {"height": height, "width": width}
         self.resample = resample
         self.image_mean = [float(v) for v in image_mean]
@@ -109,11 +100,7 @@ class FAPromptImageProcessor(BaseImageProcessor):
 
     def preprocess_image(self, image: ImageInput, size: tuple[int, int], source: str | None = None) -> np.ndarray:
         """One image -> normalised float32 array (3, H, W)."""
-        rgb = to_rgb_image(image, source)
-        resized = rgb.resize((size[1], size[0]), _RESAMPLE[self.resample])
-        array = np.asarray(resized, dtype=np.float32) / 255.0
-        array = (array - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)
-        return array.transpose(2, 0, 1)
+        return normalize_image(to_rgb_image(image, source), size, self.resample, self.image_mean, self.image_std)
 
     def preprocess_mask(
         self,
@@ -221,14 +208,9 @@ class FAPromptImageProcessor(BaseImageProcessor):
         Returns:
             A list of B float maps, each (height_i, width_i).
         """
-        resized = []
-        for anomaly_map, (height, width) in zip(anomaly_maps, target_sizes, strict=True):
-            resized.append(
-                torch.nn.functional.interpolate(
-                    anomaly_map[None, None].float(),
-                    size=(int(height), int(width)),
-                    mode="bilinear",
-                    align_corners=False,
-                )[0, 0]
-            )
-        return resized
+        return [
+            torch.from_numpy(
+                resize_anomaly_map(anomaly_map.detach().float().cpu().numpy(), (int(height), int(width)))
+            ).to(anomaly_map.device)
+            for anomaly_map, (height, width) in zip(anomaly_maps, target_sizes, strict=True)
+        ]

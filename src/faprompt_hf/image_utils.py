@@ -8,17 +8,27 @@ input never becomes a silently wrong label or mask.
 from __future__ import annotations
 
 import os
+import sys
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+if TYPE_CHECKING:
+    import torch
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, "torch.Tensor"]
 
 __all__ = ["ImageInput", "load_image", "to_rgb_image", "to_mask_array"]
 
 _RAW_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 """PIL modes whose values ``convert("L")`` would clip to 0..255: read as raw numbers instead."""
+
+
+def _is_torch_tensor(value: object) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch (a tensor exists only once torch is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -30,6 +40,8 @@ def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
     Returns:
         The numpy array (numpy has no bfloat16, so ``.numpy()`` alone would raise on it).
     """
+    import torch
+
     tensor = tensor.detach().cpu()
     if tensor.is_floating_point():
         tensor = tensor.to(torch.float32)
@@ -166,7 +178,7 @@ def to_rgb_image(image: ImageInput, source: str | None = None) -> Image.Image:
         source = source or os.fspath(image)
         image = load_image(image)
     source = source or f"<{type(image).__name__}>"
-    if isinstance(image, torch.Tensor):
+    if _is_torch_tensor(image):
         image = _tensor_to_numpy(image)
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image, source)
@@ -254,7 +266,7 @@ def to_mask_array(mask: ImageInput | None, source: str | None = None) -> np.ndar
                     f"Mask {source} has PIL mode {mask.mode!r}, which cannot be converted to grey levels ({error}); "
                     "save it as an L (8-bit grey) or 1 (binary) image."
                 ) from error
-    elif isinstance(mask, torch.Tensor):
+    elif _is_torch_tensor(mask):
         array = _tensor_to_numpy(mask)
     else:
         array = np.asarray(mask)

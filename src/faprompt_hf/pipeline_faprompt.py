@@ -14,22 +14,26 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import logging
 
 from .image_processing_faprompt import FAPromptImageProcessor
 from .image_utils import ImageInput, to_rgb_image
+from .inference_utils import (
+    DEFAULT_PIXEL_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    check_threshold,
+    detection_result,
+    resolve_threshold,
+)
 from .metrics import ArrayLike, f1_max
 from .modeling_faprompt import FAPromptModel
-from .visualization import overlay_heatmap
 
 logger = logging.get_logger(__name__)
 
@@ -45,21 +49,6 @@ __all__ = [
 
 ANOMALY_DETECTION_TASK = "anomaly-detection"
 """The pipeline task name."""
-
-DEFAULT_THRESHOLD = 0.5
-"""Image-score threshold used when neither an argument nor ``config.anomaly_threshold`` gives one (uncalibrated)."""
-
-DEFAULT_PIXEL_THRESHOLD = 0.5
-"""Anomaly-map threshold of the returned ``mask`` when no ``pixel_threshold`` is given."""
-
-
-def _check_threshold(value: Any, name: str) -> float:
-    """A finite float, or a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number, got {value!r}.")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be finite, got {value!r}.")
-    return float(value)
 
 
 class FAPromptAnomalyDetectionPipeline(Pipeline):
@@ -139,9 +128,9 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
             raise TypeError(f"Unknown argument(s) {sorted(kwargs)} for the anomaly-detection pipeline.")
         postprocess: dict[str, Any] = {}
         if threshold is not None:
-            postprocess["threshold"] = _check_threshold(threshold, "threshold")
+            postprocess["threshold"] = check_threshold(threshold, "threshold")
         if pixel_threshold is not None:
-            postprocess["pixel_threshold"] = _check_threshold(pixel_threshold, "pixel_threshold")
+            postprocess["pixel_threshold"] = check_threshold(pixel_threshold, "pixel_threshold")
         if return_overlay is not None:
             postprocess["return_overlay"] = bool(return_overlay)
         if overlay_alpha is not None:
@@ -177,12 +166,12 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         """Load and convert one image to RGB, and normalise it for the model.
 
         Returns:
-            ``pixel_values`` (1, 3, S, S), the ``original_size`` (height, width) and the RGB ``image``.
+            ``pixel_values`` (1, 3, S, S) and the RGB ``image`` (whose size is the size of the returned maps).
         """
         source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
         rgb = to_rgb_image(image, source)
         pixel_values = self.image_processor(images=[rgb], return_tensors="pt")["pixel_values"]
-        return {"pixel_values": pixel_values, "original_size": (rgb.height, rgb.width), "image": rgb}
+        return {"pixel_values": pixel_values, "image": rgb}
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         """Run the model on a batch; image scores (B,) and smoothed anomaly maps (B, S, S) come back as float32."""
@@ -190,27 +179,16 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         return {
             "image_scores": outputs.image_scores.float(),
             "anomaly_maps": outputs.anomaly_maps.float(),
-            "original_size": model_inputs["original_size"],
             "image": model_inputs["image"],
         }
 
     def _resolve_threshold(self, threshold: float | None) -> float:
         """The threshold argument, else ``config.anomaly_threshold``, else 0.5 (warning once per pipeline)."""
-        if threshold is not None:
-            return threshold
-        configured = getattr(self.model.config, "anomaly_threshold", None)
-        if configured is not None:
-            return float(configured)
-        if not self._warned_uncalibrated:
-            warnings.warn(
-                f"No threshold given and model.config.anomaly_threshold is unset: is_anomalous uses the uncalibrated "
-                f"default {DEFAULT_THRESHOLD}. Calibrate it with faprompt_hf.calibrate_threshold (known-normal "
-                "images) or threshold_from_f1 (labelled scores), or pass threshold=...",
-                UserWarning,
-                stacklevel=2,
-            )
-            self._warned_uncalibrated = True
-        return DEFAULT_THRESHOLD
+        threshold, warned = resolve_threshold(
+            threshold, getattr(self.model.config, "anomaly_threshold", None), not self._warned_uncalibrated
+        )
+        self._warned_uncalibrated |= warned
+        return threshold
 
     def postprocess(
         self,
@@ -222,24 +200,16 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         overlay_normalize: bool | tuple[float, float] = True,
     ) -> dict[str, Any]:
         """Turn one image's outputs into the result dict (maps resized to the original size)."""
-        height, width = model_outputs["original_size"]
-        score = float(model_outputs["image_scores"].reshape(-1)[0])
-        anomaly_map = self.image_processor.post_process_anomaly_maps(
-            model_outputs["anomaly_maps"].reshape(1, *model_outputs["anomaly_maps"].shape[-2:]), [(height, width)]
-        )[0]
-        anomaly_map = anomaly_map.numpy().astype(np.float32, copy=False)
-        overlay: Image.Image | None = None
-        if return_overlay:
-            overlay = overlay_heatmap(
-                model_outputs["image"], anomaly_map, alpha=overlay_alpha, normalize=overlay_normalize
-            )
-        return {
-            "score": score,
-            "is_anomalous": bool(score >= self._resolve_threshold(threshold)),
-            "anomaly_map": anomaly_map,
-            "mask": anomaly_map >= pixel_threshold,
-            "overlay": overlay,
-        }
+        return detection_result(
+            score=float(model_outputs["image_scores"].reshape(-1)[0]),
+            anomaly_map=model_outputs["anomaly_maps"].reshape(model_outputs["anomaly_maps"].shape[-2:]).numpy(),
+            image=model_outputs["image"],
+            threshold=self._resolve_threshold(threshold),
+            pixel_threshold=pixel_threshold,
+            return_overlay=return_overlay,
+            overlay_alpha=overlay_alpha,
+            overlay_normalize=overlay_normalize,
+        )
 
 
 def register_pipeline() -> None:

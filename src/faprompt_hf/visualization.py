@@ -18,10 +18,11 @@ from PIL import Image, ImageDraw
 
 from .file_utils import atomic_write
 from .image_utils import ImageInput, to_mask_array, to_rgb_image
-from .metrics import ArrayLike, auroc, average_precision, precision_recall_curve, roc_curve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from .metrics import ArrayLike
 
 Normalization = bool | tuple[float, float]
 
@@ -289,6 +290,8 @@ def plot_roc_pr_curves(
     """
     _require_matplotlib("plot_roc_pr_curves")
     from matplotlib.figure import Figure
+
+    from .metrics import auroc, average_precision, precision_recall_curve, roc_curve
 
     figure = Figure(figsize=(11, 5), layout="constrained")
     roc_axes, pr_axes = figure.subplots(1, 2)

@@ -1,0 +1,273 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""Export an [`FAPromptModel`] to one ONNX graph: ``pixel_values`` in, ``image_scores`` and ``anomaly_maps`` out.
+
+After training the static prompts are constants, so their text features (and the prompt embeddings the prior is added
+to) are computed once here and stored in the graph. Per image the graph runs the vision tower with its V-V path, the
+prior network, one text-tower pass over the K prior-conditioned prompts, and the arithmetic of
+``FAPromptModel.forward`` (the exported graph is traced from that very forward).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..file_utils import staged_directory
+from ..image_processing_faprompt import FAPromptImageProcessor
+from ..modeling_faprompt import FAPromptModel
+from ..processing_faprompt import FAPromptProcessor
+from .runtime import (
+    INPUT_NAME,
+    ONNX_CONFIG_NAME,
+    ONNX_FILE_NAME,
+    ONNX_INSTALL_HINT,
+    OUTPUT_NAMES,
+    PREPROCESSOR_CONFIG_NAME,
+)
+
+__all__ = ["FAPromptForONNX", "MIN_OPSET", "export_onnx"]
+
+logger = logging.getLogger(__name__)
+
+MIN_OPSET = 18
+"""The oldest ONNX opset the exporter (``torch.onnx.export(..., dynamo=True)``) writes."""
+
+_TRACE_BATCH = 2  # the example batch the graph is traced with (the batch axis stays dynamic)
+
+
+class FAPromptForONNX(nn.Module):
+    """An [`FAPromptModel`] whose static prompt side is constant: ``pixel_values -> (image_scores, anomaly_maps)``.
+
+    The static prompts' features and the embeddings of the K abnormal prompts (before the prior is added to their
+    contexts) are computed once, when the wrapper is built, and kept as buffers; the token-embedding table is not
+    needed afterwards. Everything else runs ``model.forward`` itself.
+
+    Args:
+        model: A float32 FAPromptModel in eval mode (its weights are shared, not copied).
+    """
+
+    def __init__(self, model: FAPromptModel) -> None:
+        super().__init__()
+        self.model = model
+        config = model.config
+        self.context_start = 1 + config.normal_context_length
+        self.context_end = self.context_start + config.abnormal_context_length
+        with torch.no_grad():
+            normal_feature, abnormal_features = model.static_text_features()
+            static_prompt_embeds = model._abnormal_prompt_embeds(None)
+        self.register_buffer("normal_text_feature", normal_feature.detach().clone())
+        self.register_buffer("abnormal_text_features", abnormal_features.detach().clone())
+        self.register_buffer("abnormal_prompt_embeds", static_prompt_embeds.detach().clone())
+
+    def _static_text_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The baked static features: normal (D,) and abnormal (K, D)."""
+        return self.normal_text_feature, self.abnormal_text_features
+
+    def _prior_prompt_embeds(self, prior_bias: torch.Tensor | None) -> torch.Tensor:
+        """The K abnormal prompts with omega added to their contexts (B * K, La, Dt), from the baked embeddings."""
+        if prior_bias is None:
+            return self.abnormal_prompt_embeds
+        embeds = self.abnormal_prompt_embeds
+        batch = prior_bias.shape[0]
+        shape = (batch, *embeds.shape)
+        context = embeds[:, self.context_start : self.context_end] + prior_bias.to(embeds.dtype)[:, None, None, :]
+        embeds = torch.cat(
+            [
+                embeds[:, : self.context_start].expand(batch, -1, -1, -1),
+                context,
+                embeds[:, self.context_end :].expand(batch, -1, -1, -1),
+            ],
+            dim=2,
+        )
+        return embeds.reshape(shape[0] * shape[1], *shape[2:])
+
+    @contextlib.contextmanager
+    def _baked_prompts(self) -> Iterator[None]:
+        """Let ``model.forward`` read the baked prompt side instead of recomputing it (for this call only)."""
+        self.model.static_text_features = self._static_text_features
+        self.model._abnormal_prompt_embeds = self._prior_prompt_embeds
+        try:
+            yield
+        finally:
+            del self.model.static_text_features
+            del self.model._abnormal_prompt_embeds
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score images.
+
+        Args:
+            pixel_values: Normalised images (B, 3, H, W), float32.
+
+        Returns:
+            ``(image_scores (B,), anomaly_maps (B, H, W))``, the smoothed maps of ``FAPromptModel.forward``.
+        """
+        with self._baked_prompts():
+            outputs = self.model(pixel_values=pixel_values, return_dict=True)
+        return outputs.image_scores, outputs.anomaly_maps
+
+
+def _image_size(
+    image_size: int | tuple[int, int] | None, image_processor: FAPromptImageProcessor | None, model: FAPromptModel
+) -> tuple[int, int]:
+    """The exported (height, width): the argument, else the processor's size, else ``config.image_size``."""
+    if image_size is None:
+        if image_processor is not None:
+            image_size = (image_processor.size["height"], image_processor.size["width"])
+        else:
+            image_size = model.config.image_size
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    patch_size = model.config.clip_config.vision_config.patch_size
+    if len(size) != 2 or any(isinstance(side, bool) or not isinstance(side, int) or side <= 0 for side in size):
+        raise ValueError(f"image_size must be a positive int or (height, width) of positive ints, got {image_size!r}.")
+    if size[0] % patch_size or size[1] % patch_size:
+        nearest = max(patch_size, round(size[0] / patch_size) * patch_size)
+        raise ValueError(
+            f"image_size {image_size!r} is not a multiple of the patch size {patch_size}: pick a multiple, "
+            f"for example {nearest}."
+        )
+    num_patches = (size[0] // patch_size) * (size[1] // patch_size)
+    if num_patches < model.config.prior_num_patches:
+        raise ValueError(
+            f"image_size {image_size!r} gives {num_patches} patches but the prior needs "
+            f"{model.config.prior_num_patches}: use a larger image_size."
+        )
+    return size
+
+
+def _check_opset(opset: int | None, newest: int) -> int | None:
+    """The opset, checked against what the exporter and the installed onnx support."""
+    if opset is None:
+        return None
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ValueError(
+            f"Unknown or unsupported ONNX opset {opset!r}: use an integer from {MIN_OPSET} to {newest} (the newest "
+            "the installed onnx package knows), or leave it unset for the exporter's default."
+        )
+    return opset
+
+
+def _float32_model(model: FAPromptModel) -> FAPromptModel:
+    """The model itself when it is float32, else a float32 copy (the graph's input and maths are float32)."""
+    dtypes = {tensor.dtype for tensor in [*model.parameters(), *model.buffers()] if tensor.is_floating_point()}
+    if dtypes <= {torch.float32}:
+        return model
+    logger.warning(
+        "The model holds %s weights; exporting a float32 copy (the ONNX graph takes and computes float32).",
+        ", ".join(sorted(str(dtype).removeprefix("torch.") for dtype in dtypes - {torch.float32})),
+    )
+    return copy.deepcopy(model).float()
+
+
+def export_onnx(
+    model: FAPromptModel,
+    path: str | os.PathLike,
+    image_size: int | tuple[int, int] | None = None,
+    opset: int | None = None,
+    processor: FAPromptImageProcessor | FAPromptProcessor | None = None,
+) -> Path:
+    """Export a model to ``path/model.onnx``, with the processor's config and the threshold beside it.
+
+    The graph takes ``pixel_values`` (float32, N x 3 x H x W, N dynamic, H x W fixed at export) and returns
+    ``image_scores`` (N) and ``anomaly_maps`` (N x H x W, smoothed with ``config.gaussian_sigma``). The folder also
+    gets ``preprocessor_config.json`` (the image processor at the exported size) and ``onnx_config.json`` (sizes,
+    names, opset and ``anomaly_threshold``), which :class:`faprompt_hf.onnx.ONNXAnomalyDetector` reads. The graph is
+    checked with ``onnx.checker.check_model(..., full_check=True)`` before anything is written.
+
+    Args:
+        model: The model. A model in another dtype (bf16, fp16) is exported as a float32 copy; the model itself is
+            not modified.
+        path: The output folder (created if needed; files of a previous export are replaced).
+        image_size: Input side S, or (height, width); multiples of the patch size. Default: the processor's size,
+            else ``config.image_size``.
+        opset: ONNX opset (from 18); default: the exporter's.
+        processor: The image processor (or processor) whose settings to save; default
+            ``FAPromptImageProcessor(size=image_size)``. Its size is set to the exported size.
+
+    Returns:
+        The path of the ONNX file.
+
+    Raises:
+        ImportError: onnx or onnxscript is not installed (``pip install "faprompt-hf[onnx]"``).
+        ValueError: An image size that is not a multiple of the patch size, an unknown opset, or a path that names a
+            file.
+    """
+    try:
+        import onnx
+        import onnxscript  # noqa: F401 - the dynamo exporter needs it
+    except ImportError as error:
+        raise ImportError(f"export_onnx needs onnx and onnxscript: {ONNX_INSTALL_HINT}") from error
+    if not isinstance(model, FAPromptModel):
+        raise TypeError(f"export_onnx needs an FAPromptModel, got {type(model).__name__}.")
+    destination = Path(path)
+    if destination.suffix == ".onnx" or destination.is_file():
+        raise ValueError(
+            f"path {os.fspath(path)!r} must be a folder: export_onnx writes {ONNX_FILE_NAME} and its configs into it "
+            f"(for example path={os.fspath(destination.with_suffix(''))!r})."
+        )
+    image_processor = processor.image_processor if isinstance(processor, FAPromptProcessor) else processor
+    height, width = _image_size(image_size, image_processor, model)
+    opset = _check_opset(opset, onnx.defs.onnx_opset_version())
+    if image_processor is None:
+        image_processor = FAPromptImageProcessor(size={"height": height, "width": width})
+    else:
+        image_processor = copy.deepcopy(image_processor)
+        image_processor.size = {"height": height, "width": width}
+
+    export_model = _float32_model(model)
+    was_training = export_model.training
+    export_model.eval()
+    try:
+        wrapper = FAPromptForONNX(export_model).eval()
+        example = torch.zeros(_TRACE_BATCH, 3, height, width)
+        with torch.no_grad():
+            program = torch.onnx.export(
+                wrapper,
+                (example,),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                opset_version=opset,
+                dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1)}},
+                dynamo=True,
+                verbose=False,
+            )
+    finally:
+        export_model.train(was_training)
+
+    config = model.config
+    settings: dict[str, Any] = {
+        "format_version": 1,
+        "onnx_file": ONNX_FILE_NAME,
+        "input_name": INPUT_NAME,
+        "output_names": list(OUTPUT_NAMES),
+        "image_size": [height, width],
+        "opset": program.model.opset_imports.get("", opset),
+        "anomaly_threshold": config.anomaly_threshold,
+        "gaussian_sigma": config.gaussian_sigma,
+        "prior_patch_selection": config.prior_patch_selection,
+        "source_model": model.name_or_path or None,
+        "faprompt_hf_version": __version__,
+        "torch_version": torch.__version__,
+        "onnx_version": onnx.__version__,
+    }
+    with staged_directory(destination) as staging:
+        onnx_path = staging / ONNX_FILE_NAME
+        program.save(onnx_path)
+        onnx.checker.check_model(os.fspath(onnx_path), full_check=True)
+        (staging / PREPROCESSOR_CONFIG_NAME).write_text(image_processor.to_json_string(), encoding="utf-8")
+        (staging / ONNX_CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        written = {file.name for file in staging.iterdir()}
+    stale_weights = destination / f"{ONNX_FILE_NAME}.data"
+    if stale_weights.name not in written:
+        stale_weights.unlink(missing_ok=True)  # an earlier, larger export's weights: the new graph holds its own
+    logger.info("Exported %s (%dx%d, opset %s).", destination / ONNX_FILE_NAME, height, width, settings["opset"])
+    return destination / ONNX_FILE_NAME

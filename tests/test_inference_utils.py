@@ -1,0 +1,73 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""The torch-free pre- and post-processing shared by the pipeline and the ONNX runtime."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from faprompt_hf import FAPromptImageProcessor
+from faprompt_hf.inference_utils import (
+    DEFAULT_THRESHOLD,
+    check_threshold,
+    detection_result,
+    normalize_image,
+    resize_anomaly_map,
+    resolve_threshold,
+)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (16, 16), (7, 30), (518, 300)])
+def test_resize_anomaly_map_equals_bilinear_interpolate(size):
+    anomaly_map = np.random.default_rng(0).random((16, 24)).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(anomaly_map)[None, None], size=size, mode="bilinear")[0, 0].numpy()
+    resized = resize_anomaly_map(anomaly_map, size)
+    assert resized.dtype == np.float32 and resized.shape == size
+    np.testing.assert_allclose(resized, expected, atol=2e-6, rtol=0)
+
+
+def test_resize_to_the_same_size_returns_the_map_unchanged():
+    anomaly_map = np.random.default_rng(1).random((9, 5)).astype(np.float32)
+    np.testing.assert_array_equal(resize_anomaly_map(anomaly_map, (9, 5)), anomaly_map)
+
+
+def test_normalize_image_is_what_the_image_processor_returns():
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (41, 29, 3), dtype=np.uint8))
+    processor = FAPromptImageProcessor(size={"height": 24, "width": 40})
+    expected = processor(images=image)["pixel_values"][0]
+    np.testing.assert_array_equal(normalize_image(image, (24, 40)), expected)
+    white = normalize_image(Image.new("RGB", (5, 5), "white"), (8, 8))
+    np.testing.assert_allclose(white[:, 0, 0], (1 - np.array(processor.image_mean)) / np.array(processor.image_std))
+    with pytest.raises(ValueError, match="resample must be one of"):
+        normalize_image(image, (8, 8), resample="cubic")
+
+
+def test_thresholds_are_checked_and_resolved_in_order():
+    assert check_threshold(np.float32(0.25), "threshold") == 0.25
+    for bad in (float("inf"), "0.5", True, None):
+        with pytest.raises(ValueError, match="threshold"):
+            check_threshold(bad, "threshold")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_threshold(0.1, 0.9) == (0.1, False)
+        assert resolve_threshold(None, 0.9) == (0.9, False)
+        assert resolve_threshold(None, None, warn_uncalibrated=False) == (DEFAULT_THRESHOLD, False)
+    with pytest.warns(UserWarning, match="uncalibrated default 0.5"):
+        assert resolve_threshold(None, None) == (DEFAULT_THRESHOLD, True)
+
+
+def test_detection_result_resizes_thresholds_and_draws():
+    image = Image.new("RGB", (12, 6), "gray")
+    anomaly_map = np.zeros((4, 4), np.float32)
+    anomaly_map[:, 2:] = 1.0
+    result = detection_result(0.7, anomaly_map, image, threshold=0.7, pixel_threshold=0.5, overlay_alpha=1.0)
+    assert result["score"] == 0.7 and result["is_anomalous"] is True
+    assert result["anomaly_map"].shape == (6, 12) and result["mask"].shape == (6, 12)
+    assert result["mask"][:, -1].all() and not result["mask"][:, 0].any()
+    assert result["overlay"].size == (12, 6)
+    assert detection_result(0.7, anomaly_map, image, threshold=0.71, return_overlay=False)["overlay"] is None

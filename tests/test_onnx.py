@@ -1,0 +1,339 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""ONNX export and the PyTorch-free runtime: graph contents, parity with PyTorch, pipeline equality, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from PIL import Image
+
+from faprompt_hf import (
+    FAPromptAnomalyDetectionPipeline,
+    FAPromptConfig,
+    FAPromptImageProcessor,
+    FAPromptModel,
+    clip_vit_large_patch14_336_config,
+    export_onnx,
+)
+from faprompt_hf.cli import main as cli_main
+from faprompt_hf.onnx import ONNX_CONFIG_NAME, ONNX_FILE_NAME, PREPROCESSOR_CONFIG_NAME, ONNXAnomalyDetector
+
+TOLERANCE = 1e-4
+THRESHOLD = 0.37
+
+
+def run_graph(directory, pixel_values: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    session = onnxruntime.InferenceSession(str(directory / ONNX_FILE_NAME), providers=["CPUExecutionProvider"])
+    return tuple(session.run(["image_scores", "anomaly_maps"], {"pixel_values": pixel_values.numpy()}))
+
+
+def assert_parity(model: FAPromptModel, directory, pixel_values: torch.Tensor) -> None:
+    scores, maps = run_graph(directory, pixel_values)
+    with torch.no_grad():
+        expected = model(pixel_values=pixel_values)
+    assert scores.shape == (pixel_values.shape[0],) and maps.shape == (pixel_values.shape[0], *pixel_values.shape[2:])
+    np.testing.assert_allclose(scores, expected.image_scores.numpy(), atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(maps, expected.anomaly_maps.numpy(), atol=TOLERANCE, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def top_m_model(tiny_tokenizer):
+    from faprompt_hf.tiny import tiny_faprompt_config
+
+    torch.manual_seed(3)
+    model = FAPromptModel(tiny_faprompt_config(tokenizer=tiny_tokenizer, prior_patch_selection="top_m")).eval()
+    model.config.anomaly_threshold = THRESHOLD
+    return model
+
+
+@pytest.fixture(scope="module")
+def top_m_export(top_m_model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("onnx_top_m")
+    export_onnx(top_m_model, directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def first_m_model(tiny_tokenizer):
+    from faprompt_hf.tiny import tiny_faprompt_config
+
+    torch.manual_seed(4)
+    return FAPromptModel(tiny_faprompt_config(tokenizer=tiny_tokenizer, prior_patch_selection="first_m")).eval()
+
+
+@pytest.fixture(scope="module")
+def first_m_non_square_export(first_m_model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("onnx_first_m")
+    export_onnx(first_m_model, directory, image_size=(32, 48))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Images of several modes and sizes, as users pass them."""
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    return [
+        rgb,
+        Image.fromarray(rng.integers(0, 256, (29, 37), dtype=np.uint8)),  # L
+        Image.fromarray(rng.integers(0, 256, (33, 31, 4), dtype=np.uint8), mode="RGBA"),
+        rgb.convert("P"),
+        rng.integers(0, 65536, (36, 30), dtype=np.uint16),  # 16-bit grey array
+        rng.random((3, 20, 44)).astype(np.float32),  # channels-first float array
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ the graph
+
+
+def test_export_writes_a_checked_graph_with_processor_config_and_threshold(top_m_model, top_m_export):
+    assert sorted(path.name for path in top_m_export.iterdir()) == sorted(
+        [ONNX_FILE_NAME, ONNX_CONFIG_NAME, PREPROCESSOR_CONFIG_NAME]
+    )
+    onnx.checker.check_model(str(top_m_export / ONNX_FILE_NAME), full_check=True)
+    graph = onnx.load(str(top_m_export / ONNX_FILE_NAME)).graph
+    (pixel_values,) = graph.input
+    assert pixel_values.name == "pixel_values"
+    assert pixel_values.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    dims = pixel_values.type.tensor_type.shape.dim
+    assert dims[0].dim_param and [dim.dim_value for dim in dims[1:]] == [3, 32, 32]
+    assert [output.name for output in graph.output] == ["image_scores", "anomaly_maps"]
+
+    settings = json.loads((top_m_export / ONNX_CONFIG_NAME).read_text())
+    assert settings["anomaly_threshold"] == THRESHOLD and settings["image_size"] == [32, 32]
+    assert settings["gaussian_sigma"] == top_m_model.config.gaussian_sigma
+    processor = FAPromptImageProcessor.from_pretrained(top_m_export)
+    assert processor.size == {"height": 32, "width": 32}
+
+
+def test_static_prompt_side_is_baked_into_the_graph(top_m_model, top_m_export):
+    graph = onnx.load(str(top_m_export / ONNX_FILE_NAME)).graph
+    table_shape = list(top_m_model.clip.text_model.embeddings.token_embedding.weight.shape)
+    assert all(list(initializer.dims) != table_shape for initializer in graph.initializer)
+    assert not any("token_embedding" in initializer.name for initializer in graph.initializer)
+    # One text-tower pass (the prior-conditioned prompts) plus the vision tower: one LayerNorm pair per block.
+    text_layers = top_m_model.config.clip_config.text_config.num_hidden_layers
+    vision_layers = top_m_model.config.clip_config.vision_config.num_hidden_layers
+    layer_norms = sum(node.op_type == "LayerNormalization" for node in graph.node)
+    assert layer_norms == 2 * text_layers + 1 + 2 * vision_layers + 2  # + final, pre and post layer norms
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5])
+def test_parity_with_pytorch_at_several_batch_sizes(top_m_model, top_m_export, make_pixels, batch):
+    assert_parity(top_m_model, top_m_export, make_pixels(batch, 32, seed=batch))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_first_m_exports_at_a_non_square_size(first_m_model, first_m_non_square_export, batch):
+    pixel_values = torch.randn(batch, 3, 32, 48, generator=torch.Generator().manual_seed(batch))
+    assert_parity(first_m_model, first_m_non_square_export, pixel_values)
+
+
+def test_cli_exports_a_bf16_model_in_float32(top_m_model, tmp_path, make_pixels):
+    saved = tmp_path / "bf16_model"
+    copy.deepcopy(top_m_model).to(torch.bfloat16).save_pretrained(saved)
+    output = tmp_path / "exported"
+    cli_main(["export", "--model", str(saved), "--output", str(output), "--opset", "18", "--image_size", "40"])
+
+    graph = onnx.load(str(output / ONNX_FILE_NAME))
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert {entry.domain: entry.version for entry in graph.opset_import}[""] == 18
+    assert json.loads((output / ONNX_CONFIG_NAME).read_text())["image_size"] == [40, 40]
+    reloaded = FAPromptModel.from_pretrained(saved).float().eval()
+    assert_parity(reloaded, output, make_pixels(2, 40))
+
+
+# ------------------------------------------------------------------------------------------------ the runtime
+
+
+def test_runtime_equals_the_pytorch_pipeline(top_m_model, top_m_export, images, tmp_path):
+    path = tmp_path / "part.png"
+    images[0].save(path)
+    inputs = [str(path), *images]
+    pipeline = FAPromptAnomalyDetectionPipeline(model=top_m_model, image_processor=FAPromptImageProcessor(size=32))
+    expected = pipeline(inputs)
+    detector = ONNXAnomalyDetector(top_m_export)
+    assert detector.threshold == THRESHOLD
+    results = detector(inputs, batch_size=3)
+    assert results == [] or len(results) == len(inputs)
+    for result, reference in zip(results, expected, strict=True):
+        assert_same_result(result, reference)
+    single = detector(inputs[1])
+    np.testing.assert_array_equal(single["anomaly_map"], results[1]["anomaly_map"])
+    assert single["score"] == pytest.approx(results[1]["score"], abs=1e-6)
+
+
+def assert_same_result(result: dict, reference: dict) -> None:
+    assert list(result) == ["score", "is_anomalous", "anomaly_map", "mask", "overlay"] == list(reference)
+    assert result["score"] == pytest.approx(reference["score"], abs=TOLERANCE)
+    if abs(reference["score"] - THRESHOLD) > TOLERANCE:
+        assert result["is_anomalous"] == reference["is_anomalous"]
+    assert result["anomaly_map"].dtype == np.float32 and result["anomaly_map"].shape == reference["anomaly_map"].shape
+    np.testing.assert_allclose(result["anomaly_map"], reference["anomaly_map"], atol=TOLERANCE, rtol=0)
+    clear = np.abs(reference["anomaly_map"] - 0.5) > TOLERANCE
+    np.testing.assert_array_equal(result["mask"][clear], reference["mask"][clear])
+    assert result["overlay"].size == reference["overlay"].size
+    overlay_difference = np.abs(np.asarray(result["overlay"], int) - np.asarray(reference["overlay"], int))
+    assert overlay_difference.max() <= 1
+
+
+def test_runtime_threshold_arguments_and_uncalibrated_warning(top_m_export, first_m_non_square_export, images):
+    detector = ONNXAnomalyDetector(top_m_export)
+    score = detector(images[0])["score"]
+    assert detector(images[0], threshold=score)["is_anomalous"] is True
+    assert detector(images[0], threshold=score + 1e-6)["is_anomalous"] is False
+    low = detector(images[0], pixel_threshold=-1.0, return_overlay=False)
+    assert low["mask"].all() and low["overlay"] is None
+
+    uncalibrated = ONNXAnomalyDetector(first_m_non_square_export)
+    assert uncalibrated.threshold is None
+    uncalibrated(images[0], threshold=0.2)  # an explicit threshold does not use up the warning
+    with pytest.warns(UserWarning, match="uncalibrated"):
+        result = uncalibrated(images[0])
+    assert result["is_anomalous"] == (result["score"] >= 0.5)
+    assert result["anomaly_map"].shape == (40, 56)
+
+
+def test_runtime_without_torch_transformers_or_scipy(top_m_model, top_m_export, images, tmp_path):
+    for index, image in enumerate(images):
+        if isinstance(image, np.ndarray):
+            np.save(tmp_path / f"{index}.npy", image)
+        else:
+            image.save(tmp_path / f"{index}.png")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        for name in ("torch", "transformers", "scipy"):
+            sys.modules[name] = None  # any import of them now fails
+        from pathlib import Path
+        import numpy as np
+        from PIL import Image
+        import faprompt_hf
+        from faprompt_hf.onnx import ONNXAnomalyDetector
+
+        try:
+            faprompt_hf.FAPromptModel
+        except ImportError as error:
+            assert "PyTorch" in str(error), error
+        else:
+            raise AssertionError("FAPromptModel imported without torch")
+        folder = Path({str(tmp_path)!r})
+        images = []
+        for index in range({len(images)}):
+            npy = folder / f"{{index}}.npy"
+            images.append(np.load(npy) if npy.exists() else Image.open(folder / f"{{index}}.png"))
+        results = ONNXAnomalyDetector({str(top_m_export)!r})(images, batch_size=2)
+        np.savez(
+            folder / "results.npz",
+            scores=np.array([r["score"] for r in results]),
+            **{{f"map{{i}}": r["anomaly_map"] for i, r in enumerate(results)}},
+            **{{f"overlay{{i}}": np.asarray(r["overlay"]) for i, r in enumerate(results)}},
+        )
+        heavy = sorted(name for name in ("torch", "transformers", "scipy") if sys.modules.get(name) is not None)
+        assert not heavy, heavy
+        """
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    saved = np.load(tmp_path / "results.npz")
+    reloaded = [
+        np.load(tmp_path / f"{i}.npy") if (tmp_path / f"{i}.npy").exists() else None for i in range(len(images))
+    ]
+    inputs = [Image.open(tmp_path / f"{i}.png") if array is None else array for i, array in enumerate(reloaded)]
+    pipeline = FAPromptAnomalyDetectionPipeline(model=top_m_model, image_processor=FAPromptImageProcessor(size=32))
+    for index, reference in enumerate(pipeline(inputs)):
+        assert saved["scores"][index] == pytest.approx(reference["score"], abs=TOLERANCE)
+        np.testing.assert_allclose(saved[f"map{index}"], reference["anomaly_map"], atol=TOLERANCE, rtol=0)
+        overlay_difference = np.abs(saved[f"overlay{index}"].astype(int) - np.asarray(reference["overlay"], int))
+        assert overlay_difference.max() <= 1
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_export_rejects_sizes_that_are_not_patch_multiples(top_m_model, tmp_path):
+    with pytest.raises(ValueError, match="not a multiple of the patch size 8.*for example 32"):
+        export_onnx(top_m_model, tmp_path / "out", image_size=30)
+    with pytest.raises(ValueError, match="positive int"):
+        export_onnx(top_m_model, tmp_path / "out", image_size=(32, 0))
+    with pytest.raises(ValueError, match="prior needs 4"):
+        export_onnx(top_m_model, tmp_path / "out", image_size=8)
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_rejects_unknown_opsets_and_file_paths(top_m_model, tmp_path):
+    for opset in (7, 99, "18"):
+        with pytest.raises(ValueError, match=f"opset {opset!r}.*from 18 to"):
+            export_onnx(top_m_model, tmp_path / "out", opset=opset)
+    with pytest.raises(SystemExit):
+        cli_main(["export", "--model", "x", "--output", str(tmp_path), "--opset", "eighteen"])
+    with pytest.raises(ValueError, match="must be a folder"):
+        export_onnx(top_m_model, tmp_path / "model.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_onnx_packages_give_an_install_hint(top_m_model, top_m_export, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r'pip install "faprompt-hf\[onnx\]"'):
+        ONNXAnomalyDetector(top_m_export)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r'pip install "faprompt-hf\[onnx\]"'):
+        export_onnx(top_m_model, tmp_path / "out")
+
+
+def test_folders_without_the_onnx_file_or_configs(top_m_export, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found.*faprompt-hf export"):
+        ONNXAnomalyDetector(tmp_path / "nowhere")
+    for name in (ONNX_CONFIG_NAME, PREPROCESSOR_CONFIG_NAME):
+        (tmp_path / name).write_bytes((top_m_export / name).read_bytes())
+    with pytest.raises(FileNotFoundError, match=f"No ONNX graph at .*{ONNX_FILE_NAME}.*faprompt-hf export"):
+        ONNXAnomalyDetector(tmp_path)
+    (tmp_path / ONNX_FILE_NAME).write_bytes((top_m_export / ONNX_FILE_NAME).read_bytes())
+    (tmp_path / PREPROCESSOR_CONFIG_NAME).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{PREPROCESSOR_CONFIG_NAME} is missing"):
+        ONNXAnomalyDetector(tmp_path)
+
+
+def test_runtime_rejects_bad_inputs(top_m_export, tmp_path):
+    detector = ONNXAnomalyDetector(top_m_export)
+    with pytest.raises(FileNotFoundError, match="does_not_exist.png"):
+        detector(str(tmp_path / "does_not_exist.png"))
+    with pytest.raises(ValueError, match="shape"):
+        detector(np.zeros((5, 6, 7), dtype=np.uint8))
+    with pytest.raises(ValueError, match="threshold must be finite"):
+        detector(np.zeros((8, 8), np.uint8), threshold=float("nan"))
+    with pytest.raises(ValueError, match="batch_size"):
+        detector(np.zeros((8, 8), np.uint8), batch_size=0)
+    with pytest.raises(ValueError, match=r"pixel_values must have shape \(B, 3, 32, 32\)"):
+        detector.run(np.zeros((1, 3, 16, 16), np.float32))
+
+
+# ------------------------------------------------------------------------------------------------ ViT-L/14@336
+
+
+def _large_tests_enabled(config: pytest.Config) -> bool:
+    return os.environ.get("FAPROMPT_LARGE_TESTS") == "1" or "large" in (config.getoption("markexpr") or "")
+
+
+@pytest.mark.large
+def test_parity_on_the_vit_l_14_336_configuration_at_518_px(request, tmp_path):
+    if not _large_tests_enabled(request.config):
+        pytest.skip("ViT-L/14@336 export (minutes on a CPU): run with FAPROMPT_LARGE_TESTS=1 or -m large")
+    torch.manual_seed(0)
+    model = FAPromptModel(FAPromptConfig(clip_config=clip_vit_large_patch14_336_config().to_dict())).eval()
+    start = time.perf_counter()
+    export_onnx(model, tmp_path, image_size=518)
+    print(f"ViT-L/14@336 export at 518 px: {time.perf_counter() - start:.0f} s")
+    assert_parity(model, tmp_path, torch.randn(1, 3, 518, 518, generator=torch.Generator().manual_seed(1)))
