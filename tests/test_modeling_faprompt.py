@@ -427,3 +427,16 @@ def test_the_model_and_the_collator_use_the_same_words(tiny_model):
     ):
         with pytest.raises(ValueError, match=rf"Cannot read the label -100 of .*: {re.escape(LABEL_RULE)}"):
             raise_it()
+
+
+def test_traced_graphs_skip_only_the_value_checks():
+    from faprompt_hf.validation import check_model_inputs
+
+    nan_pixels = torch.full((1, 3, 8, 8), float("nan"))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        check_model_inputs(nan_pixels)
+    assert check_model_inputs(nan_pixels, torch.tensor([0.5]), check_values=False) is None
+    with pytest.raises(ValueError, match="channels-last"):
+        check_model_inputs(torch.zeros(1, 8, 8, 3), check_values=False)
+    with pytest.raises(ValueError, match="2 labels"):
+        check_model_inputs(torch.zeros(1, 3, 8, 8), torch.tensor([0, 1]), check_values=False)

@@ -660,7 +660,10 @@ class FAPromptModel(FAPromptPreTrainedModel):
         unknown = sorted(set(kwargs) - _IGNORED_BATCH_KEYS)
         if unknown:
             raise TypeError(f"FAPromptModel.forward got unexpected keyword argument(s) {unknown}.")
-        masks = check_model_inputs(pixel_values, labels, masks, mask_valid)
+        # Value checks need the tensors' contents, which a graph being traced (torch.compile / torch.export) lacks.
+        masks = check_model_inputs(
+            pixel_values, labels, masks, mask_valid, check_values=not torch.compiler.is_compiling()
+        )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         temperature = config.temperature

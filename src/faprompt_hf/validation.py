@@ -68,7 +68,7 @@ def normal_mask_error(where: str, num_pixels: int) -> str:
     )
 
 
-def _check_pixel_values(pixel_values: Any) -> None:
+def _check_pixel_values(pixel_values: Any, check_values: bool) -> None:
     """Shape, channels, dtype and finiteness of the model's images; see :func:`check_model_inputs`."""
     if not hasattr(pixel_values, "dim") or not hasattr(pixel_values, "is_floating_point"):
         raise TypeError(f"pixel_values must be a torch tensor, got {type(pixel_values).__name__}: {PIXEL_VALUES_RULE}.")
@@ -98,14 +98,14 @@ def _check_pixel_values(pixel_values: Any) -> None:
             f"pixel_values has dtype {pixel_values.dtype}: {PIXEL_VALUES_RULE}; raw integer pixels would be read as "
             "normalised values, so prepare the images with FAPromptImageProcessor."
         )
-    if not bool(pixel_values.isfinite().all()):
+    if check_values and not bool(pixel_values.isfinite().all()):
         raise ValueError(
             f"pixel_values (shape {shape}) contains NaN or inf: every score would be NaN. Check the images and the "
             "normalisation (FAPromptImageProcessor never produces them)."
         )
 
 
-def _check_labels(labels: Any, batch_size: int) -> None:
+def _check_labels(labels: Any, batch_size: int, check_values: bool) -> None:
     """Count and values of the labels; see :func:`check_model_inputs`."""
     if not hasattr(labels, "reshape"):
         raise TypeError(f"labels must be a torch tensor, got {type(labels).__name__}: {_MODEL_LABEL_FIX}.")
@@ -115,13 +115,15 @@ def _check_labels(labels: Any, batch_size: int) -> None:
             f"Got {flat.numel()} labels (shape {tuple(labels.shape)}) for a batch of {batch_size} images: "
             f"{_MODEL_LABEL_FIX}."
         )
+    if not check_values:
+        return
     bad = ~((flat == 0) | (flat == 1))  # NaN compares unequal to both: refused too
     if bool(bad.any()):
         index = int(bad.nonzero()[0, 0])
         raise ValueError(label_error(flat[index].item(), f"labels[{index}]", _MODEL_LABEL_FIX))
 
 
-def _check_masks(masks: Any, labels: Any, size: tuple[int, int]) -> Any:
+def _check_masks(masks: Any, labels: Any, size: tuple[int, int], check_values: bool) -> Any:
     """Shape, range and agreement with the labels of the masks; returns them as (B, H, W)."""
     if not hasattr(masks, "dim"):
         raise TypeError(f"masks must be a torch tensor (B, H, W), got {type(masks).__name__}.")
@@ -133,6 +135,8 @@ def _check_masks(masks: Any, labels: Any, size: tuple[int, int]) -> Any:
             f"masks have shape {tuple(masks.shape)} but pixel_values need ({batch_size}, {size[0]}, {size[1]}): "
             "process masks with the same processor (and size) as the images."
         )
+    if not check_values:
+        return masks
     low, high = (float(value) for value in masks.float().aminmax())
     if not (0.0 <= low and high <= 1.0):  # also False for NaN
         raise ValueError(
@@ -147,7 +151,9 @@ def _check_masks(masks: Any, labels: Any, size: tuple[int, int]) -> Any:
     return masks
 
 
-def check_model_inputs(pixel_values: Any, labels: Any = None, masks: Any = None, mask_valid: Any = None) -> Any:
+def check_model_inputs(
+    pixel_values: Any, labels: Any = None, masks: Any = None, mask_valid: Any = None, check_values: bool = True
+) -> Any:
     """Refuse inputs :meth:`FAPromptModel.forward` would turn into a silent wrong result or a puzzling error.
 
     Checks, each one reduction at most: ``pixel_values`` is a floating (B, 3, H, W) tensor with B >= 1 and H, W >= 1
@@ -156,11 +162,16 @@ def check_model_inputs(pixel_values: Any, labels: Any = None, masks: Any = None,
     (B, 1, H, W) at the images' size, finite and in [0, 1], and empty (nothing > 0.5) on every normal image;
     ``mask_valid``, when given, has B entries. Without labels, masks are not used and not checked.
 
+    The checks of values (NaN/inf pixels, label values, mask range and emptiness) read tensor contents on the host;
+    ``check_values=False`` skips them and keeps the shape, dtype and count checks, for graphs being traced
+    (``torch.compile``, ``torch.export``), where a branch on tensor contents cannot be recorded.
+
     Args:
         pixel_values: Images (B, 3, H, W).
         labels: Optional labels (B,) or (B, 1).
         masks: Optional masks (B, H, W) or (B, 1, H, W).
         mask_valid: Optional booleans (B,).
+        check_values: Also check tensor contents (one reduction per tensor).
 
     Returns:
         The masks as (B, H, W) (None when not given or when there are no labels).
@@ -169,11 +180,11 @@ def check_model_inputs(pixel_values: Any, labels: Any = None, masks: Any = None,
         TypeError: An input that is not a tensor.
         ValueError: Any rule broken; the message names the value and the fix.
     """
-    _check_pixel_values(pixel_values)
+    _check_pixel_values(pixel_values, check_values)
     if labels is None:
         return None
     batch_size = pixel_values.shape[0]
-    _check_labels(labels, batch_size)
+    _check_labels(labels, batch_size, check_values)
     if mask_valid is not None and mask_valid.reshape(-1).numel() != batch_size:
         raise ValueError(
             f"mask_valid has {mask_valid.reshape(-1).numel()} entries for a batch of {batch_size} images; give one "
@@ -181,4 +192,4 @@ def check_model_inputs(pixel_values: Any, labels: Any = None, masks: Any = None,
         )
     if masks is None:
         return None
-    return _check_masks(masks, labels, tuple(pixel_values.shape[-2:]))
+    return _check_masks(masks, labels, tuple(pixel_values.shape[-2:]), check_values)
