@@ -333,7 +333,9 @@ def test_normal_image_with_a_marked_mask_is_refused_naming_it(model, tmp_path):
         lambda mask, label: {"mask": {"path": str(marked), "bytes": None} if label == 0 else mask},
         input_columns=["mask", "label"],
     )
-    with pytest.raises(ValueError, match="labelled normal but its mask marks .* anomalous pixels; label it") as error:
+    with pytest.raises(
+        ValueError, match="labelled normal but its mask marks .* anomalous pixels; fix the label"
+    ) as error:
         evaluate_model(model, broken, batch_size=2)
     assert normal in str(error.value)
 
