@@ -452,15 +452,15 @@ def test_push_to_hub_uploads_model_processor_and_card_without_checkpoints(
 ):
     calls = {}
 
-    class FakeApi:
+    class FakeApi:  # the huggingface_hub boundary
         def create_repo(self, repo_id, private, exist_ok):
             calls["create_repo"] = (repo_id, private)
             return type("RepoUrl", (), {"repo_id": f"user/{repo_id}"})()
 
-        def upload_folder(self, repo_id, folder_path, ignore_patterns, commit_message):
+        def upload_folder(self, repo_id, folder_path, ignore_patterns, commit_message, **kwargs):
             calls["upload"] = (repo_id, sorted(path.name for path in Path(folder_path).iterdir()), ignore_patterns)
 
-    monkeypatch.setattr("faprompt_hf.training.HfApi", FakeApi)
+    monkeypatch.setattr("faprompt_hf.hub.HfApi", FakeApi)
     args = FAPromptTrainingArguments(
         output_dir=str(tmp_path / "out"),
         max_steps=2,

@@ -23,7 +23,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -745,6 +745,7 @@ def push_folder_to_hub(
     token: bool | str | None = None,
     revision: str | None = None,
     create_pr: bool = False,
+    ignore_patterns: Sequence[str] | None = None,
 ) -> str:
     """Upload a saved model folder to the hub in one commit (``HfApi.create_repo`` + ``HfApi.upload_folder``).
 
@@ -756,6 +757,7 @@ def push_folder_to_hub(
         token: Hub token (default: the logged-in one).
         revision: Branch to commit to.
         create_pr: Open a pull request instead of committing.
+        ignore_patterns: Paths of the folder not to upload (glob patterns, e.g. ``["checkpoints/*"]``).
 
     Returns:
         The URL of the commit.
@@ -768,6 +770,7 @@ def push_folder_to_hub(
         commit_message=commit_message or "Upload FAPrompt model with faprompt-hf",
         revision=revision,
         create_pr=create_pr,
+        ignore_patterns=list(ignore_patterns) if ignore_patterns else None,
     )
     logger.info("Pushed %s to %s", folder, repo.repo_id)
     return str(getattr(info, "commit_url", info))

@@ -53,7 +53,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, gather_object, set_seed
 from datasets import Dataset
-from huggingface_hub import HfApi
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
@@ -63,7 +62,7 @@ from transformers.utils import logging
 from .data import FAPromptCollator, defer_decoding
 from .data.schema import _is_missing
 from .file_utils import atomic_write, write_failure
-from .hub import write_model_card
+from .hub import push_folder_to_hub, write_model_card
 from .modeling_faprompt import FAPromptModel
 
 __all__ = [
@@ -886,7 +885,13 @@ def _save_final(
             json.dump(summary, handle, indent=2)
         logger.info("Saved the trained model and processor to %s (prompt SHA-256 %s).", output_dir, digest)
         if args.push_to_hub:
-            _push_to_hub(output_dir, args)
+            push_folder_to_hub(
+                output_dir,
+                args.hub_model_id or output_dir.resolve().name,
+                private=args.hub_private_repo,
+                ignore_patterns=[f"{CHECKPOINTS_DIR}/*", f"{CHECKPOINTS_DIR}/**"],
+                commit_message="Upload FAPrompt model trained with faprompt-hf",
+            )
     accelerator.wait_for_everyone()
     return unwrapped
 
@@ -1002,18 +1007,3 @@ def _saved_prompt_digest(model_dir: Path) -> str:
     if not tensors:
         raise RuntimeError(f"The model saved in {model_dir} holds no prompt_learner.* tensor.")
     return _prompt_digest(tensors)
-
-
-def _push_to_hub(output_dir: Path, args: FAPromptTrainingArguments) -> str:
-    """Upload the output folder (model, processor, model card, logs; not the checkpoints) to the Hub."""
-    api = HfApi()
-    repo_id = args.hub_model_id or output_dir.resolve().name
-    repo_url = api.create_repo(repo_id, private=args.hub_private_repo, exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_url.repo_id,
-        folder_path=output_dir,
-        ignore_patterns=[f"{CHECKPOINTS_DIR}/*", f"{CHECKPOINTS_DIR}/**"],
-        commit_message="Upload FAPrompt model trained with faprompt-hf",
-    )
-    logger.info("Pushed %s to %s", output_dir, repo_url)
-    return str(repo_url)
