@@ -741,16 +741,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=Limits.max_calibration_images,
         help="Most images in one calibration.",
     )
-    parser.add_argument(
+    folder = parser.add_mutually_exclusive_group()
+    folder.add_argument(
+        "--folder_calibration",
+        dest="folder_calibration",
+        action="store_true",
+        default=None,
+        help="Offer calibration from a folder on the server even when the app is reachable from other machines.",
+    )
+    folder.add_argument(
         "--no_folder_calibration",
         dest="folder_calibration",
         action="store_false",
-        help="Hide calibration from a folder on the server (do this on a public Space).",
+        help="Hide calibration from a folder on the server. Default: offered only on a loopback address without "
+        "--share (a visitor could otherwise probe the server's paths).",
     )
     args = parser.parse_args(argv)
     for name in ("max_file_mb", "max_megapixels", "max_images", "max_calibration_images"):
         if not getattr(args, name) > 0:
             parser.error(f"--{name} must be > 0, got {getattr(args, name)}.")
+    if args.folder_calibration is None:  # offered only where no other machine can reach the app
+        server_name = args.server_name or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+        args.folder_calibration = not args.share and server_name in ("127.0.0.1", "localhost", "::1")
     return args
 
 

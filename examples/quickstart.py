@@ -73,7 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="Image side: default 112 for the tiny CLIP (patch 8: a 14x14 grid), 518 for a real one.",
     )
-    parser.add_argument("--steps", type=int, default=240, help="Optimizer steps (batch 8); overrides --epochs.")
+    parser.add_argument("--steps", type=int, default=240, help="Optimizer steps (batch 8), unless --epochs is given.")
     parser.add_argument("--epochs", type=int, default=None, help="Train for this many epochs instead of --steps.")
     parser.add_argument("--train_domains", nargs="+", default=list(TRAIN_DOMAINS), choices=DOMAINS)
     parser.add_argument(

@@ -256,6 +256,14 @@ def test_command_line_flags(app, monkeypatch):
     assert app.parse_args([]).model == "space/model"
     with pytest.raises(SystemExit):
         app.parse_args(["--max_images", "0"])
+    # Calibration from a server folder is offered only where no other machine can reach the app, unless asked for.
+    assert app.parse_args([]).folder_calibration
+    assert not app.parse_args(["--share"]).folder_calibration
+    assert not app.parse_args(["--server_name", "0.0.0.0"]).folder_calibration
+    assert app.parse_args(["--server_name", "0.0.0.0", "--folder_calibration"]).folder_calibration
+    assert not app.parse_args(["--no_folder_calibration"]).folder_calibration
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # as on a hub Space
+    assert not app.parse_args([]).folder_calibration
 
 
 def test_in_a_headless_browser(app, model_dir, tmp_path):

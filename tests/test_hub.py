@@ -29,8 +29,8 @@ HUB_CLIP = "tiny-org/tiny-clip"
 COMMIT_MAIN, COMMIT_OTHER = "a" * 40, "b" * 40
 SMALL = {"image_size": 32, "prior_num_patches": 4, "num_vv_blocks": 2, "deep_prompt_depth": 3}
 OUTPUT_KEYS = ("image_scores", "anomaly_maps", "prior_patch_scores")
-# Packages a saved folder's code may import (what `pip install transformers torch pillow` brings, plus scipy and
-# matplotlib, which transformers' import check of the hub path finds in metrics.py / visualization.py).
+# Packages a saved folder's code may import, as transformers' import check of the hub path finds them (what
+# `pip install transformers torch pillow scipy` brings; the optional matplotlib is imported inside try blocks only).
 ALLOWED_REMOTE_IMPORTS = {
     "torch",
     "transformers",
@@ -39,7 +39,6 @@ ALLOWED_REMOTE_IMPORTS = {
     "huggingface_hub",
     "safetensors",
     "scipy",
-    "matplotlib",
 }
 
 

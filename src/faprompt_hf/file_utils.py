@@ -100,7 +100,9 @@ def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Stage a folder's files in a temporary folder; move each over its destination once all were written.
 
     Files already in ``path`` that the block does not write are kept (a processor saved beside a model stays).
-    A failure inside the block leaves ``path`` exactly as it was.
+    A failure inside the block (serialisation, full disk, a killed process) leaves ``path`` exactly as it was. The
+    files are then moved in one rename each: every file is whole, old or new, but a failure between two renames
+    (which need no space) could leave some files new and others old.
 
     Args:
         path: The destination folder; created if needed.

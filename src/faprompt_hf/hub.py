@@ -565,8 +565,9 @@ def _check_compact(model: FAPromptModel, config: FAPromptConfig) -> None:
             "Save with include_clip=True to embed the CLIP."
         )
     if any(parameter.dtype == torch.float16 for parameter in model.clip.parameters()):
-        logger.info(
-            "The CLIP is in float16: its fingerprint cannot be compared; the compact save names %s.",
+        logger.warning(
+            "The CLIP is in float16, whose rounding changes the fingerprint: it was not compared before this compact "
+            "save, which names %s. Save with include_clip=True to embed these exact weights instead.",
             config.clip_name_or_path,
         )
         return

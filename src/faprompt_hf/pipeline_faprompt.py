@@ -231,11 +231,14 @@ def register_pipeline() -> None:
 
 
 def _model_of(model_or_pipeline: FAPromptModel | FAPromptAnomalyDetectionPipeline) -> FAPromptModel:
-    """The model of a pipeline, or the model itself."""
-    if isinstance(model_or_pipeline, FAPromptAnomalyDetectionPipeline):
-        return model_or_pipeline.model
-    if isinstance(model_or_pipeline, FAPromptModel):
-        return model_or_pipeline
+    """The model of a pipeline, or the model itself.
+
+    Checked by ``config.model_type`` rather than by class, so that models and pipelines loaded as remote code
+    (``trust_remote_code=True``, whose classes live in ``transformers_modules``) are accepted too.
+    """
+    model = getattr(model_or_pipeline, "model", model_or_pipeline)  # a pipeline holds its model
+    if getattr(getattr(model, "config", None), "model_type", None) == FAPromptModel.config_class.model_type:
+        return model
     raise TypeError(
         f"Expected an FAPromptModel or FAPromptAnomalyDetectionPipeline, got {type(model_or_pipeline).__name__}."
     )

@@ -61,7 +61,7 @@ from transformers.utils import logging
 
 from .data import FAPromptCollator, defer_decoding
 from .data.schema import _is_missing
-from .file_utils import atomic_write, write_failure
+from .file_utils import atomic_write, staged_directory, write_failure
 from .hub import push_folder_to_hub, write_model_card
 from .modeling_faprompt import FAPromptModel
 
@@ -871,7 +871,8 @@ def _save_final(
         include_clip=None,  # compact (prompts only) when the CLIP is a hub model, else embedded
     )
     if accelerator.is_main_process:
-        processor.save_pretrained(output_dir)
+        with staged_directory(output_dir) as staging:  # the processor and its remote code, atomically
+            processor.save_pretrained(staging)
         write_model_card(output_dir, args, **model_card)
         digest = _saved_prompt_digest(output_dir)
         summary = {

@@ -20,9 +20,12 @@ from .file_utils import atomic_write
 from .image_utils import ImageInput, to_mask_array, to_rgb_image
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from .metrics import ArrayLike
+
+    try:  # matplotlib is optional (the "plots" extra): imports inside try blocks are not required by hub remote code
+        from matplotlib.figure import Figure
+    except ImportError:
+        pass
 
 Normalization = bool | tuple[float, float]
 
@@ -76,9 +79,7 @@ def _cached_table(colormap: str) -> np.ndarray:
     if colormap == "jet":
         rgb = np.stack([np.interp(positions, knots, levels) for knots, levels in _JET_KNOTS], axis=-1)
     else:
-        import matplotlib
-
-        rgb = matplotlib.colormaps[colormap](positions)[..., :3]
+        rgb = _require_matplotlib(f"colormap {colormap!r}").colormaps[colormap](positions)[..., :3]
     table = np.round(rgb * 255.0).astype(np.uint8)
     table.flags.writeable = False
     return table
@@ -289,7 +290,10 @@ def plot_roc_pr_curves(
         ValueError: Invalid scores or labels.
     """
     _require_matplotlib("plot_roc_pr_curves")
-    from matplotlib.figure import Figure
+    try:  # (inside try: hub remote code must not require the optional matplotlib)
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(f"plot_roc_pr_curves needs matplotlib; install it with: {_PLOTS_HINT}") from error
 
     from .metrics import auroc, average_precision, precision_recall_curve, roc_curve
 
