@@ -97,7 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Images per forward pass and process (as train.py's --batch_size).",
     )
     run.add_argument(
-        "--num_workers", type=positive_int("--num_workers", 0), default=2, help="Data-loader workers per process."
+        "--dataloader_num_workers",
+        "--num_workers",
+        dest="num_workers",
+        type=positive_int("--dataloader_num_workers", 0),
+        default=2,
+        help="Data-loader workers per process (as train.py's; --num_workers is an alias).",
     )
     run.add_argument(
         "--use_cpu", "--cpu", dest="use_cpu", action="store_true", help="Run on CPU even when a GPU is available."

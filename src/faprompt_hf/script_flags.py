@@ -3,16 +3,17 @@
 
 Both scripts spell a shared concept the same way (the canonical name first, older spellings kept as aliases):
 
-=========================  ==============================================  =======================================
-canonical flag             aliases                                         value
-=========================  ==============================================  =======================================
-``--batch_size``           ``--per_device_train_batch_size`` (train.py),   images per batch and process
-                           ``--per_device_eval_batch_size`` (evaluate.py)
-``--use_cpu``              ``--cpu``                                       run on the CPU even when a GPU is present
-``--column_mapping``                                                       JSON object or ``ours=theirs,...``
-``--dataset_kwargs``                                                       JSON object
-``--config_overrides``                                                     JSON object (train.py)
-=========================  ==============================================  =======================================
+============================  ==============================================  =======================================
+canonical flag                aliases                                         value
+============================  ==============================================  =======================================
+``--batch_size``              ``--per_device_train_batch_size`` (train.py),   images per batch and process
+                              ``--per_device_eval_batch_size`` (evaluate.py)
+``--use_cpu``                 ``--cpu``                                       run on the CPU even when a GPU is present
+``--dataloader_num_workers``  ``--num_workers`` (evaluate.py)                 data-loader workers per process
+``--column_mapping``                                                          JSON object or ``ours=theirs,...``
+``--dataset_kwargs``                                                          JSON object
+``--config_overrides``                                                        JSON object (train.py)
+============================  ==============================================  =======================================
 
 Every check raises ``ValueError`` (or ``argparse.ArgumentTypeError`` for ``type=`` functions) with a message that
 names the flag and shows a valid example, so that the scripts report it as an argparse error before doing any work.
