@@ -35,7 +35,8 @@ from faprompt_hf import FAPromptConfig, FAPromptModel, clip_vit_large_patch14_33
 from faprompt_hf.tiny import tiny_clip_config, tiny_faprompt_config
 
 
-def _commit() -> str:
+def commit_id() -> str:
+    """The short commit of this checkout (or $FAPROMPT_COMMIT), stored with every benchmark result."""
     if os.environ.get("FAPROMPT_COMMIT"):
         return os.environ["FAPROMPT_COMMIT"]
     try:
@@ -217,7 +218,7 @@ def main() -> None:
     image_size = args.image_size or image_size
     common = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "commit": _commit(),
+        "commit": commit_id(),
         "image_size": image_size,
         "model": "tiny" if args.tiny else "vit-l-14-336",
     }

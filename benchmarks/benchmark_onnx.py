@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,19 +42,10 @@ import numpy as np
 import onnxruntime
 import torch
 
+from benchmark import commit_id  # the script folder is on sys.path when run as a script
 from faprompt_hf import FAPromptConfig, FAPromptModel, clip_vit_large_patch14_336_config, export_onnx
 from faprompt_hf.onnx import ONNX_FILE_NAME
 from faprompt_hf.tiny import tiny_faprompt_config
-
-
-def _commit() -> str:
-    try:
-        root = Path(__file__).resolve().parents[1]
-        return subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def physical_cores() -> int:
@@ -210,7 +200,7 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
         },
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
-        "commit": _commit(),
+        "commit": commit_id(),
         "label": args.label,
     }
     print(json.dumps(report, indent=2))

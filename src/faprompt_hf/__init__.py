@@ -69,7 +69,7 @@ if TORCH_AVAILABLE:
     AutoModel.register(FAPromptConfig, FAPromptModel, exist_ok=True)
     AutoImageProcessor.register(FAPromptConfig, image_processor_classes={"pil": FAPromptImageProcessor}, exist_ok=True)
     AutoProcessor.register(FAPromptConfig, FAPromptProcessor, exist_ok=True)
-    register_pipeline()
+    register_pipeline()  # here only: a model folder's remote-code copy of the pipeline must not claim the task
     # Saved folders name these classes in their auto_map and carry their code (trust_remote_code=True without the
     # package).
     FAPromptConfig.register_for_auto_class("AutoConfig")

@@ -332,8 +332,3 @@ def threshold_from_f1(
         _model_of(model_or_pipeline).config.anomaly_threshold = float(threshold)
     logger.info("F1-max threshold %.6g (F1 %.4f).", threshold, best_f1)
     return float(threshold)
-
-
-# The package registers the task; the remote-code copy in a model folder must not claim it for every other folder.
-if __name__.partition(".")[0] == "faprompt_hf":
-    register_pipeline()
