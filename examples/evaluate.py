@@ -70,9 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--image_size", type=positive_int("--image_size"), help="Evaluation side in px (default: the model's, 518)."
     )
     protocol.add_argument(
+        "--gaussian_sigma",
         "--sigma",
-        type=non_negative_float("--sigma"),
-        help="Anomaly-map smoothing sigma in px, >= 0; 0 turns smoothing off (default: the model's, 10).",
+        dest="gaussian_sigma",
+        type=non_negative_float("--gaussian_sigma"),
+        help="Anomaly-map smoothing sigma in px, >= 0; 0 turns smoothing off (default: the model's, 10; --sigma is "
+        "an alias).",
     )
     protocol.add_argument(
         "--aupro",
@@ -152,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> EvaluationResult:
         pixel_metrics=not args.no_pixel_metrics,
         pixel_metrics_size=args.pixel_metrics_size,
         image_size=args.image_size,
-        sigma=args.sigma,
+        gaussian_sigma=args.gaussian_sigma,
         num_workers=args.num_workers,
         resize_mismatched_masks=args.resize_mismatched_masks,
         heatmaps_per_class=args.save_heatmaps,

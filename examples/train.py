@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import os
 import signal
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,16 +24,15 @@ from pathlib import Path
 from accelerate import PartialState
 from accelerate.utils import set_seed
 from datasets import Dataset
-from huggingface_hub.errors import StrictDataclassError
 from transformers import CLIPConfig, CLIPTokenizer, HfArgumentParser
 
-from faprompt_hf import DEFAULT_CLIP, FAPromptConfig, FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
+from faprompt_hf import DEFAULT_CLIP, FAPromptConfig, FAPromptModel, FAPromptProcessor
 from faprompt_hf.data import DATASET_FORMATS, load_dataset_by_format
+from faprompt_hf.processing_faprompt import TOKENIZER_FILES, prompt_token_ids
 from faprompt_hf.script_flags import parse_column_mapping, parse_json_object
 from faprompt_hf.training import FAPromptTrainingArguments, train
 
 SYNTHETIC_TRAIN_DOMAINS = ("gradient", "stripes", "checker", "nut", "plate")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 
 
 @dataclass
@@ -199,8 +197,8 @@ def load_training_data(script: ScriptArguments, training: FAPromptTrainingArgume
 
     Args:
         script: The dataset options.
-        training: The training arguments (synthetic images are drawn at ``image_size`` (224 when None) with
-            ``seed``).
+        training: The training arguments, resolved by :func:`main` (synthetic images are drawn at ``image_size``,
+            at least 64 px, with ``seed``).
 
     Returns:
         ``(dataset, name)``.
@@ -216,7 +214,7 @@ def load_training_data(script: ScriptArguments, training: FAPromptTrainingArgume
         loader_kwargs = {
             "n_normal": script.synthetic_num_normal,
             "n_anomalous": script.synthetic_num_anomalous,
-            "image_size": max(64, training.image_size or 224),
+            "image_size": max(64, training.image_size),
             "seed": training.seed,
             **loader_kwargs,
         }
@@ -259,32 +257,15 @@ def _config_for(clip: str, clip_config: CLIPConfig, overrides: dict, from_tokeni
     """
     try:
         config = FAPromptConfig(clip_config=clip_config.to_dict(), **overrides)
-    except (ValueError, TypeError, StrictDataclassError) as error:
+    except (ValueError, TypeError) as error:
         cause = str(error).strip().splitlines()[-1].strip()
         raise ValueError(
             f"The FAPrompt configuration does not fit the CLIP {clip!r}: {cause} Adjust it with --config_overrides, "
             'e.g. \'{"num_vv_blocks": 2, "deep_prompt_depth": 3}\' for a CLIP with 4 layers; see docs/training.md, '
             "'Training offline'."
         ) from None
-    vocab_size = config.clip_config.text_config.vocab_size
-    ids = [
-        config.bos_token_id,
-        config.eos_token_id,
-        config.normal_placeholder_token_id,
-        config.abnormal_placeholder_token_id,
-        *config.normal_suffix_token_ids,
-        *config.abnormal_suffix_token_ids,
-    ]
-    if max(ids) >= vocab_size:
-        source = "its tokenizer" if from_tokenizer else "the defaults (OpenAI CLIP's tokenizer; --clip has none)"
-        raise ValueError(
-            f"The prompt template's token ids from {source} reach {max(ids)}, but the CLIP {clip!r} has only "
-            f"{vocab_size} tokens. Put the CLIP's tokenizer files (tokenizer.json, or vocab.json and merges.txt) in "
-            'the --clip folder, or give the ids with --config_overrides, e.g. \'{"bos_token_id": 0, '
-            '"eos_token_id": 1, "normal_placeholder_token_id": 2, "abnormal_placeholder_token_id": 3, '
-            '"normal_suffix_token_ids": [4, 5], "abnormal_suffix_token_ids": [6, 4, 5]}\'; see docs/training.md, '
-            "'Training offline'."
-        )
+    source = "its tokenizer" if from_tokenizer else "the defaults (OpenAI CLIP's tokenizer; --clip has none)"
+    config.check_prompt_vocabulary(f"the CLIP {clip!r}", source)
     return config
 
 
@@ -294,7 +275,7 @@ def build_model(
     """The model to train, its processor and the base model's name.
 
     No tokenizer is needed: the prompt template's token ids live in the config. When the CLIP has a tokenizer, the
-    ids are taken from it (``FAPromptProcessor.prompt_token_ids``); ``--config_overrides`` wins over both.
+    ids are taken from it (``faprompt_hf.processing_faprompt.prompt_token_ids``); ``--config_overrides`` wins over both.
 
     Args:
         script: ``--model`` (continue) or ``--clip`` (default ``DEFAULT_CLIP``) with ``--config_overrides`` (new
@@ -315,7 +296,7 @@ def build_model(
         try:
             processor = FAPromptProcessor.from_pretrained(script.model)
         except OSError:
-            processor = FAPromptProcessor(FAPromptImageProcessor(size=model.config.image_size))
+            processor = FAPromptProcessor.from_model_config(model.config)
         return model, processor, script.model
     clip = script.clip or DEFAULT_CLIP
     try:
@@ -323,8 +304,7 @@ def build_model(
     except (OSError, ValueError) as error:
         raise _clip_unavailable(clip, error) from error
     tokenizer = _load_tokenizer(clip)
-    processor = FAPromptProcessor(FAPromptImageProcessor(size=training.image_size or 518), tokenizer)
-    overrides = processor.prompt_token_ids() if tokenizer is not None else {}
+    overrides = prompt_token_ids(tokenizer) if tokenizer is not None else {}
     overrides.update(
         parse_json_object(script.config_overrides, "--config_overrides") if script.config_overrides else {}
     )
@@ -336,12 +316,7 @@ def build_model(
         model = FAPromptModel.from_clip(clip, **overrides)
     except OSError as error:
         raise _clip_unavailable(clip, error) from error
-    return model, processor, clip
-
-
-def _flag_given(argv: Sequence[str], *names: str) -> bool:
-    """Whether one of the flag ``names`` is on the command line (``--flag value`` or ``--flag=value``)."""
-    return any(item == name or item.startswith(name + "=") for item in argv for name in names)
+    return model, FAPromptProcessor.from_model_config(model.config, tokenizer=tokenizer), clip
 
 
 def main(argv: Sequence[str] | None = None) -> FAPromptModel:
@@ -355,20 +330,17 @@ def main(argv: Sequence[str] | None = None) -> FAPromptModel:
     """
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("faprompt_hf").setLevel(logging.INFO)
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ScriptArguments, FAPromptTrainingArguments))
     try:
-        script, training = parser.parse_args_into_dataclasses(args=argv)
+        script, training = parser.parse_args_into_dataclasses(args=None if argv is None else list(argv))
         check_script_arguments(script)
     except ValueError as error:
         parser.error(str(error))
-    if script.model is not None and not _flag_given(argv, "--image_size"):
-        training = dataclasses.replace(training, image_size=None)  # --model keeps the model's image size
     try:
         model, processor, base_model = build_model(script, training)
     except (OSError, ValueError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    if training.image_size is None:
+    if training.image_size is None:  # unset: the model's size (518 for a new model; a trained model keeps its own)
         training = dataclasses.replace(training, image_size=model.config.image_size)
     dataset, dataset_name = load_training_data(script, training)
 

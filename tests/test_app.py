@@ -5,10 +5,8 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import shutil
-import socket
 import sys
 import urllib.request
 from pathlib import Path
@@ -16,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from helpers import free_port, load_script
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -28,18 +28,9 @@ TIMEOUT = 120  # seconds for any one request or browser wait
 
 @pytest.fixture(scope="module")
 def app():
-    spec = importlib.util.spec_from_file_location("faprompt_demo_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
+    module = load_script(APP, "faprompt_demo_app")
     yield module
-    sys.modules.pop(spec.name, None)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    sys.modules.pop(module.__name__, None)
 
 
 def launch(demo, **kwargs) -> str:

@@ -3,22 +3,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import load_script
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark.py"
 
 
 @pytest.fixture(scope="module")
 def benchmark_script():
-    spec = importlib.util.spec_from_file_location("benchmark_script", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARK)
 
 
 def _strict_loads(text: str):

@@ -155,36 +155,6 @@ def test_cli_writes_a_loadable_directory(original_weights, reference, tmp_path):
     assert (out.anomaly_maps - reference["anomaly_maps"]).abs().max() <= ATOL
 
 
-def test_missing_tensor_is_named(original_weights, tmp_path):
-    clip_path, prompt_learner_path = original_weights
-    checkpoint = torch.load(prompt_learner_path, weights_only=True)
-    del checkpoint["prompt_learner"]["patch_meta_net.linear2.bias"]
-    broken = tmp_path / "broken.pth"
-    torch.save(checkpoint, broken)
-    with pytest.raises(KeyError, match="prior.fc2.bias"):
-        convert_original_checkpoint(broken, clip_path)
-
-
-def test_mismatched_shape_is_named(original_weights, tmp_path):
-    clip_path, prompt_learner_path = original_weights
-    checkpoint = torch.load(prompt_learner_path, weights_only=True)
-    checkpoint["prompt_learner"]["patch_meta_net.linear2.bias"] = torch.zeros(5)
-    broken = tmp_path / "broken.pth"
-    torch.save(checkpoint, broken)
-    with pytest.raises(ValueError, match="prior.fc2.bias"):
-        convert_original_checkpoint(broken, clip_path)
-
-
-def test_unexpected_tensor_is_named(original_weights, tmp_path):
-    clip_path, prompt_learner_path = original_weights
-    checkpoint = torch.load(prompt_learner_path, weights_only=True)
-    checkpoint["prompt_learner"]["surprise"] = torch.zeros(1)
-    broken = tmp_path / "broken.pth"
-    torch.save(checkpoint, broken)
-    with pytest.raises(KeyError, match="surprise"):
-        convert_original_checkpoint(broken, clip_path)
-
-
 def test_wrong_clip_is_detected(original_weights, tmp_path):
     clip_path, prompt_learner_path = original_weights
     state_dict = torch.load(clip_path, weights_only=True)
@@ -346,6 +316,13 @@ MALFORMED = {
         r"'prompt_learner' has the key 3 \(int\)",
     ),
     "missing context": (lambda s: s.pop("ctx_pos"), KeyError, r"lacks 'ctx_pos'"),
+    "missing prior bias": (lambda s: s.pop("patch_meta_net.linear2.bias"), KeyError, r"prior\.fc2\.bias"),
+    "prior bias of the wrong shape": (
+        lambda s: s.update({"patch_meta_net.linear2.bias": torch.zeros(5)}),
+        ValueError,
+        r"prior\.fc2\.bias",
+    ),
+    "unexpected tensor": (lambda s: s.update(surprise=torch.zeros(1)), KeyError, r"surprise"),
 }
 
 

@@ -6,18 +6,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_DATASETS_OFFLINE"] = "1"
+import numpy as np
+import pytest
+import torch
+from datasets.distributed import split_dataset_by_node
+from PIL import Image
+from torch.utils.data import DataLoader
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from datasets.distributed import split_dataset_by_node  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from faprompt_hf import FAPromptImageProcessor, FAPromptProcessor  # noqa: E402
-from faprompt_hf.data import (  # noqa: E402
+from faprompt_hf import FAPromptImageProcessor, FAPromptProcessor
+from faprompt_hf.data import (
     FAPromptCollator,
     defer_decoding,
     load_folder,

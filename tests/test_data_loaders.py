@@ -4,23 +4,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_DATASETS_OFFLINE"] = "1"
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, IterableDataset, Value
+from datasets import Image as ImageFeature
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-import pytest  # noqa: E402
-from datasets import ClassLabel, Dataset, DatasetDict, Features, IterableDataset, Value  # noqa: E402
-from datasets import Image as ImageFeature  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from faprompt_hf.data import (  # noqa: E402
+from faprompt_hf.data import (
     ANOMALY_FEATURES,
     decode_image_value,
     load_folder,
@@ -32,7 +30,7 @@ from faprompt_hf.data import (  # noqa: E402
     verify_dataset,
     write_meta_json,
 )
-from faprompt_hf.image_utils import to_rgb_image  # noqa: E402
+from faprompt_hf.image_utils import to_rgb_image
 
 SIZE = 16
 
@@ -444,10 +442,12 @@ def test_hub_parquet_with_column_mapping(tmp_path):
     assert rows[2]["image"].size == (SIZE, SIZE) and rows[0]["path"] == f"{tmp_path}[test][0]"
 
 
-def test_hub_label_from_mask_and_save_to_disk(tmp_path):
+def test_hub_label_from_mask_and_save_to_disk(tmp_path, caplog):
     columns = in_memory_rows()
     Dataset.from_dict({"image": columns["img"], "mask": columns["gt"]}).save_to_disk(str(tmp_path / "saved"))
-    dataset = load_hub_dataset(tmp_path / "saved", class_name="leather")
+    with caplog.at_level(logging.INFO, logger="faprompt_hf.data.hub"):
+        dataset = load_hub_dataset(tmp_path / "saved", class_name="leather")
+    assert f"Loaded 4 rows of {tmp_path / 'saved'}[test]" in caplog.text  # the dataset's name, not a column's
     assert dataset["label"] == [0, 0, 1, 1] and dataset["defect_type"] == ["good", "good", "anomaly", "anomaly"]
     assert dataset["class_name"] == ["leather"] * 4
     assert dataset["path"][1] == f"{tmp_path / 'saved'}[test][1]"

@@ -4,18 +4,14 @@
 from __future__ import annotations
 
 import colorsys
-import os
 import time
 from pathlib import Path
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_DATASETS_OFFLINE"] = "1"
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from faprompt_hf.data import ANOMALY_FEATURES, load_mvtec_ad  # noqa: E402
-from faprompt_hf.data.synthetic import (  # noqa: E402
+from faprompt_hf.data import ANOMALY_FEATURES, load_mvtec_ad
+from faprompt_hf.data.synthetic import (
     DEFECT_TYPES,
     DOMAINS,
     MIN_DEFECT_AREA_FRACTION,

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import warnings
@@ -37,6 +35,7 @@ from faprompt_hf.evaluation import (
     save_heatmaps,
 )
 from faprompt_hf.metrics import IMAGE_METRIC_KEYS, PIXEL_METRIC_KEYS, compute_per_class_metrics
+from helpers import free_port, load_script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVALUATE_SCRIPT = os.path.join(REPO_ROOT, "examples", "evaluate.py")
@@ -423,9 +422,7 @@ def script_args(model_dir, mvtec_root, output_dir):
 
 def run_script(argv):
     """examples/evaluate.py's main() in this process; the accelerate singletons are reset afterwards (P18)."""
-    spec = importlib.util.spec_from_file_location("evaluate_example", EVALUATE_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(EVALUATE_SCRIPT)
     try:
         return module.main(argv)
     finally:
@@ -458,12 +455,6 @@ def test_script_prints_the_markdown_table(model_dir, mvtec_root, tmp_path, capsy
     printed = capsys.readouterr().out
     assert result.table in printed and "| mean |" in printed and "AUPRO exact" in printed
     assert list(result.metrics) == ["nut", "mean"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_processes_give_the_same_metrics(one_process_run, model_dir, mvtec_root, tmp_path):

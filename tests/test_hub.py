@@ -23,6 +23,7 @@ from transformers.dynamic_module_utils import get_imports, get_relative_imports
 from faprompt_hf import FAPromptConfig, FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
 from faprompt_hf.hub import clip_fingerprint, remote_code_files, write_model_card
 from faprompt_hf.pipeline_faprompt import ANOMALY_DETECTION_TASK
+from faprompt_hf.processing_faprompt import prompt_token_ids
 from faprompt_hf.tiny import tiny_clip_config
 
 HUB_CLIP = "tiny-org/tiny-clip"
@@ -30,7 +31,8 @@ COMMIT_MAIN, COMMIT_OTHER = "a" * 40, "b" * 40
 SMALL = {"image_size": 32, "prior_num_patches": 4, "num_vv_blocks": 2, "deep_prompt_depth": 3}
 OUTPUT_KEYS = ("image_scores", "anomaly_maps", "prior_patch_scores")
 # Packages a saved folder's code may import, as transformers' import check of the hub path finds them (what
-# `pip install transformers torch pillow scipy` brings; the optional matplotlib is imported inside try blocks only).
+# `pip install transformers torch pillow` brings; the optional matplotlib is imported inside try blocks only): no
+# scipy, which only the metrics need.
 ALLOWED_REMOTE_IMPORTS = {
     "torch",
     "transformers",
@@ -38,18 +40,21 @@ ALLOWED_REMOTE_IMPORTS = {
     "PIL",
     "huggingface_hub",
     "safetensors",
-    "scipy",
 }
+# What a saved folder's code may not contain: metrics, training, evaluation, model cards, calibration, plots.
+NOT_REMOTE_CODE = {"metrics.py", "training.py", "evaluation.py", "hub.py", "calibration.py", "visualization.py"}
 
 
 @pytest.fixture(scope="module")
 def hub_cache(tmp_path_factory, tiny_tokenizer):
-    """A hub cache holding the tiny CLIP ``tiny-org/tiny-clip`` at two commits: main (seed 0) and another (seed 1)."""
+    """A hub cache holding the tiny CLIP ``tiny-org/tiny-clip`` (with its tokenizer, as hub CLIPs have) at two commits:
+    main (seed 0) and another (seed 1)."""
     cache = tmp_path_factory.mktemp("hub_cache")
     repo = cache / f"models--{HUB_CLIP.replace('/', '--')}"
     for seed, commit in ((0, COMMIT_MAIN), (1, COMMIT_OTHER)):
         torch.manual_seed(seed)
         CLIPModel(tiny_clip_config(tiny_tokenizer)).save_pretrained(repo / "snapshots" / commit)
+        tiny_tokenizer.save_pretrained(repo / "snapshots" / commit)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT_MAIN)
     return cache
@@ -186,6 +191,25 @@ def test_every_saved_code_file_resolves_its_imports_inside_the_folder(tiny_model
         third_party = set(get_imports(file)) - set(sys.stdlib_module_names) - {"__future__"}
         assert third_party <= ALLOWED_REMOTE_IMPORTS, f"{file.name} needs {third_party - ALLOWED_REMOTE_IMPORTS}"
     assert config["custom_pipelines"][ANOMALY_DETECTION_TASK]["pt"] == ["AutoModel"]
+    assert not {file.name for file in code_files} & NOT_REMOTE_CODE  # inference code only
+
+
+def test_code_is_written_once_by_one_mechanism(tiny_model, tmp_path, monkeypatch):
+    """transformers' own code copy (register_for_auto_class -> custom_object_save) stays off: remote_code writes."""
+    import importlib
+
+    copies = []
+    for name in ("modeling_utils", "configuration_utils", "image_processing_base", "processing_utils"):
+        module = importlib.import_module(f"transformers.{name}")
+        monkeypatch.setattr(module, "custom_object_save", lambda *args, **kwargs: copies.append(args))
+    tiny_model.save_pretrained(tmp_path)
+    FAPromptProcessor(image_processor=FAPromptImageProcessor(size=32)).save_pretrained(tmp_path)
+    assert copies == [] and type(tiny_model)._auto_class is None
+    processor_config = json.loads((tmp_path / "processor_config.json").read_text())
+    assert processor_config["auto_map"]["AutoProcessor"] == "processing_faprompt.FAPromptProcessor"
+    assert processor_config["image_processor"]["auto_map"]["AutoImageProcessor"].startswith(
+        "image_processing_faprompt."
+    )
 
 
 def test_pipeline_save_leaves_the_live_config_alone_and_reloads_with_the_package(model, model_dir, tmp_path):
@@ -208,16 +232,17 @@ def test_pipeline_save_leaves_the_live_config_alone_and_reloads_with_the_package
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def test_from_clip_records_the_hub_source_revision_and_fingerprint(hub_cache, capfd):
+def test_from_clip_records_the_hub_source_revision_and_fingerprint(hub_cache, tiny_tokenizer, capfd):
     model = FAPromptModel.from_clip(HUB_CLIP, cache_dir=str(hub_cache), **SMALL)
     reference = CLIPModel.from_pretrained(HUB_CLIP, cache_dir=str(hub_cache))
+    assert model.config.eos_token_id == tiny_tokenizer.eos_token_id  # the template ids of the hub CLIP's tokenizer
     assert model.config.clip_name_or_path == HUB_CLIP
     assert model.config.clip_revision == COMMIT_MAIN
     assert model.config.clip_fingerprint == clip_fingerprint(reference)
     other = FAPromptModel.from_clip(HUB_CLIP, cache_dir=str(hub_cache), revision=COMMIT_OTHER, **SMALL)
     assert other.config.clip_revision == COMMIT_OTHER
     assert other.config.clip_fingerprint != model.config.clip_fingerprint
-    from_instance = FAPromptModel.from_clip(reference, **SMALL)
+    from_instance = FAPromptModel.from_clip(reference, **SMALL, **prompt_token_ids(tiny_tokenizer))
     assert from_instance.config.clip_name_or_path == HUB_CLIP
     assert from_instance.config.clip_revision is None  # the commit it was loaded at is not known
     assert from_instance.config.clip_fingerprint == model.config.clip_fingerprint

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from transformers import AutoModel, CLIPModel
 
-from faprompt_hf import FAPromptModel, FAPromptOutput
+from faprompt_hf import FAPromptConfig, FAPromptModel, FAPromptOutput
 from faprompt_hf.modeling_faprompt import bilinear_resize_matrix, gaussian_smooth, resize_position_embeddings
+from faprompt_hf.processing_faprompt import prompt_token_ids
 
 
 def _outputs_close(first: FAPromptOutput, second: FAPromptOutput, atol: float = 1e-5) -> None:
@@ -222,9 +223,12 @@ def test_vv_attention_matches_a_hand_written_reference(tiny_model, make_pixels):
     torch.testing.assert_close(original, expected_original, atol=1e-5, rtol=0)
 
 
-def test_from_pretrained_of_a_plain_clip_checkpoint_initialises_prompts(tiny_clip_config_fixture, tmp_path):
+def test_from_pretrained_of_a_plain_clip_checkpoint_initialises_prompts(
+    tiny_clip_config_fixture, tiny_tokenizer, tmp_path
+):
     clip = CLIPModel(tiny_clip_config_fixture)
     clip.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)  # a CLIP folder with its tokenizer: the template ids come from it
     model = FAPromptModel.from_clip(
         str(tmp_path),
         image_size=32,
@@ -241,11 +245,23 @@ def test_from_pretrained_of_a_plain_clip_checkpoint_initialises_prompts(tiny_cli
     assert torch.equal(model.clip.vision_model.embeddings.class_embedding, clip.vision_model.embeddings.class_embedding)
     assert model.training and not model.clip.training
     assert model.prompt_learner.normal_prompt_ids.tolist() == model.config.normal_prompt_ids()
+    assert model.config.eos_token_id == tiny_tokenizer.eos_token_id != FAPromptConfig().eos_token_id
+    model.eval()(pixel_values=torch.randn(1, 3, 32, 32))  # the first forward no longer dies in the token embedding
 
 
-def test_from_clip_model_instance(tiny_clip_config_fixture):
+def test_from_clip_refuses_template_ids_outside_the_vocabulary(tiny_clip_config_fixture, tmp_path):
+    CLIPModel(tiny_clip_config_fixture).save_pretrained(tmp_path)  # no tokenizer files: OpenAI's ids
+    small = dict(image_size=32, prior_num_patches=4, num_vv_blocks=2, deep_prompt_depth=3)
+    with pytest.raises(ValueError, match=r"token ids from the defaults .* reach 49407, but the CLIP .* has only"):
+        FAPromptModel.from_clip(str(tmp_path), **small)
+
+
+def test_from_clip_model_instance(tiny_clip_config_fixture, tiny_tokenizer):
     clip = CLIPModel(tiny_clip_config_fixture)
-    model = FAPromptModel.from_clip(clip, image_size=32, prior_num_patches=4, num_vv_blocks=2, deep_prompt_depth=3)
+    ids = prompt_token_ids(tiny_tokenizer)  # a CLIPModel instance has no tokenizer: the ids are given
+    model = FAPromptModel.from_clip(
+        clip, image_size=32, prior_num_patches=4, num_vv_blocks=2, deep_prompt_depth=3, **ids
+    )
     assert torch.equal(model.clip.text_projection.weight, clip.text_projection.weight)
     assert torch.isfinite(model.prompt_learner.prior.fc1.weight).all()
     assert not any(p.requires_grad for p in model.clip.parameters())

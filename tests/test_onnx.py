@@ -192,8 +192,10 @@ def test_runtime_threshold_arguments_and_uncalibrated_warning(top_m_export, firs
     score = detector(images[0])["score"]
     assert detector(images[0], threshold=score)["is_anomalous"] is True
     assert detector(images[0], threshold=score + 1e-6)["is_anomalous"] is False
-    low = detector(images[0], pixel_threshold=-1.0, return_overlay=False)
+    low = detector(images[0], pixel_threshold=0.0, return_overlay=False)
     assert low["mask"].all() and low["overlay"] is None
+    with pytest.raises(ValueError, match=r"threshold must be finite and lie in \[0, 1\]"):
+        detector(images[0], threshold=1.5)
 
     uncalibrated = ONNXAnomalyDetector(first_m_non_square_export)
     assert uncalibrated.threshold is None

@@ -162,8 +162,11 @@ def test_constructor_defaults_and_pixel_threshold(model, images):
     result = detector(images[0])
     assert result["is_anomalous"] is True and result["overlay"] is None
     np.testing.assert_array_equal(result["mask"], result["anomaly_map"] >= 0.3)
-    high = detector(images[0], pixel_threshold=2.0)
-    assert not high["mask"].any()
+    high = detector(images[0], pixel_threshold=1.0)  # maps are means of probabilities below 1
+    assert result["anomaly_map"].max() < 1.0 and not high["mask"].any()
+    for bad in (2.0, -1.0, float("nan")):  # the one threshold rule: finite and in [0, 1]
+        with pytest.raises(ValueError, match=r"pixel_threshold must be finite and lie in \[0, 1\]"):
+            detector(images[0], pixel_threshold=bad)
 
 
 def test_bad_inputs(detector, tmp_path):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -16,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from helpers import load_script
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO_ROOT / "examples" / "quickstart.py"
 METRIC_KEYS = {"image_auroc", "image_ap", "pixel_auroc", "pixel_aupro"}
@@ -23,10 +24,7 @@ METRIC_KEYS = {"image_auroc", "image_ap", "pixel_auroc", "pixel_aupro"}
 
 @pytest.fixture(scope="module")
 def quickstart():
-    spec = importlib.util.spec_from_file_location("quickstart", QUICKSTART)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(QUICKSTART)
 
 
 def test_smoke_run_writes_metrics_overlays_and_a_model(tmp_path):

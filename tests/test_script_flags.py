@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
 from faprompt_hf.script_flags import non_negative_float, parse_column_mapping, parse_json_object
 from faprompt_hf.tiny import tiny_clip_config
 from faprompt_hf.training import FAPromptTrainingArguments
+from helpers import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL_CLIP_OVERRIDES = {"num_vv_blocks": 2, "deep_prompt_depth": 3, "deep_prompt_length": 2, "prior_num_patches": 4}
@@ -25,11 +25,7 @@ SMALL_CLIP_OVERRIDES = {"num_vv_blocks": 2, "deep_prompt_depth": 3, "deep_prompt
 
 
 def _import_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO_ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their (string) annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +80,12 @@ def test_column_mapping_takes_json_or_pairs_in_both_scripts(train_script, evalua
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "-inf", "ten"])
 def test_evaluate_refuses_a_bad_sigma(evaluate_script, value, capsys):
-    with pytest.raises(SystemExit) as raised:
-        evaluate_script.main([*EVALUATE_BASE, f"--sigma={value}"])
-    assert raised.value.code == 2
-    assert "--sigma must be a" in capsys.readouterr().err
-    assert evaluate_script.build_parser().parse_args([*EVALUATE_BASE, "--sigma", "0"]).sigma == 0.0
+    for flag in ("--gaussian_sigma", "--sigma"):  # one knob, one name (--sigma is an alias)
+        with pytest.raises(SystemExit) as raised:
+            evaluate_script.main([*EVALUATE_BASE, f"{flag}={value}"])
+        assert raised.value.code == 2
+        assert "--gaussian_sigma must be a" in capsys.readouterr().err
+        assert evaluate_script.build_parser().parse_args([*EVALUATE_BASE, flag, "0"]).gaussian_sigma == 0.0
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,11 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
-import importlib.util
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +35,7 @@ from faprompt_hf.training import (
     train,
     validate_training_dataset,
 )
+from helpers import free_port, load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / "examples" / "train.py"
@@ -59,12 +58,6 @@ def _prompt_tensors(model_dir: Path) -> dict[str, torch.Tensor]:
         for key, value in load_file(model_dir / "model.safetensors").items()
         if key.startswith("prompt_learner.")
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(command: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
@@ -194,14 +187,11 @@ def test_mask_valid_is_passed_to_the_model(tiny_tokenizer, small_train_set, tmp_
 @pytest.fixture(scope="module")
 def train_script():
     """examples/train.py imported as a module (its parser and data helpers, without running main)."""
-    spec = importlib.util.spec_from_file_location("train_example", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their (string) annotations through sys.modules
+    module = load_script(TRAIN_SCRIPT, "train_example")
     try:
-        spec.loader.exec_module(module)
         yield module
     finally:
-        sys.modules.pop(spec.name, None)
+        sys.modules.pop(module.__name__, None)
 
 
 def _parse(train_script, *argv: str):
@@ -361,7 +351,7 @@ def test_killed_run_resumes_mid_epoch_to_the_same_weights(tiny_model_dir, tmp_pa
 
 def test_two_process_cpu_run_ends_with_identical_prompts_on_both(tiny_model_dir, tmp_path):
     output_dir = tmp_path / "ddp"
-    port = _free_port()
+    port = free_port()
     # On a CPU-only machine accelerate starts several local processes with its multi-process launcher; --use_cpu
     # makes them one gloo process group.
     command = [

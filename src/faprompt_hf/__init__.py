@@ -2,8 +2,8 @@
 """FAPrompt for zero-shot anomaly detection, on Hugging Face transformers.
 
 Importing the package registers ``FAPromptConfig``, ``FAPromptModel``, ``FAPromptImageProcessor`` and
-``FAPromptProcessor`` with transformers' Auto classes (model type ``"faprompt"``) and for remote code (saved folders
-carry their code), and the ``"anomaly-detection"`` pipeline.
+``FAPromptProcessor`` with transformers' Auto classes (model type ``"faprompt"``), the ``"anomaly-detection"``
+pipeline, and the model card writer that ``model.push_to_hub`` uses. ``docs/architecture.md`` maps the modules.
 
 Without PyTorch or transformers the package still imports, for the ONNX runtime
 (:class:`faprompt_hf.onnx.ONNXAnomalyDetector`, which needs only numpy, Pillow and onnxruntime); the PyTorch names then
@@ -52,17 +52,15 @@ TORCH_AVAILABLE = _is_importable("torch") and _is_importable("transformers")
 if TORCH_AVAILABLE:
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
+    from .calibration import calibrate_threshold, threshold_from_f1
+    from .checkpoints import register_hub_publisher
     from .configuration_faprompt import FAPromptConfig, clip_vit_large_patch14_336_config
     from .convert_original import convert_original_checkpoint
+    from .hub import push_model_to_hub
     from .image_processing_faprompt import FAPromptImageProcessor
     from .modeling_faprompt import FAPromptModel, FAPromptOutput, FAPromptPreTrainedModel
     from .onnx.export import export_onnx
-    from .pipeline_faprompt import (
-        FAPromptAnomalyDetectionPipeline,
-        calibrate_threshold,
-        register_pipeline,
-        threshold_from_f1,
-    )
+    from .pipeline_faprompt import FAPromptAnomalyDetectionPipeline, register_pipeline
     from .processing_faprompt import FAPromptProcessor
 
     AutoConfig.register("faprompt", FAPromptConfig, exist_ok=True)
@@ -70,12 +68,9 @@ if TORCH_AVAILABLE:
     AutoImageProcessor.register(FAPromptConfig, image_processor_classes={"pil": FAPromptImageProcessor}, exist_ok=True)
     AutoProcessor.register(FAPromptConfig, FAPromptProcessor, exist_ok=True)
     register_pipeline()  # here only: a model folder's remote-code copy of the pipeline must not claim the task
-    # Saved folders name these classes in their auto_map and carry their code (trust_remote_code=True without the
-    # package).
-    FAPromptConfig.register_for_auto_class("AutoConfig")
-    FAPromptModel.register_for_auto_class("AutoModel")
-    FAPromptImageProcessor.register_for_auto_class("AutoImageProcessor")
-    FAPromptProcessor.register_for_auto_class("AutoProcessor")
+    register_hub_publisher(push_model_to_hub)  # model.push_to_hub adds a processor and a model card
+    # Saved folders carry their code through faprompt_hf.remote_code alone (no register_for_auto_class: transformers
+    # would copy the code a second time).
 else:
 
     def __getattr__(name: str) -> Any:

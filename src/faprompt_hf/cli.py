@@ -9,6 +9,7 @@ import os
 from collections.abc import Sequence
 
 from . import DEFAULT_CLIP
+from .configuration_faprompt import DEFAULT_IMAGE_SIZE
 from .convert_original import convert_original_checkpoint
 from .file_utils import staged_directory
 from .hub import push_folder_to_hub, record_clip_source, write_model_card
@@ -23,12 +24,13 @@ logger = logging.getLogger("faprompt_hf")
 
 
 def _convert(args: argparse.Namespace) -> None:
+    overrides = {"image_size": args.image_size, "gaussian_sigma": args.gaussian_sigma}
     model = convert_original_checkpoint(
-        args.checkpoint, args.clip, image_size=args.image_size, gaussian_sigma=args.gaussian_sigma
+        args.checkpoint, args.clip, **{key: value for key, value in overrides.items() if value is not None}
     )
     if not os.path.isfile(args.clip):  # a transformers CLIP (hub id or folder): a compact save can name it
         record_clip_source(model, args.clip)
-    processor = FAPromptProcessor(image_processor=FAPromptImageProcessor(size=args.image_size))
+    processor = FAPromptProcessor.from_model_config(model.config)
     with staged_directory(args.output) as staging:
         processor.save_pretrained(staging)
     model.save_pretrained(args.output, include_clip=True if args.embed_clip else None)
@@ -64,8 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_CLIP}, the same weights as OpenAI's ViT-L-14-336px.pt).",
     )
     convert.add_argument("--output", required=True, help="Output directory.")
-    convert.add_argument("--image_size", type=int, default=518, help="Input side of the original evaluation.")
-    convert.add_argument("--gaussian_sigma", type=float, default=10.0, help="Anomaly-map smoothing (0: off).")
+    convert.add_argument(
+        "--image_size",
+        type=int,
+        default=None,
+        help=f"Input side in pixels (default: {DEFAULT_IMAGE_SIZE}, the original evaluation's).",
+    )
+    convert.add_argument(
+        "--gaussian_sigma",
+        type=float,
+        default=None,
+        help="Anomaly-map smoothing in pixels, 0 turns it off (default: 10).",
+    )
     convert.add_argument("--push_to_hub", default=None, metavar="REPO_ID", help="Also push to this hub repository.")
     convert.add_argument(
         "--embed_clip",

@@ -10,9 +10,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import CLIPConfig, PreTrainedConfig
 
-__all__ = ["FAPromptConfig", "PRIOR_PATCH_SELECTIONS", "clip_vit_large_patch14_336_config"]
+from .inference_utils import check_threshold
+
+__all__ = [
+    "DEFAULT_IMAGE_SIZE",
+    "FAPromptConfig",
+    "FAPromptConfigError",
+    "PRIOR_PATCH_SELECTIONS",
+    "clip_vit_large_patch14_336_config",
+]
+
+DEFAULT_IMAGE_SIZE = 518
+"""The reference input side S in pixels (the released code's and the paper's), ``FAPromptConfig.image_size``'s
+default. Everything else that needs a size takes the model's ``config.image_size``."""
 
 #: How the data-dependent prior picks its M patches (spec section 4).
 PRIOR_PATCH_SELECTIONS = ("top_m", "first_m")
@@ -114,9 +127,12 @@ def _number_rule(
 
 
 def _check_anomaly_threshold(name: str, value: Any) -> None:
-    """None (uncalibrated) or a finite number in [0, 1], the range of image scores."""
-    if value is not None:
-        _number_rule(0.0, maximum=1.0)(name, value)
+    """None (uncalibrated) or a threshold by the one rule (``inference_utils.THRESHOLD_RANGE``)."""
+    if value is None:
+        return
+    if not _is_number(value):
+        raise TypeError(f"FAPromptConfig.{name} must be a number, got {value!r} ({_type_name(value)}).")
+    check_threshold(value, f"FAPromptConfig.{name}")
 
 
 def _check_bool(name: str, value: Any) -> None:
@@ -240,7 +256,7 @@ class FAPromptConfig(PreTrainedConfig):
     round_deep_prompts_to_float16: bool = False
     num_vv_blocks: int = 19
     temperature: float | int = 0.07
-    image_size: int = 518
+    image_size: int = DEFAULT_IMAGE_SIZE
     gaussian_sigma: float | int = 10.0
     gaussian_truncate: float | int = 4.0
     focal_gamma: float | int = 2.0
@@ -324,15 +340,85 @@ class FAPromptConfig(PreTrainedConfig):
                     f"deep_prompt_depth ({self.deep_prompt_depth}) exceeds the text tower's {text_layers} blocks: "
                     "deep prompts beyond the last block would never be used."
                 )
-            if self.image_size % clip.vision_config.patch_size:
-                raise ValueError(
-                    f"image_size {self.image_size} is not a multiple of the patch size {clip.vision_config.patch_size}."
-                )
+            self.check_input_size(self.image_size, name="image_size")
             if self.prompt_length > clip.text_config.max_position_embeddings:
                 raise ValueError(
                     f"The abnormal prompt has {self.prompt_length} tokens, more than the text tower's "
                     f"{clip.text_config.max_position_embeddings} positions."
                 )
+
+    @property
+    def patch_size(self) -> int:
+        """Side of the vision tower's square patches in pixels (14 for ViT-L/14)."""
+        return self.clip_config.vision_config.patch_size
+
+    def check_input_size(self, size: Any, name: str = "image_size", check_prior: bool = False) -> tuple[int, int]:
+        """The one rule for an input size: positive ints, each a multiple of the patch size.
+
+        Every boundary that takes an image size (the config, ``forward``, the processor built from a config,
+        evaluation, training, ONNX export, the scripts' ``--image_size``) checks it here, with the same words.
+
+        Args:
+            size: A side S, or ``(height, width)``.
+            name: What the caller calls it, for the message (``"image_size"``, ``"--image_size"``, ``"input size"``).
+            check_prior: Also require at least ``prior_num_patches`` patches (the prior's input).
+
+        Returns:
+            ``(height, width)``.
+
+        Raises:
+            ValueError: Not positive ints, not multiples of the patch size (the message names the nearest
+                multiple), or (with ``check_prior``) too few patches for the prior.
+        """
+        sides = (size, size) if not isinstance(size, (tuple, list)) else tuple(size)
+        if len(sides) != 2 or any(isinstance(side, bool) or not isinstance(side, int) or side <= 0 for side in sides):
+            raise ValueError(f"{name} must be a positive int or (height, width) of positive ints, got {size!r}.")
+        patch_size = self.patch_size
+        if sides[0] % patch_size or sides[1] % patch_size:
+            bad = sides[0] if sides[0] % patch_size else sides[1]
+            nearest = max(patch_size, round(bad / patch_size) * patch_size)
+            shown = sides[0] if sides[0] == sides[1] else f"{sides[0]}x{sides[1]}"
+            raise ValueError(
+                f"{name} {shown} is not a multiple of the patch size {patch_size}: use a multiple, for example "
+                f"{nearest}."
+            )
+        num_patches = (sides[0] // patch_size) * (sides[1] // patch_size)
+        if check_prior and num_patches < self.prior_num_patches:
+            raise ValueError(
+                f"{name} {sides[0]}x{sides[1]} gives {num_patches} patches but the prior needs "
+                f"{self.prior_num_patches}: use a larger size."
+            )
+        return sides
+
+    def check_prompt_vocabulary(self, clip: str = "the CLIP", source: str = "the config") -> None:
+        """Refuse prompt template token ids that the CLIP's token embedding cannot hold.
+
+        Args:
+            clip: The CLIP, as the message names it.
+            source: Where the ids came from (``"its tokenizer"``, ``"the defaults (OpenAI CLIP's tokenizer)"``).
+
+        Raises:
+            ValueError: An id at or beyond the text tower's ``vocab_size``; the message says which files or fields
+                fix it.
+        """
+        vocab_size = self.clip_config.text_config.vocab_size
+        ids = [
+            self.bos_token_id,
+            self.eos_token_id,
+            self.normal_placeholder_token_id,
+            self.abnormal_placeholder_token_id,
+            *self.normal_suffix_token_ids,
+            *self.abnormal_suffix_token_ids,
+        ]
+        if max(ids) >= vocab_size:
+            raise ValueError(
+                f"The prompt template's token ids from {source} reach {max(ids)}, but {clip} has only {vocab_size} "
+                "tokens. Put the CLIP's tokenizer files (tokenizer.json, or vocab.json and merges.txt) in the CLIP's "
+                "folder (--clip), or give the ids as config fields (--config_overrides, or keyword arguments of "
+                'FAPromptModel.from_clip), e.g. {"bos_token_id": 0, "eos_token_id": 1, "normal_placeholder_token_id": '
+                '2, "abnormal_placeholder_token_id": 3, "normal_suffix_token_ids": [4, 5], '
+                "\"abnormal_suffix_token_ids\": [6, 4, 5]}; see docs/training.md, 'Training offline'."
+            )
 
     @property
     def prompt_length(self) -> int:
@@ -362,3 +448,27 @@ class FAPromptConfig(PreTrainedConfig):
             *self.abnormal_suffix_token_ids,
             self.eos_token_id,
         ]
+
+
+class FAPromptConfigError(StrictDataclassClassValidationError, ValueError):
+    """A configuration whose fields do not fit together or the CLIP (a ``ValueError``, as ``docs/errors.md`` says).
+
+    It stays a ``StrictDataclassClassValidationError`` too, for code that catches huggingface_hub's error.
+    """
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
+
+
+_strict_validate = FAPromptConfig.validate
+
+
+def _validate(config: FAPromptConfig) -> None:
+    """``config.validate()``: the strict dataclass's class validators, with their errors raised as ValueErrors."""
+    try:
+        _strict_validate(config)
+    except StrictDataclassClassValidationError as error:
+        raise FAPromptConfigError(str(error)) from error.__cause__
+
+
+FAPromptConfig.validate = _validate  # the strict decorator's __init__ wrapper calls cls.validate

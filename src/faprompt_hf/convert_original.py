@@ -426,18 +426,21 @@ def convert_original_checkpoint(
         source.pop(key)
     for key, value in mapped.items():
         if value is None:
-            raise KeyError(f"Original checkpoint lacks the tensor for {key!r}.")
+            raise KeyError(
+                f"The original checkpoint {path} lacks the tensor for {key!r}: it is not a complete FAPrompt "
+                "epoch_N.pth (use the file the released train.py saved)."
+            )
 
     with torch.device("meta"):
         model = FAPromptModel(config)
     model.clip = clip_model
-    _check_fixed_embeddings(source, config, clip_model)
+    _check_fixed_embeddings(source, config, clip_model, path)
     expected = model.prompt_learner.state_dict()
     for key, value in mapped.items():
         name = key.removeprefix("prompt_learner.")
         if value.shape != expected[name].shape:
             raise ValueError(
-                f"Original tensor for {key!r} has shape {tuple(value.shape)}; "
+                f"The original checkpoint {path}: its tensor for {key!r} has shape {tuple(value.shape)}; "
                 f"the model needs {tuple(expected[name].shape)}."
             )
     model.prompt_learner.load_state_dict(
@@ -449,7 +452,9 @@ def convert_original_checkpoint(
     return model.float().eval()
 
 
-def _check_fixed_embeddings(source: dict[str, torch.Tensor], config: FAPromptConfig, clip: CLIPModel) -> None:
+def _check_fixed_embeddings(
+    source: dict[str, torch.Tensor], config: FAPromptConfig, clip: CLIPModel, path: str
+) -> None:
     """Check and drop the original's buffers; they must agree with ``clip`` (else it is the wrong CLIP)."""
     token_embedding = clip.text_model.embeddings.token_embedding.weight
     for side in ("pos", "neg"):
@@ -470,4 +475,7 @@ def _check_fixed_embeddings(source: dict[str, torch.Tensor], config: FAPromptCon
                 )
     leftovers = [key for key in source if not key.startswith("compound_prompt_projections.")]
     if leftovers:
-        raise KeyError(f"Unexpected tensors in the original checkpoint: {sorted(leftovers)}.")
+        raise KeyError(
+            f"Unexpected tensors in the original checkpoint {path}: {sorted(leftovers)} (not an FAPrompt prompt "
+            "learner of the released code)."
+        )

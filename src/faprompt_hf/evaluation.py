@@ -23,7 +23,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -53,7 +53,7 @@ from .metrics import (
     format_metrics_table,
     mean_over_classes,
 )
-from .modeling_faprompt import FAPromptModel
+from .modeling_faprompt import FAPromptModel, check_gaussian_sigma
 from .processing_faprompt import FAPromptProcessor
 from .visualization import comparison_grid
 
@@ -330,18 +330,6 @@ def _heatmap_indices(class_names: Sequence[str], labels: Sequence[int], per_clas
     return chosen
 
 
-@contextlib.contextmanager
-def _gaussian_sigma(model: FAPromptModel, sigma: float | None) -> Iterator[float]:
-    """Temporarily set ``model.config.gaussian_sigma``; yields the sigma in effect."""
-    previous = model.config.gaussian_sigma
-    if sigma is not None:
-        model.config.gaussian_sigma = float(sigma)
-    try:
-        yield float(model.config.gaussian_sigma)
-    finally:
-        model.config.gaussian_sigma = previous
-
-
 def _pool_pixels(maps: torch.Tensor, masks: torch.Tensor, size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Down-sample maps (B, S, S) by mean pooling and masks (B, S, S) by max pooling to (B, size, size).
 
@@ -374,11 +362,12 @@ def evaluate_model(
     pixel_metrics: bool = True,
     pixel_metrics_size: int | None = None,
     image_size: int | None = None,
-    sigma: float | None = None,
+    gaussian_sigma: float | None = None,
     num_workers: int = 0,
     resize_mismatched_masks: bool = False,
     heatmaps_per_class: int = 0,
     show_progress: bool = False,
+    sigma: float | None = None,
 ) -> EvaluationResult:
     """Score every image of ``dataset`` and compute the per-class and mean anomaly-detection metrics.
 
@@ -401,12 +390,13 @@ def evaluate_model(
             An integer in [2, S] (:data:`~faprompt_hf.metrics.MIN_POOLED_SIDE` to the evaluation size).
         image_size: Evaluation side S in pixels (default: ``model.config.image_size``, 518 for the released models);
             must be a multiple of the patch size.
-        sigma: Gaussian smoothing of the maps in pixels (default: ``model.config.gaussian_sigma``, 10); the model's
-            config is restored afterwards.
+        gaussian_sigma: Gaussian smoothing of the maps in pixels (default: ``model.config.gaussian_sigma``, 10),
+            passed to ``forward`` (the model's config is not changed).
         num_workers: Data-loader worker processes that decode images.
         resize_mismatched_masks: Resize masks whose size differs from their image instead of raising.
         heatmaps_per_class: Keep the maps of this many images per class (anomalous first) in ``result.heatmaps``.
         show_progress: Show a progress bar on the main process.
+        sigma: An alias of ``gaussian_sigma`` (earlier releases' name).
 
     Returns:
         An [`EvaluationResult`].
@@ -416,62 +406,25 @@ def evaluate_model(
         ValueError: Bad sizes or options, or a bad row (the message names its path), e.g. an undecodable image or
             a normal image whose mask marks anomalous pixels.
     """
-    if isinstance(dataset, IterableDataset) or not isinstance(dataset, Dataset):
-        raise TypeError(
-            f"evaluate_model needs a map-style datasets.Dataset, got {type(dataset).__name__}; load hub datasets "
-            "with streaming=False."
-        )
-    if aupro not in ("exact", "original"):
-        raise ValueError(f"aupro must be 'exact' or 'original', got {aupro!r}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    size = int(image_size if image_size is not None else model.config.image_size)
-    patch_size = model.config.clip_config.vision_config.patch_size
-    if size < patch_size or size % patch_size:
-        raise ValueError(f"image_size {size} must be a positive multiple of the patch size {patch_size}.")
-    if pixel_metrics_size is not None and (
-        isinstance(pixel_metrics_size, bool)
-        or int(pixel_metrics_size) != pixel_metrics_size
-        or not MIN_POOLED_SIDE <= pixel_metrics_size <= size
-    ):
-        raise ValueError(
-            f"pixel_metrics_size must be an integer in [{MIN_POOLED_SIDE}, {size}] (at most the evaluation size; "
-            f"maps pooled to fewer than {MIN_POOLED_SIDE} pixels per side make the pixel metrics meaningless), got "
-            f"{pixel_metrics_size!r}; leave it unset to keep the full resolution."
-        )
-    kept_size = pixel_metrics_size or size
-
+    if sigma is not None and gaussian_sigma is not None and sigma != gaussian_sigma:
+        raise ValueError(f"Give gaussian_sigma or its alias sigma, not both ({gaussian_sigma!r} and {sigma!r}).")
+    size, kept_size, sigma_used = _check_evaluation_arguments(
+        model, dataset, aupro, batch_size, image_size, pixel_metrics_size, gaussian_sigma if sigma is None else sigma
+    )
     class_names = [str(name) for name in dataset["class_name"]]
     if not class_names:
         raise ValueError("The dataset is empty.")
     check_class_names(class_names)  # before any inference: a class named "mean" would only fail once scored
     dataset_labels = [int(label) for label in dataset["label"]]
-    paths = [str(path) for path in dataset["path"]]
     heatmap_indices = _heatmap_indices(class_names, dataset_labels, heatmaps_per_class)
-    keep_maps = pixel_metrics or bool(heatmap_indices)
 
-    image_processor = getattr(processor, "image_processor", processor)
-    if image_processor is None:
-        image_processor = FAPromptImageProcessor(size=size)
-    collator = _IndexedCollator(
-        FAPromptCollator(partial(image_processor.preprocess, size=size), resize_mismatched_masks)
-    )
-    # Visit the images class by class (stable), so that each class completes, and frees its maps, before the next.
-    first_seen = {name: position for position, name in enumerate(dict.fromkeys(class_names))}
-    class_ids = np.asarray([first_seen[name] for name in class_names], dtype=np.int64)
-    class_order = np.argsort(class_ids, kind="stable")
-    loader = DataLoader(
-        _IndexedRows(dataset, class_order), batch_size=batch_size, num_workers=num_workers, collate_fn=collator
+    loader, class_ids = _evaluation_loader(
+        model, dataset, processor, class_names, size, batch_size, num_workers, resize_mismatched_masks
     )
     if accelerator is not None:
         model.to(accelerator.device)
         loader = accelerator.prepare(loader)
-        is_main = accelerator.is_main_process
-        autocast = accelerator.autocast
-    else:
-        is_main = True
-        autocast = contextlib.nullcontext
-    device = next(model.parameters()).device
+    is_main = accelerator is None or accelerator.is_main_process
     if is_main and pixel_metrics:
         largest = int(np.bincount(class_ids).max())
         logger.info(
@@ -484,55 +437,11 @@ def evaluate_model(
     accumulator = (
         _ClassAccumulator(class_names, dataset_labels, aupro, pixel_metrics, heatmap_indices) if is_main else None
     )
-
-    was_training = model.training
-    model.eval()
-    try:
-        with _gaussian_sigma(model, sigma) as sigma_used:
-            for batch in tqdm(loader, desc="Evaluating", disable=not (show_progress and is_main)):
-                with torch.no_grad(), autocast():
-                    outputs = model(pixel_values=batch["pixel_values"].to(device=device, dtype=model.dtype))
-                gathered = {
-                    "indices": batch["indices"].to(device),
-                    "scores": outputs.image_scores.float(),
-                    "valid": batch["mask_valid"].to(device=device, dtype=torch.uint8),
-                }
-                if keep_maps:
-                    maps, masks = _pool_pixels(
-                        outputs.anomaly_maps.float(), batch["masks"].to(device), pixel_metrics_size
-                    )
-                    gathered["maps"] = maps
-                    gathered["masks"] = (masks > 0.5).to(torch.uint8)
-                if accelerator is not None:
-                    gathered = accelerator.gather_for_metrics(gathered)
-                if accumulator is not None:
-                    arrays = {key: value.cpu().numpy() for key, value in gathered.items()}
-                    accumulator.add(
-                        arrays["indices"],
-                        arrays["scores"],
-                        arrays.get("maps"),
-                        arrays.get("masks"),
-                        arrays["valid"].astype(bool),
-                    )
-    finally:
-        model.train(was_training)
-
-    payload: list[Any] = [None]
-    if accumulator is not None:
-        metrics = accumulator.metrics()
-        payload = [
-            {
-                "metrics": metrics,
-                "scores": accumulator.scores,
-                "labels": accumulator.labels,
-                "heatmaps": accumulator.heatmaps,
-            }
-        ]
-    if accelerator is not None and accelerator.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        payload = broadcast_object_list(payload, from_process=0)
-    data = payload[0]
+    keep_maps = pixel_metrics or bool(heatmap_indices)
+    _score_batches(
+        model, loader, accumulator, accelerator, sigma_used, keep_maps, pixel_metrics_size, show_progress and is_main
+    )
+    data = _share_results(accumulator, accelerator)
     protocol = {
         "image_size": size,
         "gaussian_sigma": sigma_used,
@@ -552,9 +461,139 @@ def evaluate_model(
         image_scores=data["scores"],
         labels=data["labels"],
         class_names=class_names,
-        paths=paths,
+        paths=[str(path) for path in dataset["path"]],
         heatmaps=data["heatmaps"],
     )
+
+
+def _check_evaluation_arguments(
+    model: FAPromptModel,
+    dataset: Dataset,
+    aupro: str,
+    batch_size: int,
+    image_size: int | None,
+    pixel_metrics_size: int | None,
+    sigma: float | None,
+) -> tuple[int, int, float]:
+    """Check :func:`evaluate_model`'s options; returns the evaluation side, the kept map side and the sigma."""
+    if isinstance(dataset, IterableDataset) or not isinstance(dataset, Dataset):
+        raise TypeError(
+            f"evaluate_model needs a map-style datasets.Dataset, got {type(dataset).__name__}; load hub datasets "
+            "with streaming=False."
+        )
+    if aupro not in ("exact", "original"):
+        raise ValueError(f"aupro must be 'exact' or 'original', got {aupro!r}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    size, _ = model.config.check_input_size(model.config.image_size if image_size is None else image_size)
+    if pixel_metrics_size is not None and (
+        isinstance(pixel_metrics_size, bool)
+        or int(pixel_metrics_size) != pixel_metrics_size
+        or not MIN_POOLED_SIDE <= pixel_metrics_size <= size
+    ):
+        raise ValueError(
+            f"pixel_metrics_size must be an integer in [{MIN_POOLED_SIDE}, {size}] (at most the evaluation size; "
+            f"maps pooled to fewer than {MIN_POOLED_SIDE} pixels per side make the pixel metrics meaningless), got "
+            f"{pixel_metrics_size!r}; leave it unset to keep the full resolution."
+        )
+    sigma_used = model.config.gaussian_sigma if sigma is None else check_gaussian_sigma(sigma)
+    return size, pixel_metrics_size or size, float(sigma_used)
+
+
+def _evaluation_loader(
+    model: FAPromptModel,
+    dataset: Dataset,
+    processor: FAPromptImageProcessor | FAPromptProcessor | None,
+    class_names: list[str],
+    size: int,
+    batch_size: int,
+    num_workers: int,
+    resize_mismatched_masks: bool,
+) -> tuple[DataLoader, np.ndarray]:
+    """The data loader and each row's class id (N,).
+
+    The loader visits the images class by class (stable), so that each class completes, and frees its maps, before
+    the next.
+    """
+    image_processor = getattr(processor, "image_processor", processor)
+    if image_processor is None:
+        image_processor = FAPromptImageProcessor.from_model_config(model.config, size)
+    collator = _IndexedCollator(
+        FAPromptCollator(partial(image_processor.preprocess, size=size), resize_mismatched_masks)
+    )
+    first_seen = {name: position for position, name in enumerate(dict.fromkeys(class_names))}
+    class_ids = np.asarray([first_seen[name] for name in class_names], dtype=np.int64)
+    class_order = np.argsort(class_ids, kind="stable")
+    loader = DataLoader(
+        _IndexedRows(dataset, class_order), batch_size=batch_size, num_workers=num_workers, collate_fn=collator
+    )
+    return loader, class_ids
+
+
+def _score_batches(
+    model: FAPromptModel,
+    loader: DataLoader,
+    accumulator: _ClassAccumulator | None,
+    accelerator: Accelerator | None,
+    sigma: float,
+    keep_maps: bool,
+    pixel_metrics_size: int | None,
+    show_progress: bool,
+) -> None:
+    """Run the model over the loader (maps smoothed with ``sigma``) and feed the gathered outputs to the accumulator.
+
+    The accumulator is the main process's; the other processes pass None.
+    """
+    autocast = accelerator.autocast if accelerator is not None else contextlib.nullcontext
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(loader, desc="Evaluating", disable=not show_progress):
+            with torch.no_grad(), autocast():
+                pixel_values = batch["pixel_values"].to(device=device, dtype=model.dtype)
+                outputs = model(pixel_values=pixel_values, gaussian_sigma=sigma)
+            gathered = {
+                "indices": batch["indices"].to(device),
+                "scores": outputs.image_scores.float(),
+                "valid": batch["mask_valid"].to(device=device, dtype=torch.uint8),
+            }
+            if keep_maps:
+                maps, masks = _pool_pixels(outputs.anomaly_maps.float(), batch["masks"].to(device), pixel_metrics_size)
+                gathered["maps"] = maps
+                gathered["masks"] = (masks > 0.5).to(torch.uint8)
+            if accelerator is not None:
+                gathered = accelerator.gather_for_metrics(gathered)
+            if accumulator is not None:
+                arrays = {key: value.cpu().numpy() for key, value in gathered.items()}
+                accumulator.add(
+                    arrays["indices"],
+                    arrays["scores"],
+                    arrays.get("maps"),
+                    arrays.get("masks"),
+                    arrays["valid"].astype(bool),
+                )
+    finally:
+        model.train(was_training)
+
+
+def _share_results(accumulator: _ClassAccumulator | None, accelerator: Accelerator | None) -> dict[str, Any]:
+    """The main process's metrics, scores, labels and heatmaps, broadcast to every process."""
+    payload: list[Any] = [None]
+    if accumulator is not None:
+        payload = [
+            {
+                "metrics": accumulator.metrics(),
+                "scores": accumulator.scores,
+                "labels": accumulator.labels,
+                "heatmaps": accumulator.heatmaps,
+            }
+        ]
+    if accelerator is not None and accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        payload = broadcast_object_list(payload, from_process=0)
+    return payload[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -595,13 +634,13 @@ def load_evaluation_model(
         from .convert_original import convert_original_checkpoint
 
         loaded = convert_original_checkpoint(original_checkpoint, clip, **kwargs)
-        return loaded.eval(), FAPromptImageProcessor(size=loaded.config.image_size)
+        return loaded.eval(), FAPromptImageProcessor.from_model_config(loaded.config)
     loaded = FAPromptModel.from_pretrained(model, **kwargs)
     try:
         image_processor = FAPromptImageProcessor.from_pretrained(model)
     except OSError:
         logger.info("%s has no image processor; using the default one.", model)
-        image_processor = FAPromptImageProcessor(size=loaded.config.image_size)
+        image_processor = FAPromptImageProcessor.from_model_config(loaded.config)
     return loaded.eval(), image_processor
 
 

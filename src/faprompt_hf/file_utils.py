@@ -12,13 +12,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "staged_directory", "write_failure"]
+__all__ = ["atomic_write", "is_hub_id", "staged_directory", "write_failure"]
+
+
+def is_hub_id(name: str | os.PathLike | None) -> bool:
+    """Whether ``name`` looks like a hub repository id (``owner/name``) rather than an existing local path."""
+    if not name:
+        return False
+    name = os.fspath(name)
+    return not os.path.exists(name) and re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
 
 
 def _default_permissions() -> int:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +13,10 @@ from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
+from .configuration_faprompt import DEFAULT_IMAGE_SIZE
 from .image_utils import ImageInput, to_mask_array, to_rgb_image
 from .inference_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, RESAMPLE_FILTERS, normalize_image, resize_anomaly_map
+from .remote_code import write_remote_code
 
 __all__ = ["FAPromptImageProcessor", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD"]
 
@@ -77,7 +80,7 @@ class FAPromptImageProcessor(BaseImageProcessor):
 
     def __init__(
         self,
-        size: int | dict[str, int] = 518,
+        size: int | dict[str, int] = DEFAULT_IMAGE_SIZE,
         resample: str = "bicubic",
         image_mean: Sequence[float] = OPENAI_CLIP_MEAN,
         image_std: Sequence[float] = OPENAI_CLIP_STD,
@@ -93,6 +96,35 @@ class FAPromptImageProcessor(BaseImageProcessor):
         self.image_mean = [float(v) for v in image_mean]
         self.image_std = [float(v) for v in image_std]
         self.resize_mismatched_masks = resize_mismatched_masks
+
+    @classmethod
+    def from_model_config(cls, config: Any, size: int | tuple[int, int] | None = None, **kwargs: Any) -> Any:
+        """The image processor of a model: at ``config.image_size``, or at ``size`` checked against the model.
+
+        The one way the package builds a processor for a model (the pipeline, evaluation, training, calibration,
+        the hub upload and the scripts use it), so that a model's size is stored once, in its config.
+
+        Args:
+            config: An ``FAPromptConfig``.
+            size: A side S or ``(height, width)`` instead of the model's size; it must pass
+                ``config.check_input_size`` (multiples of the patch size).
+            **kwargs: Other ``FAPromptImageProcessor`` arguments.
+
+        Returns:
+            The image processor.
+        """
+        height, width = config.check_input_size(config.image_size if size is None else size, name="image_size")
+        return cls(size={"height": height, "width": width}, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> list[str]:
+        """Save ``preprocessor_config.json`` with the remote code and its ``auto_map`` beside it.
+
+        (:func:`faprompt_hf.remote_code.write_remote_code`: ``AutoImageProcessor.from_pretrained(folder,
+        trust_remote_code=True)`` then works without this package.)
+        """
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        write_remote_code(save_directory)
+        return saved
 
     def _target_size(self, size: int | dict[str, int] | None) -> tuple[int, int]:
         """(height, width) of the output: ``size`` when given (checked), else the processor's own."""

@@ -19,14 +19,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .visualization import Normalization, overlay_heatmap
+from .overlay import Normalization, overlay_heatmap
+
+ANOMALY_DETECTION_TASK = "anomaly-detection"
+"""The pipeline task the package registers, and that a saved folder's ``custom_pipelines`` names."""
 
 __all__ = [
+    "ANOMALY_DETECTION_TASK",
     "DEFAULT_PIXEL_THRESHOLD",
     "DEFAULT_THRESHOLD",
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
     "RESAMPLE_FILTERS",
+    "THRESHOLD_RANGE",
     "check_threshold",
     "detection_result",
     "normalize_image",
@@ -110,8 +115,14 @@ def resize_anomaly_map(anomaly_map: np.ndarray, size: tuple[int, int]) -> np.nda
     return (rows[:, lower] * (1 - weight) + rows[:, upper] * weight).astype(np.float32, copy=False)
 
 
+THRESHOLD_RANGE = (0.0, 1.0)
+"""The one rule for a threshold, image or pixel: a finite number in [0, 1], the range of image scores and anomaly
+maps. The config's ``anomaly_threshold``, the pipeline's, the ONNX runtime's, the app's and the scripts' thresholds
+all follow it (0 flags everything, 1 practically nothing)."""
+
+
 def check_threshold(value: Any, name: str) -> float:
-    """A finite float, or a ValueError naming the argument.
+    """A threshold that follows :data:`THRESHOLD_RANGE`, or a ValueError naming the argument.
 
     Args:
         value: The value given.
@@ -120,10 +131,13 @@ def check_threshold(value: Any, name: str) -> float:
     Returns:
         ``float(value)``.
     """
+    low, high = THRESHOLD_RANGE
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number, got {value!r}.")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be finite, got {value!r}.")
+        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r} ({type(value).__name__}).")
+    if not math.isfinite(float(value)) or not low <= float(value) <= high:
+        raise ValueError(
+            f"{name} must be finite and lie in [{low:g}, {high:g}] (image scores and anomaly maps do), got {value!r}."
+        )
     return float(value)
 
 

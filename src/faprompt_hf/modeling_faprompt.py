@@ -5,15 +5,16 @@ Paper: Zhu, Ong, Shen, Pang, "Fine-grained Abnormality Prompt Learning for Zero-
 ICCV 2025 (arXiv 2410.10289). Where the paper and the authors' released code differ, this module follows the
 released code (its checkpoints and published numbers); ``docs/differences.md`` lists the differences.
 
-This module holds model maths only: no file, network or tokenizer access.
+This module holds model maths only: no file, network or tokenizer access. Loading and saving come from
+:class:`faprompt_hf.checkpoints.FAPromptCheckpointMixin`, as transformers' ``PreTrainedModel`` gives them to its
+models; the mixin never imports this module.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from transformers.utils import ModelOutput
 
 from ._compat import ALL_ATTENTION_FUNCTIONS, eager_attention_forward
 from ._compat import initialization as init
+from .checkpoints import PROMPT_PREFIX, FAPromptCheckpointMixin
 from .configuration_faprompt import FAPromptConfig
 from .loss_faprompt import binary_focal_loss, dice_loss, focal_loss, orthogonality_loss, prior_loss
 from .validation import check_model_inputs
@@ -31,10 +33,61 @@ __all__ = [
     "FAPromptModel",
     "FAPromptOutput",
     "FAPromptPreTrainedModel",
+    "FAPromptStaticPrompts",
+    "add_prior_to_prompts",
     "bilinear_resize_matrix",
+    "check_gaussian_sigma",
     "gaussian_smooth",
     "resize_position_embeddings",
 ]
+
+
+class FAPromptStaticPrompts(NamedTuple):
+    """The prompt side that does not depend on the image: fixed once training is over.
+
+    ``FAPromptModel.forward(..., static_prompts=...)`` takes it precomputed (the ONNX export bakes it into the graph
+    this way); by default the model computes it, and caches it while gradients are off.
+
+    Attributes:
+        normal_feature: Unnormalised feature of the normal prompt (D,), float32.
+        abnormal_features: Unnormalised features of the K abnormal prompts (K, D), float32.
+        abnormal_prompt_embeds: Token embeddings of the K abnormal prompts before the prior is added (K, La, Dt).
+    """
+
+    normal_feature: torch.Tensor
+    abnormal_features: torch.Tensor
+    abnormal_prompt_embeds: torch.Tensor
+
+
+def add_prior_to_prompts(prompt_embeds: torch.Tensor, prior_bias: torch.Tensor, context: slice) -> torch.Tensor:
+    """Add each image's prior omega to the abnormal context tokens of the K abnormal prompts (spec section 4).
+
+    The one home of FAPrompt's prompt splicing: the model's forward and the ONNX export both use it.
+
+    Args:
+        prompt_embeds: The abnormal prompts' token embeddings (K, La, Dt).
+        prior_bias: omega per image (B, Dt).
+        context: The positions of the abnormal context tokens in a prompt.
+
+    Returns:
+        Prior-conditioned prompt embeddings (B * K, La, Dt), image-major, in ``prompt_embeds``' dtype.
+    """
+    batch = prior_bias.shape[0]
+    expanded = prompt_embeds.expand(batch, *prompt_embeds.shape)
+    conditioned = expanded[:, :, context] + prior_bias.to(prompt_embeds.dtype)[:, None, None, :]
+    embeds = torch.cat([expanded[:, :, : context.start], conditioned, expanded[:, :, context.stop :]], dim=2)
+    return embeds.reshape(-1, *prompt_embeds.shape[1:])
+
+
+def check_gaussian_sigma(sigma: Any, name: str = "gaussian_sigma") -> float:
+    """A smoothing sigma in pixels: a finite number >= 0 (0 turns smoothing off).
+
+    Raises:
+        ValueError: Not a number, a bool, NaN, inf or negative.
+    """
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (pixels; 0 turns smoothing off), got {sigma!r}.")
+    return float(sigma)
 
 
 @dataclass
@@ -167,6 +220,22 @@ def gaussian_smooth(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> 
     return smoothed.squeeze(1).to(maps.dtype)
 
 
+class _Scores(NamedTuple):
+    """What :meth:`FAPromptModel._score` hands to the maps and the objective (shapes as in [`FAPromptOutput`])."""
+
+    grid: tuple[int, int]
+    static_patch_scores: torch.Tensor
+    prior_patch_scores: torch.Tensor
+    image_logits: torch.Tensor
+    image_text_scores: torch.Tensor
+    image_scores: torch.Tensor
+    static_text_features: torch.Tensor
+    prior_text_features: torch.Tensor
+    abnormal_text_features: torch.Tensor
+    prior_bias: torch.Tensor
+    prior_patch_indices: torch.Tensor
+
+
 class FAPromptPriorNetwork(nn.Module):
     """The data-dependent abnormality prior psi: Linear(M*D -> M*D/r) -> ReLU -> Linear(-> Dt)."""
 
@@ -213,8 +282,8 @@ class FAPromptPromptLearner(nn.Module):
         self.register_buffer("abnormal_prompt_ids", torch.tensor(config.abnormal_prompt_ids()), persistent=False)
 
 
-class FAPromptPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and loading glue shared by FAPrompt models."""
+class FAPromptPreTrainedModel(FAPromptCheckpointMixin, PreTrainedModel):
+    """Weight initialisation shared by FAPrompt models; loading and saving come from the checkpoint mixin."""
 
     config_class = FAPromptConfig
     base_model_prefix = "clip"
@@ -227,6 +296,13 @@ class FAPromptPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
     _supports_attention_backend = True
+
+    @classmethod
+    def learned_state_keys(cls, config: FAPromptConfig) -> set[str]:
+        """The ``prompt_learner.*`` tensor names an FAPrompt checkpoint of ``config`` must hold (checkpoint hook)."""
+        with torch.device("meta"):
+            learner = FAPromptPromptLearner(config)
+        return {PROMPT_PREFIX + key for key in learner.state_dict()}
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -263,131 +339,8 @@ class FAPromptModel(FAPromptPreTrainedModel):
         self.clip = CLIPModel._from_config(config.clip_config)
         self.prompt_learner = FAPromptPromptLearner(config)
         self.clip.requires_grad_(False)
-        self._static_text_cache: tuple[Any, tuple[torch.Tensor, ...]] | None = None
+        self._static_text_cache: tuple[Any, FAPromptStaticPrompts] | None = None
         self.post_init()
-
-    # ------------------------------------------------------------------ construction helpers
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike | None,
-        *model_args: Any,
-        clip: str | os.PathLike | CLIPModel | None = None,
-        clip_revision: str | None = None,
-        verify_clip_fingerprint: bool = True,
-        **kwargs: Any,
-    ) -> FAPromptModel:
-        """Load a saved FAPrompt (a folder or hub id), embedded or compact, then freeze CLIP again.
-
-        A checkpoint must hold every prompt tensor (else a ``ValueError`` names the missing ones: fresh prompts are
-        :meth:`from_clip`'s job), and its safetensors files must be readable (else an ``OSError`` names the file).
-        A compact checkpoint (saved with ``include_clip=False``) gets its CLIP from ``config.clip_name_or_path`` at
-        ``config.clip_revision`` (honouring ``cache_dir``, ``local_files_only``, ``token`` and ``dtype``), or from
-        ``clip``; a CLIP whose :func:`~faprompt_hf.hub.clip_fingerprint` differs from the recorded one is refused.
-
-        An ``attn_implementation`` is also set explicitly on the CLIP towers (transformers < 5.24 does not always
-        pass it on to nested sub-models).
-
-        Args:
-            pretrained_model_name_or_path: A folder or hub id (or None with ``config=`` and ``state_dict=``, as in
-                transformers).
-            *model_args: Passed to transformers.
-            clip: For compact checkpoints: the CLIP to use instead of the recorded one (a hub id, a folder or a
-                ``CLIPModel``), e.g. a local copy for offline use.
-            clip_revision: Revision of ``clip`` (default: the recorded one when ``clip`` is not given).
-            verify_clip_fingerprint: Refuse a CLIP whose fingerprint differs from the recorded one.
-            **kwargs: transformers' ``from_pretrained`` options (``revision``, ``cache_dir``, ``local_files_only``,
-                ``token``, ``dtype``, ``attn_implementation``, ...).
-
-        Returns:
-            The model, in eval mode.
-        """
-        from .hub import load_pretrained
-
-        loaded = load_pretrained(
-            cls,
-            super().from_pretrained,
-            pretrained_model_name_or_path,
-            *model_args,
-            clip=clip,
-            clip_revision=clip_revision,
-            verify_clip_fingerprint=verify_clip_fingerprint,
-            **kwargs,
-        )
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        model.clip.requires_grad_(False)
-        if kwargs.get("attn_implementation"):
-            model.set_attn_implementation(kwargs["attn_implementation"])
-        return loaded
-
-    @classmethod
-    def from_clip(cls, clip: str | os.PathLike | CLIPModel, **config_kwargs: Any) -> FAPromptModel:
-        """Build an FAPrompt with freshly initialised prompts on a CLIP backbone.
-
-        The config records where the CLIP came from (``clip_name_or_path``: the hub id, the absolute folder, or a
-        ``CLIPModel``'s ``name_or_path``; ``clip_revision``: the resolved hub commit when known) and its
-        fingerprint, so that a later compact save (``save_pretrained(..., include_clip=False)``) can name it.
-
-        Args:
-            clip: A transformers ``CLIPModel``, or a hub id / local directory of one.
-            **config_kwargs: Overrides of [`FAPromptConfig`] fields; loading options (``dtype``,
-                ``attn_implementation``, ``revision``, ``cache_dir``, ``local_files_only``, ``token``) are passed to
-                ``from_pretrained`` when ``clip`` is a path or id.
-
-        Returns:
-            An ``FAPromptModel`` in training mode whose CLIP weights are ``clip``'s.
-        """
-        from .hub import build_from_clip
-
-        model = build_from_clip(cls, super().from_pretrained, clip, config_kwargs)
-        model.clip.requires_grad_(False)
-        model.train()
-        return model
-
-    def save_pretrained(
-        self, save_directory: str | os.PathLike, *, include_clip: bool | None = True, **kwargs: Any
-    ) -> None:
-        """Save the model, with the code that loads it without this package (``trust_remote_code=True``).
-
-        The folder is written in a staging folder and moved in place when complete; the live model's config is not
-        changed. ``config.json`` gets an ``auto_map`` (config, model, image processor, processor) and a
-        ``custom_pipelines`` entry for ``"anomaly-detection"``, and the model's modules are copied beside it.
-
-        Args:
-            save_directory: The folder (created if needed; other files in it are kept).
-            include_clip: True embeds the CLIP's weights (works offline); False writes only FAPrompt's own tensors
-                (``prompt_learner.*``, about 16 MB for ViT-L/14) and loading fetches the CLIP named in the config;
-                None chooses compact when the CLIP is a hub model with a recorded fingerprint, else embedded.
-            **kwargs: transformers' ``save_pretrained`` options (``max_shard_size``, ``state_dict``,
-                ``is_main_process``, ``save_function``, ...).
-
-        Raises:
-            ValueError: A compact save of a model whose CLIP source is unknown, or whose CLIP changed since.
-        """
-        from .hub import save_model
-
-        save_model(self, super().save_pretrained, save_directory, include_clip=include_clip, **kwargs)
-
-    def push_to_hub(
-        self, repo_id: str, *, include_clip: bool | None = None, processor: Any = None, **kwargs: Any
-    ) -> str:
-        """Upload the model, a processor, the remote code and a model card to a hub repository, in one commit.
-
-        Args:
-            repo_id: The repository (created if needed).
-            include_clip: As in :meth:`save_pretrained`; the default uploads a compact checkpoint when the CLIP is a
-                hub model, else embeds it.
-            processor: The ``FAPromptProcessor`` to upload (default: one at ``config.image_size``).
-            **kwargs: ``commit_message``, ``private``, ``token``, ``revision``, ``create_pr``, and model-card
-                options of :func:`faprompt_hf.hub.write_model_card` (``dataset_name``, ``metrics``, ...).
-
-        Returns:
-            The URL of the commit.
-        """
-        from .hub import push_model_to_hub
-
-        return push_model_to_hub(self, repo_id, include_clip=include_clip, processor=processor, **kwargs)
 
     def train(self, mode: bool = True) -> FAPromptModel:
         """Set training mode for the prompts; the frozen CLIP always stays in eval mode (no dropout)."""
@@ -414,13 +367,8 @@ class FAPromptModel(FAPromptPreTrainedModel):
             post-layernorm and projection, class token first (B, 1 + G, D).
         """
         vision = self.clip.vision_model
-        patch_size = self.config.clip_config.vision_config.patch_size
-        height, width = pixel_values.shape[-2:]
-        if height % patch_size or width % patch_size:
-            raise ValueError(
-                f"Input size {height}x{width} is not a multiple of the patch size {patch_size}: resize the images "
-                f"(for example with FAPromptProcessor(size={self.config.image_size}))."
-            )
+        patch_size = self.config.patch_size
+        height, width = self.config.check_input_size(tuple(pixel_values.shape[-2:]), name="input size")
         embeddings = vision.embeddings
         weight_dtype = embeddings.patch_embedding.weight.dtype
         patches = embeddings.patch_embedding(pixel_values.to(weight_dtype)).flatten(2).transpose(1, 2)
@@ -509,37 +457,28 @@ class FAPromptModel(FAPromptPreTrainedModel):
         """CLIP token embeddings of template tokens (n,) -> (n, Dt)."""
         return self.clip.text_model.embeddings.token_embedding(token_ids)
 
-    def _abnormal_prompt_embeds(self, prior_bias: torch.Tensor | None) -> torch.Tensor:
-        """Embeddings of the K abnormal prompts, optionally with a per-image prior added to their contexts.
+    @property
+    def abnormal_context_positions(self) -> slice:
+        """Where the abnormal context tokens sit in an abnormal prompt (after SOT and the normal context)."""
+        start = 1 + self.config.normal_context_length
+        return slice(start, start + self.config.abnormal_context_length)
 
-        Args:
-            prior_bias: None for the static prompts, or omega per image (B, Dt).
-
-        Returns:
-            (K, La, Dt) without a prior, or (B * K, La, Dt) with one (image-major order).
-        """
+    def abnormal_prompt_embeds(self) -> torch.Tensor:
+        """Token embeddings of the K abnormal prompts, ``SOT [normal ctx] [abnormal ctx_k] suffix EOT`` (K, La, Dt)."""
         learner, config = self.prompt_learner, self.config
         ids = learner.abnormal_prompt_ids
-        split = 1 + config.normal_context_length + config.abnormal_context_length
+        split = self.abnormal_context_positions.stop
         prefix, suffix = self._fixed_token_embeds(ids[:1]), self._fixed_token_embeds(ids[split:])
-        abnormal_context = learner.abnormal_context.to(prefix.dtype)
-        if prior_bias is None:
-            leading = ()
-        else:
-            abnormal_context = abnormal_context + prior_bias.to(prefix.dtype)[:, None, None, :]
-            leading = (prior_bias.shape[0],)
-        num_prompts = config.num_abnormal_prompts
-        shape = (*leading, num_prompts)
-        embeds = torch.cat(
+        shape = (config.num_abnormal_prompts,)
+        return torch.cat(
             [
                 prefix.expand(*shape, -1, -1),
                 learner.normal_context.to(prefix.dtype).expand(*shape, -1, -1),
-                abnormal_context.expand(*shape, -1, -1),
+                learner.abnormal_context.to(prefix.dtype),
                 suffix.expand(*shape, -1, -1),
             ],
             dim=-2,
         )
-        return embeds.reshape(-1, *embeds.shape[-2:])
 
     def _normal_prompt_embeds(self, length: int) -> torch.Tensor:
         """Embeddings of the normal prompt, zero-padded after its EOT to ``length`` tokens (1, length, Dt)."""
@@ -550,15 +489,18 @@ class FAPromptModel(FAPromptPreTrainedModel):
         embeds = torch.cat([prefix, learner.normal_context.to(prefix.dtype), suffix], dim=0)
         return F.pad(embeds, (0, 0, 0, length - embeds.shape[0]))[None]
 
-    def static_text_features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of the normal prompt and of the K abnormal prompts without the prior, in one text-tower call.
+    def static_prompts(self) -> FAPromptStaticPrompts:
+        """The image-independent prompt side, in one text-tower call.
+
+        The features of the normal and K abnormal prompts, and the abnormal prompts' embeddings that the prior is
+        added to.
 
         Cached across calls while gradients are off and the prompts and text tower are unchanged (changes are
         seen through PyTorch's version counters; after editing ``.data`` directly, call
         :meth:`clear_static_text_cache`).
 
         Returns:
-            ``(normal_feature, abnormal_features)``: unnormalised (D,) and (K, D), float32.
+            An [`FAPromptStaticPrompts`].
         """
         cache_key = None
         if not torch.is_grad_enabled():
@@ -578,31 +520,42 @@ class FAPromptModel(FAPromptPreTrainedModel):
             )
             if self._static_text_cache is not None and self._static_text_cache[0] == cache_key:
                 return self._static_text_cache[1]
-        abnormal = self._abnormal_prompt_embeds(None)
+        abnormal = self.abnormal_prompt_embeds()
         normal = self._normal_prompt_embeds(abnormal.shape[1])
         eot_positions = torch.tensor(
             [len(self.prompt_learner.normal_prompt_ids) - 1] + [abnormal.shape[1] - 1] * abnormal.shape[0],
             device=abnormal.device,
         )
         features = self.encode_prompts(torch.cat([normal, abnormal]), eot_positions)
-        result = (features[0], features[1:])
+        result = FAPromptStaticPrompts(features[0], features[1:], abnormal)
         self._static_text_cache = None if cache_key is None else (cache_key, result)
         return result
+
+    def static_text_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(normal_feature (D,), abnormal_features (K, D))`` of :meth:`static_prompts`, unnormalised, float32."""
+        normal_feature, abnormal_features, _ = self.static_prompts()
+        return normal_feature, abnormal_features
 
     def clear_static_text_cache(self) -> None:
         """Forget the cached static prompt features (they are recomputed on the next forward)."""
         self._static_text_cache = None
 
-    def prior_abnormal_features(self, prior_bias: torch.Tensor) -> torch.Tensor:
+    def prior_abnormal_features(
+        self, prior_bias: torch.Tensor, abnormal_prompt_embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Mean feature of the K abnormal prompts conditioned on each image's prior, in one text-tower call.
 
         Args:
             prior_bias: omega per image (B, Dt).
+            abnormal_prompt_embeds: The abnormal prompts' embeddings (K, La, Dt) (default:
+                :meth:`abnormal_prompt_embeds`).
 
         Returns:
             Unnormalised mean abnormal feature per image (B, D), float32.
         """
-        embeds = self._abnormal_prompt_embeds(prior_bias)
+        if abnormal_prompt_embeds is None:
+            abnormal_prompt_embeds = self.abnormal_prompt_embeds()
+        embeds = add_prior_to_prompts(abnormal_prompt_embeds, prior_bias, self.abnormal_context_positions)
         eot_positions = torch.full((embeds.shape[0],), embeds.shape[1] - 1, device=embeds.device)
         features = self.encode_prompts(embeds, eot_positions)
         return features.view(prior_bias.shape[0], self.config.num_abnormal_prompts, -1).mean(1)
@@ -632,10 +585,16 @@ class FAPromptModel(FAPromptPreTrainedModel):
         labels: torch.Tensor | None = None,
         masks: torch.Tensor | None = None,
         mask_valid: torch.Tensor | None = None,
+        gaussian_sigma: float | None = None,
+        static_prompts: FAPromptStaticPrompts | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> FAPromptOutput | tuple:
         """Score images for anomalies, and compute the training objective when labels are given.
+
+        Four phases: the vision tower with its V-V path; patch and image scores against the static and the
+        prior-conditioned prompts (:meth:`_score`); upsampled and smoothed maps (:meth:`_anomaly_maps`); the
+        objective (:meth:`_objective`).
 
         Args:
             pixel_values: Normalised images (B, 3, H, W), H and W multiples of the patch size.
@@ -644,6 +603,9 @@ class FAPromptModel(FAPromptPreTrainedModel):
                 images may use.
             mask_valid: Optional (B,) booleans from the data collator: False where a row's mask is a stand-in
                 (no ground truth). An anomalous image without a real mask cannot be trained on: it is an error.
+            gaussian_sigma: Smoothing of ``anomaly_maps`` in pixels for this call (default:
+                ``config.gaussian_sigma``); the config is not changed.
+            static_prompts: The image-independent prompt side, precomputed (default: :meth:`static_prompts`).
             return_dict: Return a tuple instead of an [`FAPromptOutput`] when False.
             **kwargs: The collator's non-tensor keys (``class_names``, ``paths``, ``defect_types``) are accepted and
                 ignored; any other keyword is an error.
@@ -654,7 +616,9 @@ class FAPromptModel(FAPromptPreTrainedModel):
         Raises:
             ValueError: Inputs that break the rules of :func:`~faprompt_hf.validation.check_model_inputs` (not a
                 floating (B, 3, H, W) batch, NaN/inf pixels, labels other than 0/1 or not one per image, masks of
-                the wrong shape, outside [0, 1] or non-empty on normal images), or an anomalous image without a mask.
+                the wrong shape, outside [0, 1] or non-empty on normal images), an input size that breaks
+                :meth:`FAPromptConfig.check_input_size`, a ``gaussian_sigma`` that is not a finite number >= 0, or an
+                anomalous image without a mask.
             TypeError: An unknown keyword argument, or an input that is not a tensor.
         """
         unknown = sorted(set(kwargs) - _IGNORED_BATCH_KEYS)
@@ -664,41 +628,14 @@ class FAPromptModel(FAPromptPreTrainedModel):
         masks = check_model_inputs(
             pixel_values, labels, masks, mask_valid, check_values=not torch.compiler.is_compiling()
         )
+        sigma = self.config.gaussian_sigma if gaussian_sigma is None else check_gaussian_sigma(gaussian_sigma)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        config = self.config
-        temperature = config.temperature
-        height, width = pixel_values.shape[-2:]
-        patch_size = config.clip_config.vision_config.patch_size
-        grid = (height // patch_size, width // patch_size)
+        size = tuple(pixel_values.shape[-2:])
 
         image_embeds, patch_embeds = self.encode_image(pixel_values)
-        patch_tokens = patch_embeds[:, 1:]
-
-        normal_feature, abnormal_features = self.static_text_features()
-        static_text = F.normalize(torch.stack([normal_feature, abnormal_features.mean(0)]), dim=-1)
+        scores = self._score(image_embeds, patch_embeds, static_prompts or self.static_prompts(), size)
         with _full_precision(pixel_values.device):
-            static_scores = (patch_tokens @ static_text.T / temperature).softmax(-1)
-
-        prior_indices = self.select_prior_patches(static_scores[..., 1])
-        prior_input = patch_tokens.gather(1, prior_indices[..., None].expand(-1, -1, patch_tokens.shape[-1]))
-        prior_bias = self.prompt_learner.prior(prior_input.to(self.prompt_learner.prior.fc1.weight.dtype)).float()
-        prior_abnormal = self.prior_abnormal_features(prior_bias)
-        with _full_precision(pixel_values.device):
-            prior_text = F.normalize(
-                torch.stack([normal_feature.expand_as(prior_abnormal), prior_abnormal], dim=1), dim=-1
-            )
-            prior_scores = (torch.einsum("bgd,bcd->bgc", patch_tokens, prior_text) / temperature).softmax(-1)
-
-            image_logits = torch.einsum("bd,bcd->bc", image_embeds, prior_text) / temperature
-            image_text_scores = image_logits.softmax(-1)[:, 1]
-            patch_max = (2 * static_scores[..., 1].amax(1) + prior_scores[..., 1].amax(1)) / 3
-            image_scores = 0.5 * (image_text_scores + patch_max)
-
-            static_maps = self._upsample_scores(static_scores, grid, (height, width))
-            prior_maps = self._upsample_scores(prior_scores, grid, (height, width))
-            raw_anomaly_maps = (static_maps[:, 1] + 1 - static_maps[:, 0] + prior_maps[:, 1] + 1 - prior_maps[:, 0]) / 4
-            anomaly_maps = gaussian_smooth(raw_anomaly_maps, config.gaussian_sigma, config.gaussian_truncate)
-
+            static_maps, prior_maps, raw_anomaly_maps, anomaly_maps = self._anomaly_maps(scores, size, sigma)
             losses: dict[str, torch.Tensor] = {}
             if labels is not None:
                 if mask_valid is not None and bool((labels.reshape(-1).bool() & ~mask_valid.reshape(-1).bool()).any()):
@@ -706,23 +643,21 @@ class FAPromptModel(FAPromptPreTrainedModel):
                         "An anomalous image in the batch has no ground-truth mask (mask_valid is False): the "
                         "training objective needs one; give masks for every anomalous image or drop those rows."
                     )
-                targets = self._pixel_targets(labels, masks, (height, width))
-                losses = self._objective(
-                    labels, targets, static_maps, prior_maps, image_logits, image_scores, abnormal_features, prior_bias
-                )
+                targets = self._pixel_targets(labels, masks, size)
+                losses = self._objective(labels, targets, static_maps, prior_maps, scores)
         output = FAPromptOutput(
             loss=losses.get("loss"),
-            image_scores=image_scores,
+            image_scores=scores.image_scores,
             anomaly_maps=anomaly_maps,
             raw_anomaly_maps=raw_anomaly_maps,
-            static_patch_scores=static_scores,
-            prior_patch_scores=prior_scores,
-            image_text_scores=image_text_scores,
-            static_text_features=static_text,
-            prior_text_features=prior_text,
-            abnormal_text_features=abnormal_features,
-            prior_bias=prior_bias,
-            prior_patch_indices=prior_indices,
+            static_patch_scores=scores.static_patch_scores,
+            prior_patch_scores=scores.prior_patch_scores,
+            image_text_scores=scores.image_text_scores,
+            static_text_features=scores.static_text_features,
+            prior_text_features=scores.prior_text_features,
+            abnormal_text_features=scores.abnormal_text_features,
+            prior_bias=scores.prior_bias,
+            prior_patch_indices=scores.prior_patch_indices,
             image_embeds=image_embeds,
             patch_embeds=patch_embeds,
             loss_local=losses.get("loss_local"),
@@ -731,6 +666,75 @@ class FAPromptModel(FAPromptPreTrainedModel):
             loss_prior=losses.get("loss_prior"),
         )
         return output if return_dict else output.to_tuple()
+
+    def _score(
+        self,
+        image_embeds: torch.Tensor,
+        patch_embeds: torch.Tensor,
+        static_prompts: FAPromptStaticPrompts,
+        size: tuple[int, int],
+    ) -> _Scores:
+        """Patch and image scores against the static and the prior-conditioned prompts (spec sections 4-5).
+
+        Args:
+            image_embeds: Normalised image embeddings (B, D).
+            patch_embeds: Normalised V-V tokens, class token first (B, 1 + G, D).
+            static_prompts: The image-independent prompt side.
+            size: The input (height, width), for the patch grid.
+
+        Returns:
+            The scores and the prompt features they came from.
+        """
+        config = self.config
+        temperature = config.temperature
+        patch_tokens = patch_embeds[:, 1:]
+        normal_feature, abnormal_features, abnormal_prompt_embeds = static_prompts
+        static_text = F.normalize(torch.stack([normal_feature, abnormal_features.mean(0)]), dim=-1)
+        with _full_precision(patch_embeds.device):
+            static_scores = (patch_tokens @ static_text.T / temperature).softmax(-1)
+
+        prior_indices = self.select_prior_patches(static_scores[..., 1])
+        prior_input = patch_tokens.gather(1, prior_indices[..., None].expand(-1, -1, patch_tokens.shape[-1]))
+        prior_bias = self.prompt_learner.prior(prior_input.to(self.prompt_learner.prior.fc1.weight.dtype)).float()
+        prior_abnormal = self.prior_abnormal_features(prior_bias, abnormal_prompt_embeds)
+        with _full_precision(patch_embeds.device):
+            prior_text = F.normalize(
+                torch.stack([normal_feature.expand_as(prior_abnormal), prior_abnormal], dim=1), dim=-1
+            )
+            prior_scores = (torch.einsum("bgd,bcd->bgc", patch_tokens, prior_text) / temperature).softmax(-1)
+            image_logits = torch.einsum("bd,bcd->bc", image_embeds, prior_text) / temperature
+            image_text_scores = image_logits.softmax(-1)[:, 1]
+            patch_max = (2 * static_scores[..., 1].amax(1) + prior_scores[..., 1].amax(1)) / 3
+            image_scores = 0.5 * (image_text_scores + patch_max)
+        patch_size = config.clip_config.vision_config.patch_size
+        return _Scores(
+            grid=(size[0] // patch_size, size[1] // patch_size),
+            static_patch_scores=static_scores,
+            prior_patch_scores=prior_scores,
+            image_logits=image_logits,
+            image_text_scores=image_text_scores,
+            image_scores=image_scores,
+            static_text_features=static_text,
+            prior_text_features=prior_text,
+            abnormal_text_features=abnormal_features,
+            prior_bias=prior_bias,
+            prior_patch_indices=prior_indices,
+        )
+
+    def _anomaly_maps(
+        self, scores: _Scores, size: tuple[int, int], sigma: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pixel maps from patch scores (spec section 5), in float32.
+
+        Returns:
+            ``(static_maps (B, 2, H, W), prior_maps (B, 2, H, W), raw_anomaly_maps (B, H, W),
+            anomaly_maps (B, H, W))``: the two prompt sets' upsampled [normal, abnormal] maps, their mean anomaly
+            map, and that map smoothed with ``sigma``.
+        """
+        static_maps = self._upsample_scores(scores.static_patch_scores, scores.grid, size)
+        prior_maps = self._upsample_scores(scores.prior_patch_scores, scores.grid, size)
+        raw = (static_maps[:, 1] + 1 - static_maps[:, 0] + prior_maps[:, 1] + 1 - prior_maps[:, 0]) / 4
+        return static_maps, prior_maps, raw, gaussian_smooth(raw, sigma, self.config.gaussian_truncate)
 
     @staticmethod
     def _upsample_scores(scores: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
@@ -763,13 +767,11 @@ class FAPromptModel(FAPromptPreTrainedModel):
         targets: torch.Tensor,
         static_maps: torch.Tensor,
         prior_maps: torch.Tensor,
-        image_logits: torch.Tensor,
-        image_scores: torch.Tensor,
-        abnormal_features: torch.Tensor,
-        prior_bias: torch.Tensor,
+        scores: _Scores,
     ) -> dict[str, torch.Tensor]:
         """The training objective of spec section 6, term by term (all in float32)."""
         config = self.config
+        image_logits, image_scores = scores.image_logits, scores.image_scores
         labels = labels.reshape(-1).to(image_logits.device)
         gamma = config.focal_gamma
 
@@ -780,8 +782,8 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
         loss_local = map_loss(static_maps) + config.prior_map_loss_weight * map_loss(prior_maps)
         loss_global = F.cross_entropy(image_logits, labels.long()) + binary_focal_loss(image_scores, labels, gamma)
-        loss_orthogonality = orthogonality_loss(abnormal_features)
-        loss_prior = prior_loss(prior_bias, labels)
+        loss_orthogonality = orthogonality_loss(scores.abnormal_text_features)
+        loss_prior = prior_loss(scores.prior_bias, labels)
         loss = (
             loss_local
             + config.global_loss_weight * loss_global

@@ -1,24 +1,21 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
-"""The ``"anomaly-detection"`` pipeline for FAPrompt, and helpers that calibrate its decision threshold.
+"""The ``"anomaly-detection"`` pipeline for FAPrompt.
 
 Importing this module registers the pipeline with transformers (idempotent), so that
 ``pipeline("anomaly-detection", model="path/or/hub-id")`` builds a [`FAPromptAnomalyDetectionPipeline`].
 
 Thresholds. ``is_anomalous`` is ``score >= threshold`` with the threshold taken from, in order: the ``threshold``
-argument, ``model.config.anomaly_threshold`` (set by :func:`calibrate_threshold` or :func:`threshold_from_f1` and kept
-by ``save_pretrained``), else 0.5 with a one-time warning that it is uncalibrated. The pixel ``mask`` is
-``anomaly_map >= pixel_threshold`` (argument, default 0.5).
+argument, ``model.config.anomaly_threshold`` (set by :mod:`faprompt_hf.calibration` and kept by ``save_pretrained``),
+else 0.5 with a one-time warning that it is uncalibrated. The pixel ``mask`` is ``anomaly_map >= pixel_threshold``
+(argument, default 0.5). Both follow the one threshold rule, a finite number in [0, 1].
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import torch
 from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import logging
@@ -26,13 +23,13 @@ from transformers.utils import logging
 from .image_processing_faprompt import FAPromptImageProcessor
 from .image_utils import ImageInput, to_rgb_image
 from .inference_utils import (
+    ANOMALY_DETECTION_TASK,
     DEFAULT_PIXEL_THRESHOLD,
     DEFAULT_THRESHOLD,
     check_threshold,
     detection_result,
     resolve_threshold,
 )
-from .metrics import ArrayLike, f1_max
 from .modeling_faprompt import FAPromptModel
 
 logger = logging.get_logger(__name__)
@@ -42,13 +39,8 @@ __all__ = [
     "DEFAULT_PIXEL_THRESHOLD",
     "DEFAULT_THRESHOLD",
     "FAPromptAnomalyDetectionPipeline",
-    "calibrate_threshold",
     "register_pipeline",
-    "threshold_from_f1",
 ]
-
-ANOMALY_DETECTION_TASK = "anomaly-detection"
-"""The pipeline task name."""
 
 
 class FAPromptAnomalyDetectionPipeline(Pipeline):
@@ -91,8 +83,8 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.image_processor is None:
-            logger.info("No image processor given or found; using FAPromptImageProcessor(size=config.image_size).")
-            self.image_processor = FAPromptImageProcessor(size=self.model.config.image_size)
+            logger.info("No image processor given or found; using the model's (FAPromptImageProcessor at image_size).")
+            self.image_processor = FAPromptImageProcessor.from_model_config(self.model.config)
         self._warned_uncalibrated = False
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
@@ -225,110 +217,18 @@ def register_pipeline() -> None:
     )
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Threshold calibration
-# ----------------------------------------------------------------------------------------------------------------------
+_MOVED_TO_CALIBRATION = ("calibrate_threshold", "threshold_from_f1")
 
 
-def _model_of(model_or_pipeline: FAPromptModel | FAPromptAnomalyDetectionPipeline) -> FAPromptModel:
-    """The model of a pipeline, or the model itself.
+def __getattr__(name: str) -> Any:
+    """Names that moved: ``calibrate_threshold`` and ``threshold_from_f1`` live in :mod:`faprompt_hf.calibration`.
 
-    Checked by ``config.model_type`` rather than by class, so that models and pipelines loaded as remote code
-    (``trust_remote_code=True``, whose classes live in ``transformers_modules``) are accepted too.
+    They stay importable from here where the package is installed.
     """
-    model = getattr(model_or_pipeline, "model", model_or_pipeline)  # a pipeline holds its model
-    if getattr(getattr(model, "config", None), "model_type", None) == FAPromptModel.config_class.model_type:
-        return model
-    raise TypeError(
-        f"Expected an FAPromptModel or FAPromptAnomalyDetectionPipeline, got {type(model_or_pipeline).__name__}."
-    )
-
-
-def calibrate_threshold(
-    model_or_pipeline: FAPromptModel | FAPromptAnomalyDetectionPipeline,
-    normal_images: Sequence[ImageInput],
-    quantile: float = 0.99,
-    batch_size: int = 8,
-    image_processor: FAPromptImageProcessor | None = None,
-    store: bool = True,
-) -> float:
-    """Calibrate the image-score threshold on known-normal images and store it in ``model.config.anomaly_threshold``.
-
-    The threshold is the ``quantile`` of the normal images' scores (linear interpolation), so about
-    ``1 - quantile`` of similar normal images would be flagged. Stored in the config, it is used by the pipeline
-    and kept by ``save_pretrained``.
-
-    Args:
-        model_or_pipeline: An ``FAPromptModel`` or an ``FAPromptAnomalyDetectionPipeline``.
-        normal_images: Images known to be normal (paths, PIL images, arrays or tensors; a ``datasets`` image column
-            works too).
-        quantile: Quantile of the normal scores, in (0, 1].
-        batch_size: Images per forward pass.
-        image_processor: Processor for a bare model (default: the pipeline's, or ``FAPromptImageProcessor`` at
-            ``config.image_size``).
-        store: Write the threshold into ``model.config.anomaly_threshold``.
-
-    Returns:
-        The threshold.
-
-    Raises:
-        ValueError: No images, a quantile outside (0, 1], or an input that is not an image (named in the message).
-    """
-    if not 0.0 < quantile <= 1.0:
-        raise ValueError(f"quantile must lie in (0, 1], got {quantile!r}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    model = _model_of(model_or_pipeline)
-    if image_processor is None:
-        image_processor = getattr(model_or_pipeline, "image_processor", None) or FAPromptImageProcessor(
-            size=model.config.image_size
-        )
-    images = list(normal_images)
-    if not images:
-        raise ValueError("calibrate_threshold needs at least one normal image.")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    scores = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                pixel_values = image_processor(images=images[start : start + batch_size], return_tensors="pt")[
-                    "pixel_values"
-                ]
-                outputs = model(pixel_values=pixel_values.to(device=device, dtype=model.dtype))
-                scores.append(outputs.image_scores.float().cpu())
-    finally:
-        model.train(was_training)
-    threshold = float(np.quantile(torch.cat(scores).numpy(), quantile))
-    if store:
-        model.config.anomaly_threshold = threshold
-    logger.info("Calibrated threshold %.6g (quantile %.3g of %d normal images).", threshold, quantile, len(images))
-    return threshold
-
-
-def threshold_from_f1(
-    scores: ArrayLike,
-    labels: ArrayLike,
-    model_or_pipeline: FAPromptModel | FAPromptAnomalyDetectionPipeline | None = None,
-) -> float:
-    """The image-score threshold with the best F1 on labelled scores (e.g. an evaluation's ``image_scores``).
-
-    Args:
-        scores: Image anomaly scores (N,).
-        labels: Labels in {0, 1} (N,), 1 anomalous; both classes should be present.
-        model_or_pipeline: When given, the threshold is stored in its ``model.config.anomaly_threshold``.
-
-    Returns:
-        The highest threshold reaching the maximal F1 (predicting ``score >= threshold`` as anomalous).
-
-    Raises:
-        ValueError: Invalid inputs, or no anomalous label (F1 is undefined).
-    """
-    best_f1, threshold = f1_max(scores, labels)
-    if math.isnan(threshold):
-        raise ValueError("threshold_from_f1 needs at least one anomalous (label 1) score.")
-    if model_or_pipeline is not None:
-        _model_of(model_or_pipeline).config.anomaly_threshold = float(threshold)
-    logger.info("F1-max threshold %.6g (F1 %.4f).", threshold, best_f1)
-    return float(threshold)
+    if name in _MOVED_TO_CALIBRATION:
+        try:  # (not a relative import: a saved folder's remote code carries no calibration code)
+            from faprompt_hf import calibration
+        except ImportError as error:
+            raise AttributeError(f"{name} needs the faprompt_hf package: pip install faprompt-hf") from error
+        return getattr(calibration, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

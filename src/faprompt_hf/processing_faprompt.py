@@ -11,12 +11,49 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
 from .image_processing_faprompt import FAPromptImageProcessor
+from .remote_code import write_remote_code
 
-__all__ = ["FAPromptProcessor"]
+__all__ = ["TOKENIZER_FILES", "FAPromptProcessor", "prompt_token_ids"]
 
 logger = logging.get_logger(__name__)
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+"""Files of which at least one is in a folder that holds a tokenizer."""
+
+
+def prompt_token_ids(
+    tokenizer: Any, normal_suffix: str = "object.", abnormal_suffix: str = "damaged object."
+) -> dict[str, Any]:
+    """Config fields for the prompt templates, tokenised by a CLIP tokenizer (the one home of this rule).
+
+    Args:
+        tokenizer: A ``CLIPTokenizer``.
+        normal_suffix: Words after the normal context.
+        abnormal_suffix: Words after the abnormal context.
+
+    Returns:
+        Keyword arguments for [`FAPromptConfig`]: ``bos_token_id``, ``eos_token_id``, placeholder ids and the
+        two suffixes' ids.
+
+    Raises:
+        ValueError: A word maps to the unknown token (which is EOS for CLIP).
+    """
+
+    def encode(words: str) -> list[int]:
+        ids = tokenizer(words, add_special_tokens=False)["input_ids"]
+        if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+            raise ValueError(f"{words!r} contains a token unknown to the tokenizer (it would be read as EOS).")
+        return ids
+
+    (normal_placeholder,), (abnormal_placeholder,) = encode("N"), encode("A")
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "normal_placeholder_token_id": normal_placeholder,
+        "abnormal_placeholder_token_id": abnormal_placeholder,
+        "normal_suffix_token_ids": encode(normal_suffix),
+        "abnormal_suffix_token_ids": encode(abnormal_suffix),
+    }
 
 
 class FAPromptProcessor(ProcessorMixin):
@@ -33,6 +70,22 @@ class FAPromptProcessor(ProcessorMixin):
     def __init__(self, image_processor: FAPromptImageProcessor | None = None, tokenizer: Any = None, **kwargs: Any):
         super().__init__(image_processor, tokenizer)
 
+    @classmethod
+    def from_model_config(
+        cls, config: Any, size: int | tuple[int, int] | None = None, tokenizer: Any = None
+    ) -> FAPromptProcessor:
+        """The processor of a model: see :meth:`FAPromptImageProcessor.from_model_config`.
+
+        Args:
+            config: An ``FAPromptConfig``.
+            size: A size instead of ``config.image_size`` (checked against the model's patch size).
+            tokenizer: Optional ``CLIPTokenizer``.
+
+        Returns:
+            The processor.
+        """
+        return cls(image_processor=FAPromptImageProcessor.from_model_config(config, size), tokenizer=tokenizer)
+
     def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
         """Accept a missing tokenizer; check every other sub-processor as transformers does."""
         if argument_name == "tokenizer" and argument is None:
@@ -40,14 +93,21 @@ class FAPromptProcessor(ProcessorMixin):
         return super().check_argument_for_proper_class(argument_name, argument)
 
     def save_pretrained(self, save_directory: str, **kwargs: Any) -> list[str]:
-        """Save like transformers' processors; without a tokenizer only the image processor is written."""
+        """Save like transformers' processors, with the remote code; without a tokenizer only the image processor.
+
+        The folder gets the inference code and an ``auto_map`` (:func:`faprompt_hf.remote_code.write_remote_code`),
+        so that ``AutoProcessor.from_pretrained(folder, trust_remote_code=True)`` works without this package.
+        """
         if self.tokenizer is not None:
-            return super().save_pretrained(save_directory, **kwargs)
-        self.get_attributes = lambda: ["image_processor"]  # shadows the classmethod for this call only
-        try:
-            return super().save_pretrained(save_directory, **kwargs)
-        finally:
-            del self.get_attributes
+            saved = super().save_pretrained(save_directory, **kwargs)
+        else:
+            self.get_attributes = lambda: ["image_processor"]  # shadows the classmethod for this call only
+            try:
+                saved = super().save_pretrained(save_directory, **kwargs)
+            finally:
+                del self.get_attributes
+        write_remote_code(save_directory)
+        return saved
 
     @classmethod
     def _load_tokenizer_from_pretrained(
@@ -56,7 +116,7 @@ class FAPromptProcessor(ProcessorMixin):
         """Load the tokenizer when the checkpoint has one, else None (inference needs none)."""
         if os.path.isdir(pretrained_model_name_or_path):
             folder = os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
-            if not any(os.path.isfile(os.path.join(folder, name)) for name in _TOKENIZER_FILES):
+            if not any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_FILES):
                 return None
         try:
             return super()._load_tokenizer_from_pretrained(sub_processor_type, pretrained_model_name_or_path, **kwargs)
@@ -110,22 +170,6 @@ class FAPromptProcessor(ProcessorMixin):
         Raises:
             ValueError: The tokenizer is missing, or a word maps to the unknown token (which is EOS for CLIP).
         """
-        tokenizer = self.tokenizer
-        if tokenizer is None:
+        if self.tokenizer is None:
             raise ValueError("prompt_token_ids needs a tokenizer.")
-
-        def encode(words: str) -> list[int]:
-            ids = tokenizer(words, add_special_tokens=False)["input_ids"]
-            if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
-                raise ValueError(f"{words!r} contains a token unknown to the tokenizer (it would be read as EOS).")
-            return ids
-
-        (normal_placeholder,), (abnormal_placeholder,) = encode("N"), encode("A")
-        return {
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "normal_placeholder_token_id": normal_placeholder,
-            "abnormal_placeholder_token_id": abnormal_placeholder,
-            "normal_suffix_token_ids": encode(normal_suffix),
-            "abnormal_suffix_token_ids": encode(abnormal_suffix),
-        }
+        return prompt_token_ids(self.tokenizer, normal_suffix, abnormal_suffix)

@@ -15,12 +15,12 @@ refuses changes of :data:`RESUME_FIXED_ARGUMENTS` unless ``allow_changed_argumen
 
 Example:
     ```python
-    from faprompt_hf import FAPromptModel, FAPromptProcessor, FAPromptImageProcessor
+    from faprompt_hf import FAPromptModel, FAPromptProcessor
     from faprompt_hf.data import load_mvtec_ad
     from faprompt_hf.training import FAPromptTrainingArguments, train
 
     model = FAPromptModel.from_clip(clip_model)  # a transformers CLIPModel
-    processor = FAPromptProcessor(FAPromptImageProcessor(size=518))
+    processor = FAPromptProcessor.from_model_config(model.config)
     args = FAPromptTrainingArguments(output_dir="faprompt-mvtec")  # the reference recipe
     model = train(model, load_mvtec_ad("mvtec_anomaly_detection", split="test"), processor, args)
     ```
@@ -140,8 +140,11 @@ class FAPromptTrainingArguments:
         default=None, metadata={"help": "Clip the prompts' gradient norm to this value (default: no clipping)."}
     )
     image_size: int | None = dataclasses.field(
-        default=518,
-        metadata={"help": "Training image side (a multiple of the patch size); None keeps the processor's size."},
+        default=None,
+        metadata={
+            "help": "Training image side, a multiple of the patch size (default: the model's config.image_size, 518 "
+            "for a new model)."
+        },
     )
     seed: int = dataclasses.field(default=111, metadata={"help": "Seed of the data order and every RNG."})
     gradient_accumulation_steps: int = dataclasses.field(
@@ -943,8 +946,9 @@ def train(
             ``prompt_learner`` is optimised.
         train_dataset: Training data in :data:`~faprompt_hf.data.ANOMALY_FEATURES`, with anomalous images and masks
             (see :func:`validate_training_dataset`).
-        processor: An ``FAPromptProcessor`` or ``FAPromptImageProcessor``. A copy set to ``args.image_size`` is
-            used and saved; the caller's object is not modified.
+        processor: An ``FAPromptProcessor`` or ``FAPromptImageProcessor``. A copy set to the training size
+            (``args.image_size``, default the model's ``config.image_size``) is used and saved; the caller's object
+            is not modified.
         args: Hyper-parameters and run options.
         base_model: The CLIP the model is built on, for the model card (default: ``model.name_or_path``).
         dataset_name: The training data's name, for the model card.
@@ -967,12 +971,10 @@ def train(
     dataset_summary = validate_training_dataset(train_dataset)
     processor = copy.deepcopy(processor)
     image_processor = getattr(processor, "image_processor", processor)
-    if args.image_size is not None:
-        patch_size = model.config.clip_config.vision_config.patch_size
-        if args.image_size % patch_size:
-            raise ValueError(f"image_size {args.image_size} is not a multiple of the patch size {patch_size}.")
-        image_processor.size = {"height": args.image_size, "width": args.image_size}
-        model.config.image_size = args.image_size
+    size, _ = model.config.check_input_size(args.image_size or model.config.image_size, name="image_size")
+    args = dataclasses.replace(args, image_size=size)  # the run records (and resumes with) the size it trained at
+    image_processor.size = {"height": size, "width": size}
+    model.config.image_size = size
     model_card = {
         "base_model": base_model or model.name_or_path or None,
         "dataset_name": dataset_name,

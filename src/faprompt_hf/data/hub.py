@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -257,25 +257,45 @@ def load_hub_dataset(
     dataset = _open(name, split, streaming, load_kwargs)
     features = dataset.features or {}
     mapping = _resolve_mapping(dataset.column_names or list(features), column_mapping, name)
-    sources = sorted({theirs for ours, theirs in mapping.items() if ours != "image"})
     normalise = partial(
         _normalise_batch, mapping=mapping, features=features, reference=f"{name}[{split}]", class_name=class_name
     )
     if isinstance(dataset, IterableDataset):
-        renamed = dataset.select_columns(sorted({mapping["image"], *sources}))
-        if mapping["image"] != "image":
-            renamed = renamed.rename_column(mapping["image"], "image")
-        renamed = renamed.rename_columns({theirs: _SOURCE_PREFIX + theirs for theirs in sources})
-        for column, feature in (renamed.features or {}).items():
-            if isinstance(feature, ImageFeature):
-                renamed = renamed.cast_column(column, ImageFeature(decode=False))
-        normalised = renamed.map(
-            normalise,
-            batched=True,
-            with_indices=True,
-            remove_columns=[_SOURCE_PREFIX + theirs for theirs in sources],
-        )
-        return normalised.cast(ANOMALY_FEATURES)
+        return _normalise_stream(dataset, mapping, normalise)
+    images = _normalise_table(dataset, mapping, normalise)
+    logger.info("Loaded %d rows of %s[%s]", len(images), name, split)
+    if verify:
+        verify_dataset(images)
+    return images
+
+
+def _normalise_stream(
+    dataset: IterableDataset, mapping: dict[str, str], normalise: Callable[..., dict]
+) -> IterableDataset:
+    """A streamed dataset in the schema: its columns renamed, then normalised batch by batch as it is read."""
+    sources = sorted({theirs for ours, theirs in mapping.items() if ours != "image"})
+    renamed = dataset.select_columns(sorted({mapping["image"], *sources}))
+    if mapping["image"] != "image":
+        renamed = renamed.rename_column(mapping["image"], "image")
+    renamed = renamed.rename_columns({theirs: _SOURCE_PREFIX + theirs for theirs in sources})
+    for column, feature in (renamed.features or {}).items():
+        if isinstance(feature, ImageFeature):
+            renamed = renamed.cast_column(column, ImageFeature(decode=False))
+    normalised = renamed.map(
+        normalise,
+        batched=True,
+        with_indices=True,
+        remove_columns=[_SOURCE_PREFIX + theirs for theirs in sources],
+    )
+    return normalised.cast(ANOMALY_FEATURES)
+
+
+def _normalise_table(dataset: Dataset, mapping: dict[str, str], normalise: Callable[..., dict]) -> Dataset:
+    """A map-style dataset in the schema, without decoding the images.
+
+    The small columns are normalised in batches; the image (and a mask column that can be kept as it is) is cast in
+    place.
+    """
     mask_source = mapping.get("mask")
     keep_mask = (
         mask_source is not None and mask_source != mapping["image"] and _is_keepable_mask_column(dataset, mask_source)
@@ -297,8 +317,8 @@ def load_hub_dataset(
         stop = min(start + _BATCH_ROWS, len(dataset))
         batch = small[start:stop] if small_sources else {}
         part = normalise(batch, list(range(start, stop)), encode_masks=not keep_mask)
-        for name, values in part.items():
-            columns.setdefault(name, []).extend(values)
+        for column, values in part.items():
+            columns.setdefault(column, []).extend(values)
     kept = {mapping["image"]: "image", **({mask_source: "mask"} if keep_mask else {})}
     images = dataset.select_columns(list(kept))
     renames = {theirs: ours for theirs, ours in kept.items() if theirs != ours}
@@ -309,7 +329,4 @@ def load_hub_dataset(
     for column in ("mask", "label", "class_name", "defect_type", "path"):
         if column not in kept.values():
             images = images.add_column(column, columns[column], feature=ANOMALY_FEATURES[column])
-    logger.info("Loaded %d rows of %s[%s]", len(images), name, split)
-    if verify:
-        verify_dataset(images)
     return images

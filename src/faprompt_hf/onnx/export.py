@@ -4,17 +4,16 @@
 After training the static prompts are constants, so their text features (and the prompt embeddings the prior is added
 to) are computed once here and stored in the graph. Per image the graph runs the vision tower with its V-V path, the
 prior network, one text-tower pass over the K prior-conditioned prompts, and the arithmetic of
-``FAPromptModel.forward`` (the exported graph is traced from that very forward).
+``FAPromptModel.forward`` (the exported graph is traced from that very forward, given the baked prompts through its
+``static_prompts`` argument).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from torch import nn
 from .. import __version__
 from ..file_utils import staged_directory
 from ..image_processing_faprompt import FAPromptImageProcessor
-from ..modeling_faprompt import FAPromptModel
+from ..modeling_faprompt import FAPromptModel, FAPromptStaticPrompts
 from ..processing_faprompt import FAPromptProcessor
 from .runtime import (
     INPUT_NAME,
@@ -50,7 +49,8 @@ class FAPromptForONNX(nn.Module):
 
     The static prompts' features and the embeddings of the K abnormal prompts (before the prior is added to their
     contexts) are computed once, when the wrapper is built, and kept as buffers; the token-embedding table is not
-    needed afterwards. Everything else runs ``model.forward`` itself.
+    needed afterwards. The forward is ``model.forward(pixel_values, static_prompts=<the buffers>)``: the public
+    forward, traced as it is.
 
     Args:
         model: A float32 FAPromptModel in eval mode (its weights are shared, not copied).
@@ -59,48 +59,11 @@ class FAPromptForONNX(nn.Module):
     def __init__(self, model: FAPromptModel) -> None:
         super().__init__()
         self.model = model
-        config = model.config
-        self.context_start = 1 + config.normal_context_length
-        self.context_end = self.context_start + config.abnormal_context_length
         with torch.no_grad():
-            normal_feature, abnormal_features = model.static_text_features()
-            static_prompt_embeds = model._abnormal_prompt_embeds(None)
-        self.register_buffer("normal_text_feature", normal_feature.detach().clone())
-        self.register_buffer("abnormal_text_features", abnormal_features.detach().clone())
-        self.register_buffer("abnormal_prompt_embeds", static_prompt_embeds.detach().clone())
-
-    def _static_text_features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The baked static features: normal (D,) and abnormal (K, D)."""
-        return self.normal_text_feature, self.abnormal_text_features
-
-    def _prior_prompt_embeds(self, prior_bias: torch.Tensor | None) -> torch.Tensor:
-        """The K abnormal prompts with omega added to their contexts (B * K, La, Dt), from the baked embeddings."""
-        if prior_bias is None:
-            return self.abnormal_prompt_embeds
-        embeds = self.abnormal_prompt_embeds
-        batch = prior_bias.shape[0]
-        shape = (batch, *embeds.shape)
-        context = embeds[:, self.context_start : self.context_end] + prior_bias.to(embeds.dtype)[:, None, None, :]
-        embeds = torch.cat(
-            [
-                embeds[:, : self.context_start].expand(batch, -1, -1, -1),
-                context,
-                embeds[:, self.context_end :].expand(batch, -1, -1, -1),
-            ],
-            dim=2,
-        )
-        return embeds.reshape(shape[0] * shape[1], *shape[2:])
-
-    @contextlib.contextmanager
-    def _baked_prompts(self) -> Iterator[None]:
-        """Let ``model.forward`` read the baked prompt side instead of recomputing it (for this call only)."""
-        self.model.static_text_features = self._static_text_features
-        self.model._abnormal_prompt_embeds = self._prior_prompt_embeds
-        try:
-            yield
-        finally:
-            del self.model.static_text_features
-            del self.model._abnormal_prompt_embeds
+            static = model.static_prompts()
+        self.register_buffer("normal_text_feature", static.normal_feature.detach().clone())
+        self.register_buffer("abnormal_text_features", static.abnormal_features.detach().clone())
+        self.register_buffer("abnormal_prompt_embeds", static.abnormal_prompt_embeds.detach().clone())
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Score images.
@@ -111,8 +74,10 @@ class FAPromptForONNX(nn.Module):
         Returns:
             ``(image_scores (B,), anomaly_maps (B, H, W))``, the smoothed maps of ``FAPromptModel.forward``.
         """
-        with self._baked_prompts():
-            outputs = self.model(pixel_values=pixel_values, return_dict=True)
+        static = FAPromptStaticPrompts(
+            self.normal_text_feature, self.abnormal_text_features, self.abnormal_prompt_embeds
+        )
+        outputs = self.model(pixel_values=pixel_values, static_prompts=static, return_dict=True)
         return outputs.image_scores, outputs.anomaly_maps
 
 
@@ -125,23 +90,7 @@ def _image_size(
             image_size = (image_processor.size["height"], image_processor.size["width"])
         else:
             image_size = model.config.image_size
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    patch_size = model.config.clip_config.vision_config.patch_size
-    if len(size) != 2 or any(isinstance(side, bool) or not isinstance(side, int) or side <= 0 for side in size):
-        raise ValueError(f"image_size must be a positive int or (height, width) of positive ints, got {image_size!r}.")
-    if size[0] % patch_size or size[1] % patch_size:
-        nearest = max(patch_size, round(size[0] / patch_size) * patch_size)
-        raise ValueError(
-            f"image_size {image_size!r} is not a multiple of the patch size {patch_size}: pick a multiple, "
-            f"for example {nearest}."
-        )
-    num_patches = (size[0] // patch_size) * (size[1] // patch_size)
-    if num_patches < model.config.prior_num_patches:
-        raise ValueError(
-            f"image_size {image_size!r} gives {num_patches} patches but the prior needs "
-            f"{model.config.prior_num_patches}: use a larger image_size."
-        )
-    return size
+    return model.config.check_input_size(image_size, name="image_size", check_prior=True)
 
 
 def _check_opset(opset: int | None, newest: int) -> int | None:
