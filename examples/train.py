@@ -30,6 +30,7 @@ from transformers import CLIPConfig, CLIPTokenizer, HfArgumentParser
 
 from faprompt_hf import DEFAULT_CLIP, FAPromptConfig, FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
 from faprompt_hf.data import DATASET_FORMATS, load_dataset_by_format
+from faprompt_hf.data.mixing import extract_mix_arguments
 from faprompt_hf.script_flags import parse_column_mapping, parse_json_object
 from faprompt_hf.training import FAPromptTrainingArguments, train
 
@@ -358,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> FAPromptModel:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ScriptArguments, FAPromptTrainingArguments))
     try:
+        # --dataset_format/--dataset_path given several times (+ --mix_strategy): a mix, see docs/training.md
+        argv, mix = extract_mix_arguments(argv)
         script, training = parser.parse_args_into_dataclasses(args=argv)
         check_script_arguments(script)
     except ValueError as error:
@@ -370,7 +373,10 @@ def main(argv: Sequence[str] | None = None) -> FAPromptModel:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     if training.image_size is None:
         training = dataclasses.replace(training, image_size=model.config.image_size)
-    dataset, dataset_name = load_training_data(script, training)
+    if mix is None:
+        dataset, dataset_name = load_training_data(script, training)
+    else:
+        dataset, dataset_name = mix.load(resolve_dataset_arguments(script)[2], training.seed, training.image_size)
 
     step_callback = None
     if script.simulate_crash_after_steps is not None:
