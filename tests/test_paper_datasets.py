@@ -398,3 +398,19 @@ def test_train_script_trains_on_a_mix(train_script, model_dir, tmp_path):
     card = (output / "README.md").read_text()
     assert "mix (equal) of btad:" in card and "mpdd:" in card
     assert (output / "model.safetensors").is_file()
+
+
+def test_write_meta_json_script(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "write_meta_json_example", REPO_ROOT / "examples" / "write_meta_json.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folder = write_replica("tn3k", tmp_path)
+    path = module.main(["TN3K", str(folder), "--meta_path", str(tmp_path / "tn3k_meta.json")])
+    meta = json.loads(path.read_text())
+    assert len(meta["test"]["thyroid"]) == 3 and len(meta["train"]["thyroid"]) == 2
+    assert f"Wrote {path}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as raised:
+        module.main(["tn3k", str(tmp_path / "missing")])
+    assert raised.value.code == 2 and "missing" in capsys.readouterr().err

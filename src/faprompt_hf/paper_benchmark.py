@@ -692,8 +692,8 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
     """
     import logging as std_logging
 
-    std_logging.basicConfig(level=std_logging.INFO, format="%(message)s")
-    logging.set_verbosity_info()
+    std_logging.basicConfig(level=std_logging.WARNING, format="%(message)s")
+    std_logging.getLogger("faprompt_hf").setLevel(std_logging.INFO)
     parser = add_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     args = parser.parse_args(argv)
     try:
