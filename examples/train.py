@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from transformers import CLIPConfig, CLIPTokenizer, HfArgumentParser
 
 from faprompt_hf import DEFAULT_CLIP, FAPromptConfig, FAPromptModel, FAPromptProcessor
 from faprompt_hf.data import DATASET_FORMATS, load_dataset_by_format
+from faprompt_hf.data.mixing import extract_mix_arguments
 from faprompt_hf.processing_faprompt import TOKENIZER_FILES, prompt_token_ids
 from faprompt_hf.script_flags import parse_column_mapping, parse_json_object
 from faprompt_hf.training import FAPromptTrainingArguments, train
@@ -332,7 +334,9 @@ def main(argv: Sequence[str] | None = None) -> FAPromptModel:
     logging.getLogger("faprompt_hf").setLevel(logging.INFO)
     parser = HfArgumentParser((ScriptArguments, FAPromptTrainingArguments))
     try:
-        script, training = parser.parse_args_into_dataclasses(args=None if argv is None else list(argv))
+        # --dataset_format/--dataset_path given several times (+ --mix_strategy): a mix, see docs/training.md
+        argv, mix = extract_mix_arguments(sys.argv[1:] if argv is None else argv)
+        script, training = parser.parse_args_into_dataclasses(args=argv)
         check_script_arguments(script)
     except ValueError as error:
         parser.error(str(error))
@@ -342,7 +346,10 @@ def main(argv: Sequence[str] | None = None) -> FAPromptModel:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     if training.image_size is None:  # unset: the model's size (518 for a new model; a trained model keeps its own)
         training = dataclasses.replace(training, image_size=model.config.image_size)
-    dataset, dataset_name = load_training_data(script, training)
+    if mix is None:
+        dataset, dataset_name = load_training_data(script, training)
+    else:
+        dataset, dataset_name = mix.load(resolve_dataset_arguments(script)[2], training.seed, training.image_size)
 
     step_callback = None
     if script.simulate_crash_after_steps is not None:

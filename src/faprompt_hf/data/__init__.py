@@ -4,6 +4,36 @@
 from .collate import FAPromptCollator, with_processor_transform
 from .hub import load_hub_dataset
 from .loaders import load_folder, load_meta_json, load_mvtec_ad, load_visa, write_meta_json
+from .mixing import MIX_STRATEGIES, mix_datasets
+from .paper_datasets import (
+    EXTRA_DATASETS,
+    PAPER_DATASETS,
+    DatasetLayoutError,
+    DatasetSpec,
+    find_paper_datasets,
+    load_aitex,
+    load_br35h,
+    load_brain_mri,
+    load_btad,
+    load_cvc_clinicdb,
+    load_cvc_colondb,
+    load_dagm,
+    load_dtd_synthetic,
+    load_elpv,
+    load_endo,
+    load_headct,
+    load_isic,
+    load_kolektorsdd,
+    load_kvasir,
+    load_lag,
+    load_mpdd,
+    load_mvtec_ad2,
+    load_mvtec_loco,
+    load_paper_dataset,
+    load_tn3k,
+    write_paper_meta_json,
+)
+from .paper_replicas import write_replica, write_replicas
 from .schema import (
     ANOMALY_FEATURES,
     IMAGE_EXTENSIONS,
@@ -51,3 +81,36 @@ __all__ = [
 from .dispatch import DATASET_FORMATS, load_dataset_by_format
 
 __all__ += ["DATASET_FORMATS", "load_dataset_by_format"]
+
+__all__ += [
+    "EXTRA_DATASETS",
+    "MIX_STRATEGIES",
+    "PAPER_DATASETS",
+    "DatasetLayoutError",
+    "DatasetSpec",
+    "find_paper_datasets",
+    "load_aitex",
+    "load_br35h",
+    "load_brain_mri",
+    "load_btad",
+    "load_cvc_clinicdb",
+    "load_cvc_colondb",
+    "load_dagm",
+    "load_dtd_synthetic",
+    "load_elpv",
+    "load_endo",
+    "load_headct",
+    "load_isic",
+    "load_kolektorsdd",
+    "load_kvasir",
+    "load_lag",
+    "load_mpdd",
+    "load_mvtec_ad2",
+    "load_mvtec_loco",
+    "load_paper_dataset",
+    "load_tn3k",
+    "mix_datasets",
+    "write_paper_meta_json",
+    "write_replica",
+    "write_replicas",
+]

@@ -15,11 +15,17 @@ from datasets import Dataset
 
 from .hub import load_hub_dataset
 from .loaders import load_folder, load_meta_json, load_mvtec_ad, load_visa
+from .paper_datasets import EXTRA_DATASETS, PAPER_DATASETS, load_paper_dataset
 from .synthetic import make_synthetic_dataset
 
-__all__ = ["DATASET_FORMATS", "load_dataset_by_format"]
+__all__ = ["DATASET_FORMATS", "PAPER_DATASET_FORMATS", "load_dataset_by_format"]
 
-DATASET_FORMATS: tuple[str, ...] = ("mvtec", "visa", "meta_json", "folder", "hub", "synthetic")
+PAPER_DATASET_FORMATS: tuple[str, ...] = tuple(
+    key for key in (*PAPER_DATASETS, *EXTRA_DATASETS) if key not in ("mvtec", "visa")
+)
+"""Formats of the paper's other datasets, each in its public layout (see :mod:`faprompt_hf.data.paper_datasets`)."""
+
+DATASET_FORMATS: tuple[str, ...] = ("mvtec", "visa", "meta_json", "folder", "hub", "synthetic", *PAPER_DATASET_FORMATS)
 """Values of ``dataset_format`` understood by :func:`load_dataset_by_format`."""
 
 
@@ -37,8 +43,10 @@ def load_dataset_by_format(
         dataset_format: One of :data:`DATASET_FORMATS`: ``"mvtec"`` (:func:`~faprompt_hf.data.load_mvtec_ad`),
             ``"visa"`` (:func:`~faprompt_hf.data.load_visa`), ``"meta_json"``
             (:func:`~faprompt_hf.data.load_meta_json`), ``"folder"`` (:func:`~faprompt_hf.data.load_folder`),
-            ``"hub"`` (:func:`~faprompt_hf.data.load_hub_dataset`) or ``"synthetic"``
-            (:func:`~faprompt_hf.data.make_synthetic_dataset`, in memory; no path).
+            ``"hub"`` (:func:`~faprompt_hf.data.load_hub_dataset`), ``"synthetic"``
+            (:func:`~faprompt_hf.data.make_synthetic_dataset`, in memory; no path), or one of
+            :data:`PAPER_DATASET_FORMATS` (``"btad"``, ``"headct"``, ...; the paper's datasets in their public layouts,
+            :func:`~faprompt_hf.data.load_paper_dataset`).
         dataset_path: The dataset folder, or the Hub id / path for ``"hub"``; not used by ``"synthetic"``.
         split: The split to load (ignored by ``"folder"``, which has no splits; for ``"synthetic"`` it is mixed into
             the seed, so ``"train"`` and ``"test"`` draw different images).
@@ -75,5 +83,7 @@ def load_dataset_by_format(
         return dataset.filter(lambda name: name in wanted, input_columns="class_name")
     if dataset_format == "folder":
         return load_folder(dataset_path, classes=classes, **loader_kwargs)
+    if dataset_format in PAPER_DATASET_FORMATS:
+        return load_paper_dataset(dataset_format, dataset_path, split=split, classes=classes, **loader_kwargs)
     loader = {"mvtec": load_mvtec_ad, "visa": load_visa, "meta_json": load_meta_json}[dataset_format]
     return loader(dataset_path, split=split, classes=classes, **loader_kwargs)
