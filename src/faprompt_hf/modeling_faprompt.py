@@ -633,6 +633,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         masks: torch.Tensor | None = None,
         mask_valid: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        allow_missing_masks: bool = False,
         **kwargs: Any,
     ) -> FAPromptOutput | tuple:
         """Score images for anomalies, and compute the training objective when labels are given.
@@ -643,8 +644,13 @@ class FAPromptModel(FAPromptPreTrainedModel):
             masks: Optional ground-truth masks (B, H, W), binarised at 0.5; default zeros, which only normal
                 images may use.
             mask_valid: Optional (B,) booleans from the data collator: False where a row's mask is a stand-in
-                (no ground truth). An anomalous image without a real mask cannot be trained on: it is an error.
+                (no ground truth). An anomalous image without a real mask is an error, unless
+                ``allow_missing_masks``.
             return_dict: Return a tuple instead of an [`FAPromptOutput`] when False.
+            allow_missing_masks: Train on images without pixel ground truth: the pixel-level (local) losses use only
+                the images whose ``mask_valid`` is True (default: normal images and, when ``masks`` are given, every
+                anomalous one), the image-level losses use every image. When no image has pixel ground truth,
+                ``loss_local`` is 0 and only the image-level objective trains.
             **kwargs: The collator's non-tensor keys (``class_names``, ``paths``, ``defect_types``) are accepted and
                 ignored; any other keyword is an error.
 
@@ -701,14 +707,31 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
             losses: dict[str, torch.Tensor] = {}
             if labels is not None:
-                if mask_valid is not None and bool((labels.reshape(-1).bool() & ~mask_valid.reshape(-1).bool()).any()):
+                pixel_valid = None
+                if allow_missing_masks:
+                    normal = labels.reshape(-1).to(image_logits.device) == 0
+                    pixel_valid = normal if masks is None else torch.ones_like(normal)
+                    if mask_valid is not None:
+                        pixel_valid = pixel_valid & mask_valid.reshape(-1).to(normal.device).bool()
+                elif mask_valid is not None and bool(
+                    (labels.reshape(-1).bool() & ~mask_valid.reshape(-1).bool()).any()
+                ):
                     raise ValueError(
                         "An anomalous image in the batch has no ground-truth mask (mask_valid is False): the "
-                        "training objective needs one; give masks for every anomalous image or drop those rows."
+                        "training objective needs one; give masks for every anomalous image, drop those rows, or pass "
+                        "allow_missing_masks=True (--allow_missing_masks) to train their image-level losses only."
                     )
-                targets = self._pixel_targets(labels, masks, (height, width))
+                targets = self._pixel_targets(labels, masks, (height, width), allow_missing_masks)
                 losses = self._objective(
-                    labels, targets, static_maps, prior_maps, image_logits, image_scores, abnormal_features, prior_bias
+                    labels,
+                    targets,
+                    static_maps,
+                    prior_maps,
+                    image_logits,
+                    image_scores,
+                    abnormal_features,
+                    prior_bias,
+                    pixel_valid,
                 )
         output = FAPromptOutput(
             loss=losses.get("loss"),
@@ -745,14 +768,21 @@ class FAPromptModel(FAPromptPreTrainedModel):
         return rows @ maps @ columns.T
 
     @staticmethod
-    def _pixel_targets(labels: torch.Tensor, masks: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
-        """Binary pixel targets (B, H, W) from checked masks (B, H, W), or zeros where every image is normal."""
+    def _pixel_targets(
+        labels: torch.Tensor, masks: torch.Tensor | None, size: tuple[int, int], allow_missing_masks: bool = False
+    ) -> torch.Tensor:
+        """Binary pixel targets (B, H, W) from checked masks (B, H, W), or zeros without masks.
+
+        Zeros stand for the masks of normal images; for anomalous images only with ``allow_missing_masks`` (whose
+        pixel losses then leave them out).
+        """
         labels = labels.reshape(-1)
         if masks is None:
-            if bool((labels != 0).any()):
+            if not allow_missing_masks and bool((labels != 0).any()):
                 raise ValueError(
                     "labels mark anomalous images but no masks were given: the training objective needs a "
-                    "ground-truth mask (B, H, W) for every anomalous image (pass masks=..., e.g. from the processor)."
+                    "ground-truth mask (B, H, W) for every anomalous image (pass masks=..., e.g. from the processor), "
+                    "or allow_missing_masks=True to train their image-level losses only."
                 )
             return torch.zeros(labels.shape[0], *size, device=labels.device)
         return (masks > 0.5).float()
@@ -767,18 +797,32 @@ class FAPromptModel(FAPromptPreTrainedModel):
         image_scores: torch.Tensor,
         abnormal_features: torch.Tensor,
         prior_bias: torch.Tensor,
+        pixel_valid: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The training objective of spec section 6, term by term (all in float32)."""
+        """The training objective of spec section 6, term by term (all in float32).
+
+        ``pixel_valid`` (B,) bool, when given, limits the local (pixel-level) losses to those images: the focal loss
+        averages over their pixels, the Dice losses over them; with none, ``loss_local`` is 0. None, or all True,
+        is the reference objective, computed exactly as without it.
+        """
         config = self.config
         labels = labels.reshape(-1).to(image_logits.device)
         gamma = config.focal_gamma
 
-        def map_loss(maps: torch.Tensor) -> torch.Tensor:
+        def map_loss(maps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
             return (
                 focal_loss(maps, targets, gamma) + dice_loss(maps[:, 1], targets) + dice_loss(maps[:, 0], 1 - targets)
             )
 
-        loss_local = map_loss(static_maps) + config.prior_map_loss_weight * map_loss(prior_maps)
+        if pixel_valid is None or bool(pixel_valid.all()):
+            loss_local = map_loss(static_maps, targets) + config.prior_map_loss_weight * map_loss(prior_maps, targets)
+        elif not bool(pixel_valid.any()):
+            loss_local = static_maps.new_zeros(())
+        else:
+            keep = pixel_valid.to(static_maps.device)
+            loss_local = map_loss(static_maps[keep], targets[keep]) + config.prior_map_loss_weight * map_loss(
+                prior_maps[keep], targets[keep]
+            )
         loss_global = F.cross_entropy(image_logits, labels.long()) + binary_focal_loss(image_scores, labels, gamma)
         loss_orthogonality = orthogonality_loss(abnormal_features)
         loss_prior = prior_loss(prior_bias, labels)
