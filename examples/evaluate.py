@@ -185,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> EvaluationResult:
             "(metrics per class, then the mean):\n"
         )
         print(result.table)
+        for name, why in protocol.get("pixel_metrics_missing", {}).items():
+            print(f"{name}: no pixel metrics, {why}")
         print()
         for kind, path in written.items():
             print(f"{kind}: {path}")

@@ -199,8 +199,14 @@ def load_training_data(script: ScriptArguments, training: FAPromptTrainingArgume
 
     Args:
         script: The dataset options.
+    <<<<<<< HEAD
         training: The training arguments, resolved by :func:`main` (synthetic images are drawn at ``image_size``,
             at least 64 px, with ``seed``).
+    =======
+        training: The training arguments (synthetic images are drawn at ``image_size`` (224 when None) with
+            ``seed``; ``allow_missing_masks`` lets the folder and meta.json loaders keep anomalous images without a
+            mask).
+    >>>>>>> synth
 
     Returns:
         ``(dataset, name)``.
@@ -220,6 +226,8 @@ def load_training_data(script: ScriptArguments, training: FAPromptTrainingArgume
             "seed": training.seed,
             **loader_kwargs,
         }
+    if training.allow_missing_masks and dataset_format in ("folder", "meta_json"):
+        loader_kwargs.setdefault("require_masks", False)  # image-level labels: anomalous images may lack a mask
     mapping = parse_column_mapping(script.column_mapping) if script.column_mapping else None
     dataset = load_dataset_by_format(dataset_format, dataset_path, split, classes, mapping, **loader_kwargs)
     name = f"synthetic ({', '.join(classes)})" if dataset_format == "synthetic" else str(dataset_path)

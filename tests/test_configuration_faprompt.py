@@ -132,3 +132,37 @@ def test_cross_field_rules_still_hold():
 def test_deep_prompts_must_fit_the_prompt_and_the_text_tower(overrides, message):
     with pytest.raises(StrictDataclassClassValidationError, match=message):
         FAPromptConfig(**overrides)
+
+
+def test_check_input_size_is_the_one_rule(tiny_config):
+    assert tiny_config.check_input_size(32) == (32, 32)
+    assert tiny_config.check_input_size((16, 40)) == (16, 40)
+    with pytest.raises(ValueError, match=r"--image_size 30 is not a multiple of the patch size 8: .*for example 32"):
+        tiny_config.check_input_size(30, name="--image_size")
+    for bad in (0, -8, 32.0, True, (32,), "32"):
+        with pytest.raises(ValueError, match="must be a positive int or"):
+            tiny_config.check_input_size(bad)
+    with pytest.raises(ValueError, match=r"8x8 gives 1 patches but the prior needs 4"):
+        tiny_config.check_input_size(8, check_prior=True)
+
+
+def test_config_value_errors_are_value_errors_as_documented():
+    """docs/errors.md: a config that does not fit together is a ValueError (and still huggingface_hub's error)."""
+    with pytest.raises(ValueError, match=r"image_size 500 is not a multiple of the patch size 14: .*for example 504"):
+        FAPromptConfig(image_size=500)
+    with pytest.raises(StrictDataclassClassValidationError):
+        FAPromptConfig(num_vv_blocks=30)
+    with pytest.raises(ValueError, match=r"num_vv_blocks must lie in \[0, 24\]"):
+        FAPromptConfig(num_vv_blocks=30)
+
+
+def test_prompt_vocabulary_check_names_the_fix(tiny_clip_config_fixture):
+    config = FAPromptConfig(
+        clip_config=tiny_clip_config_fixture.to_dict(),
+        prior_num_patches=4,
+        image_size=32,
+        num_vv_blocks=2,
+        deep_prompt_depth=3,
+    )
+    with pytest.raises(ValueError, match=r"reach 49407, but the CLIP 'x' has only \d+ tokens.*tokenizer files"):
+        config.check_prompt_vocabulary("the CLIP 'x'")

@@ -136,10 +136,22 @@ def test_default_protocol_is_the_models(model, dataset):
     assert result.protocol["pixel_metrics_size"] is None
 
 
-def test_overrides_apply_and_the_config_is_restored(model, dataset):
+def test_overrides_apply_and_the_config_is_never_changed(model, dataset, monkeypatch):
     sigma_before, size = model.config.gaussian_sigma, 2 * model.config.image_size
-    result = evaluate_model(model, dataset, batch_size=4, image_size=size, sigma=0.0)
+    assigned = []
+    config_class = type(model.config)
+    original_setattr = config_class.__setattr__
+    monkeypatch.setattr(
+        config_class,
+        "__setattr__",
+        lambda self, name, value: (assigned.append(name), original_setattr(self, name, value)),
+    )
+    result = evaluate_model(model, dataset, batch_size=4, image_size=size, gaussian_sigma=0.0)
+    monkeypatch.undo()
+    assert assigned == []  # the sigma reaches forward as an argument: the model's config is not touched
     assert model.config.gaussian_sigma == sigma_before
+    alias = evaluate_model(model, dataset, batch_size=4, image_size=size, sigma=0.0)  # earlier releases' name
+    assert alias.protocol == result.protocol
     assert result.protocol["image_size"] == size and result.protocol["gaussian_sigma"] == 0.0
     model.config.gaussian_sigma = 0.0
     try:

@@ -13,7 +13,13 @@ from scipy.ndimage import gaussian_filter
 from transformers import AutoModel, CLIPModel
 
 from faprompt_hf import FAPromptConfig, FAPromptModel, FAPromptOutput
-from faprompt_hf.modeling_faprompt import bilinear_resize_matrix, gaussian_smooth, resize_position_embeddings
+from faprompt_hf.modeling_faprompt import (
+    FAPromptStaticPrompts,
+    add_prior_to_prompts,
+    bilinear_resize_matrix,
+    gaussian_smooth,
+    resize_position_embeddings,
+)
 from faprompt_hf.processing_faprompt import prompt_token_ids
 
 
@@ -456,3 +462,60 @@ def test_traced_graphs_skip_only_the_value_checks():
         check_model_inputs(torch.zeros(1, 8, 8, 3), check_values=False)
     with pytest.raises(ValueError, match="2 labels"):
         check_model_inputs(torch.zeros(1, 3, 8, 8), torch.tensor([0, 1]), check_values=False)
+
+
+def test_gaussian_sigma_is_a_forward_argument_that_leaves_the_config_alone(tiny_model, make_pixels):
+    pixels = make_pixels(2)
+    configured = tiny_model.config.gaussian_sigma
+    with torch.no_grad():
+        default = tiny_model(pixel_values=pixels)
+        unsmoothed = tiny_model(pixel_values=pixels, gaussian_sigma=0)
+        wide = tiny_model(pixel_values=pixels, gaussian_sigma=3.5)
+    assert tiny_model.config.gaussian_sigma == configured
+    assert torch.equal(unsmoothed.anomaly_maps, default.raw_anomaly_maps)
+    reference = np.stack([gaussian_filter(m.numpy(), 3.5, mode="reflect", truncate=4.0) for m in wide.raw_anomaly_maps])
+    np.testing.assert_allclose(wide.anomaly_maps.numpy(), reference, atol=1e-6)
+    assert torch.equal(wide.image_scores, default.image_scores)  # smoothing never changes the image scores
+    for bad in (-1.0, float("nan"), float("inf"), True, "3"):
+        with pytest.raises(ValueError, match=r"gaussian_sigma must be a finite number >= 0"):
+            tiny_model(pixel_values=pixels, gaussian_sigma=bad)
+
+
+def test_precomputed_static_prompts_give_the_same_outputs(tiny_model, make_pixels):
+    pixels = make_pixels(3)
+    with torch.no_grad():
+        static = tiny_model.static_prompts()
+        baked = FAPromptStaticPrompts(*(tensor.clone() for tensor in static))
+        tiny_model.clear_static_text_cache()
+        expected = tiny_model(pixel_values=pixels)
+        given = tiny_model(pixel_values=pixels, static_prompts=baked)
+    for key in ("image_scores", "anomaly_maps", "prior_patch_scores"):
+        assert torch.equal(getattr(given, key), getattr(expected, key)), key
+
+
+def test_add_prior_to_prompts_adds_omega_to_the_abnormal_context_only(tiny_model):
+    with torch.no_grad():
+        embeds = tiny_model.abnormal_prompt_embeds()  # (K, La, Dt)
+        prior = torch.randn(2, embeds.shape[-1], generator=torch.Generator().manual_seed(1))
+        context = tiny_model.abnormal_context_positions
+        spliced = add_prior_to_prompts(embeds, prior, context)
+    num_prompts = embeds.shape[0]
+    assert spliced.shape == (2 * num_prompts, *embeds.shape[1:])
+    for image in range(2):
+        for prompt in range(num_prompts):
+            row = spliced[image * num_prompts + prompt]
+            expected = embeds[prompt].clone()
+            expected[context] += prior[image]
+            assert torch.equal(row, expected), (image, prompt)
+    learner = tiny_model.prompt_learner
+    assert torch.equal(embeds[:, context], learner.abnormal_context.to(embeds.dtype))
+    assert torch.equal(embeds[0, 1 : context.start], learner.normal_context.to(embeds.dtype))
+
+
+def test_input_sizes_follow_the_configs_one_rule(tiny_model, make_pixels):
+    with pytest.raises(
+        ValueError, match=r"input size 30x32 is not a multiple of the patch size 8: use a multiple, for"
+    ):
+        tiny_model(pixel_values=torch.zeros(1, 3, 30, 32))
+    with torch.no_grad():
+        assert tiny_model(pixel_values=make_pixels(1, size=40)).anomaly_maps.shape == (1, 40, 40)

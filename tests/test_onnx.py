@@ -332,3 +332,27 @@ def test_parity_on_the_vit_l_14_336_configuration_at_518_px(tmp_path):
     export_onnx(model, tmp_path, image_size=518)
     print(f"ViT-L/14@336 export at 518 px: {time.perf_counter() - start:.0f} s")
     assert_parity(model, tmp_path, torch.randn(1, 3, 518, 518, generator=torch.Generator().manual_seed(1)))
+
+
+def test_the_export_wrapper_traces_the_public_forward_without_patching_the_model(top_m_model):
+    """FAPromptForONNX passes the baked prompts to forward(static_prompts=...): nothing is set on the model."""
+    from faprompt_hf.onnx.export import FAPromptForONNX
+
+    before = dict(vars(top_m_model))
+    seen = []
+    hook = top_m_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((set(vars(module)) - set(before), kwargs.get("static_prompts"))),
+        with_kwargs=True,
+    )
+    try:
+        wrapper = FAPromptForONNX(top_m_model).eval()
+        pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            scores, maps = wrapper(pixels)
+            expected = top_m_model(pixel_values=pixels)
+    finally:
+        hook.remove()
+    assert seen[0][0] == set() and seen[0][1] is not None  # no attribute added; the baked prompts came as an argument
+    assert vars(top_m_model).keys() == before.keys()
+    torch.testing.assert_close(scores, expected.image_scores, atol=1e-6, rtol=0)
+    torch.testing.assert_close(maps, expected.anomaly_maps, atol=1e-6, rtol=0)

@@ -1,5 +1,5 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
-"""The "anomaly-detection" pipeline: registration, inputs, batching, output schema, thresholds and calibration."""
+"""The "anomaly-detection" pipeline: registration, inputs, batching, output schema and thresholds."""
 
 from __future__ import annotations
 
@@ -19,14 +19,12 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 import faprompt_hf
 from faprompt_hf import FAPromptImageProcessor, FAPromptModel
-from faprompt_hf.metrics import f1_max
+from faprompt_hf.calibration import calibrate_threshold
 from faprompt_hf.pipeline_faprompt import (
     ANOMALY_DETECTION_TASK,
     DEFAULT_THRESHOLD,
     FAPromptAnomalyDetectionPipeline,
-    calibrate_threshold,
     register_pipeline,
-    threshold_from_f1,
 )
 
 RESULT_KEYS = ["score", "is_anomalous", "anomaly_map", "mask", "overlay"]
@@ -185,49 +183,6 @@ def test_bad_inputs(detector, tmp_path):
         detector(np.zeros((8, 8), np.uint8), threshold=float("nan"))
     with pytest.raises(TypeError, match="Unknown argument"):
         detector(np.zeros((8, 8), np.uint8), treshold=0.5)
-
-
-def test_calibrate_threshold_stores_into_config_and_survives_save_load(model, images, tmp_path):
-    previous = model.config.anomaly_threshold
-    try:
-        detector = fresh_pipeline(model)
-        scores = [detector(image, threshold=0.5)["score"] for image in images]
-        threshold = calibrate_threshold(detector, images, quantile=0.5, batch_size=2)
-        assert threshold == pytest.approx(float(np.quantile(scores, 0.5)), abs=1e-6)
-        assert model.config.anomaly_threshold == threshold
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            results = detector(images)
-        assert [r["is_anomalous"] for r in results] == [s >= threshold for s in scores]
-        model.save_pretrained(tmp_path)
-        assert FAPromptModel.from_pretrained(tmp_path).config.anomaly_threshold == pytest.approx(threshold)
-        assert calibrate_threshold(model, images, quantile=1.0) == pytest.approx(max(scores), abs=1e-6)
-        kept = model.config.anomaly_threshold
-        calibrate_threshold(model, images[:1], store=False)
-        assert model.config.anomaly_threshold == kept
-    finally:
-        model.config.anomaly_threshold = previous
-    with pytest.raises(ValueError, match="quantile"):
-        calibrate_threshold(model, images, quantile=0.0)
-    with pytest.raises(ValueError, match="at least one"):
-        calibrate_threshold(model, [])
-    with pytest.raises(TypeError, match="FAPromptModel"):
-        calibrate_threshold("model", images)
-
-
-def test_threshold_from_f1(model):
-    scores, labels = [0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]
-    previous = model.config.anomaly_threshold
-    try:
-        threshold = threshold_from_f1(scores, labels, model)
-        assert threshold == f1_max(scores, labels)[1] == 0.35
-        assert model.config.anomaly_threshold == 0.35
-    finally:
-        model.config.anomaly_threshold = previous
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match="anomalous"):
-            threshold_from_f1([0.1, 0.2], [0, 0])
 
 
 def test_pipeline_factory_without_a_saved_processor(model, tmp_path, images):

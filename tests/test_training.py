@@ -114,6 +114,7 @@ def test_anomalous_images_without_masks_are_refused(small_train_set):
         "num_images": 8,
         "num_anomalous": 4,
         "class_names": ["stripes"],
+        "num_without_mask": 0,
     }
 
 

@@ -1,5 +1,5 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
-"""Configuration of FAPrompt: a frozen CLIP plus the hyper-parameters of the method (spec sections 1-6)."""
+"""Configuration of FAPrompt: a frozen CLIP plus the hyper-parameters of the method (method §1-§6)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ DEFAULT_IMAGE_SIZE = 518
 """The reference input side S in pixels (the released code's and the paper's), ``FAPromptConfig.image_size``'s
 default. Everything else that needs a size takes the model's ``config.image_size``."""
 
-#: How the data-dependent prior picks its M patches (spec section 4).
+#: How the data-dependent prior picks its M patches (method §4).
 PRIOR_PATCH_SELECTIONS = ("top_m", "first_m")
 
 # Token ids of OpenAI's CLIP tokenizer: <|startoftext|>, <|endoftext|>, "N", "A", "damaged", "object", ".".
@@ -67,7 +67,7 @@ _LOADED_FROM_PACKAGE = __name__.partition(".")[0] == "faprompt_hf"
 
 
 def clip_vit_large_patch14_336_config() -> CLIPConfig:
-    """The architecture of ``openai/clip-vit-large-patch14-336``, the reference backbone (spec section 1).
+    """The architecture of ``openai/clip-vit-large-patch14-336``, the reference backbone (method §1).
 
     Returns:
         A ``CLIPConfig`` with a 24-block, 1024-wide ViT-L/14 at 336 px and a 12-block, 768-wide text tower.
@@ -196,7 +196,7 @@ _FIELD_RULES: dict[str, Callable[[str, Any], None]] = {
 class FAPromptConfig(PreTrainedConfig):
     r"""Configuration of a [`FAPromptModel`].
 
-    Defaults are those of the released implementation (`../shared/spec/FAPROMPT.md`); ``clip_config`` defaults to the
+    Defaults are those of the released implementation (``docs/method.md``); ``clip_config`` defaults to the
     architecture of ``openai/clip-vit-large-patch14-336``. Unknown keyword arguments raise ``TypeError`` (a misspelt
     hyper-parameter must not be stored silently).
 

@@ -1,7 +1,7 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
 """Zero-shot evaluation of an [`FAPromptModel`] on a dataset, one process or many (``accelerate``).
 
-The default protocol is the one of the released FAPrompt evaluation (spec section 7), which produced the published
+The default protocol is the one of the released FAPrompt evaluation (method §7), which produced the published
 table: images resized to the model's ``image_size`` (518) with bicubic filtering, anomaly maps smoothed with the
 model's ``gaussian_sigma`` (10), metrics computed per class and then averaged over classes, image AP step-wise (as
 scikit-learn), pixel AUROC over all pixels of a class, and AUPRO with FPR limit 0.3 in the ``"original"`` definition
@@ -110,7 +110,9 @@ class EvaluationResult:
             (NaN skipped; F1 thresholds are per class and not averaged). Values are fractions in [0, 1].
         table: The metrics as a markdown table (percentages), classes then the mean row.
         protocol: How the numbers were computed: ``image_size``, ``gaussian_sigma``, ``aupro``, ``aupro_fpr_limit``,
-            ``aupro_thresholds``, ``pixel_metrics_size``, ``aggregation``, ``num_images``, ``num_classes``.
+            ``aupro_thresholds``, ``pixel_metrics_size``, ``pixel_metrics_missing`` (``{class: why}`` for the classes
+            evaluated image-level only because no anomalous image of theirs has a mask), ``aggregation``,
+            ``num_images``, ``num_classes``.
         image_scores: Image anomaly scores in dataset order (N,), float32.
         labels: Image labels in dataset order (N,), 0 normal and 1 anomalous.
         class_names: Class of each image (N,).
@@ -225,6 +227,7 @@ class _ClassAccumulator:
         self.pixel_items: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
         self.results: dict[int, dict[str, float]] = {}
         self.heatmaps: dict[int, np.ndarray] = {}
+        self.pixel_notes: dict[str, str] = {}
 
     def add(
         self,
@@ -258,7 +261,8 @@ class _ClassAccumulator:
         items = sorted(self.pixel_items.pop(class_id, []), key=lambda item: item[0])
         pixel_indices = np.asarray([item[0] for item in items], dtype=np.int64)
         has_pixel_truth = bool(items) and bool(self.labels[pixel_indices].any())
-        if self.pixel_metrics and items and not has_pixel_truth:
+        if self.pixel_metrics and not has_pixel_truth and labels.any():
+            self.pixel_notes[name] = "no anomalous image of this class has a mask (image-level labels only)"
             logger.warning("Class %r: no anomalous image has a mask, so its pixel metrics are skipped.", name)
         if not has_pixel_truth:
             self.results[class_id] = compute_per_class_metrics(names, scores, labels, aupro=self.aupro)[name]
@@ -450,6 +454,7 @@ def evaluate_model(
         "aupro_thresholds": AUPRO_ORIGINAL_THRESHOLDS if aupro == "original" else "all",
         "pixel_metrics": pixel_metrics,
         "pixel_metrics_size": pixel_metrics_size,
+        "pixel_metrics_missing": data["pixel_notes"],
         "aggregation": "per class, then the mean over classes",
         "num_images": len(class_names),
         "num_classes": len(dict.fromkeys(class_names)),
@@ -587,6 +592,7 @@ def _share_results(accumulator: _ClassAccumulator | None, accelerator: Accelerat
                 "scores": accumulator.scores,
                 "labels": accumulator.labels,
                 "heatmaps": accumulator.heatmaps,
+                "pixel_notes": accumulator.pixel_notes,
             }
         ]
     if accelerator is not None and accelerator.num_processes > 1:

@@ -60,7 +60,7 @@ def _as_list(inputs: Any) -> list:
 
 
 class FAPromptImageProcessor(BaseImageProcessor):
-    r"""Prepare images (and masks) for [`FAPromptModel`] exactly as the released evaluation does (spec sections 6-7).
+    r"""Prepare images (and masks) for [`FAPromptModel`] exactly as the released evaluation does (method §6-§7).
 
     Images of any PIL mode (1, L, LA, P, RGB, RGBA, CMYK, I;16, ...), numpy arrays or tensors are converted to RGB,
     resized to ``size`` x ``size`` with PIL's bicubic filter (aspect ratio not kept), scaled to [0, 1] and

@@ -1,5 +1,5 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
-"""FAPrompt's training objective (spec section 6) as pure tensor functions."""
+"""FAPrompt's training objective (method §6) as pure tensor functions."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
-"""FAPrompt: fine-grained abnormality prompts on a frozen CLIP (spec `FAPROMPT.md`).
+"""FAPrompt: fine-grained abnormality prompts on a frozen CLIP (``docs/method.md``).
 
 Paper: Zhu, Ong, Shen, Pang, "Fine-grained Abnormality Prompt Learning for Zero-shot Anomaly Detection",
 ICCV 2025 (arXiv 2410.10289). Where the paper and the authors' released code differ, this module follows the
@@ -60,7 +60,7 @@ class FAPromptStaticPrompts(NamedTuple):
 
 
 def add_prior_to_prompts(prompt_embeds: torch.Tensor, prior_bias: torch.Tensor, context: slice) -> torch.Tensor:
-    """Add each image's prior omega to the abnormal context tokens of the K abnormal prompts (spec section 4).
+    """Add each image's prior omega to the abnormal context tokens of the K abnormal prompts (method §4).
 
     The one home of FAPrompt's prompt splicing: the model's forward and the ONNX export both use it.
 
@@ -136,7 +136,7 @@ class FAPromptOutput(ModelOutput):
 
 
 def resize_position_embeddings(position_embeddings: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Resize ViT position embeddings to a new patch grid with bilinear interpolation (spec section 1).
+    """Resize ViT position embeddings to a new patch grid with bilinear interpolation (method §1).
 
     Args:
         position_embeddings: The checkpoint's embeddings (1 + G0 * G0, C), class position first.
@@ -356,7 +356,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
     # ------------------------------------------------------------------ vision side
 
     def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the vision tower with the V-V path in its last ``num_vv_blocks`` blocks (spec section 2).
+        """Run the vision tower with the V-V path in its last ``num_vv_blocks`` blocks (method §2).
 
         Args:
             pixel_values: Normalised images (B, 3, H, W); H and W must be multiples of the patch size.
@@ -423,7 +423,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
     # ------------------------------------------------------------------ text side
 
     def encode_prompts(self, prompt_embeds: torch.Tensor, eot_positions: torch.Tensor) -> torch.Tensor:
-        """Run the text tower on prompt embeddings with deep prompts inserted (spec section 3).
+        """Run the text tower on prompt embeddings with deep prompts inserted (method §3).
 
         Sequences only need to reach their EOT token: under the causal mask later tokens never influence it.
 
@@ -563,7 +563,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
     # ------------------------------------------------------------------ forward
 
     def select_prior_patches(self, abnormal_scores: torch.Tensor) -> torch.Tensor:
-        """Indices of the M patches fed to the prior (spec section 4).
+        """Indices of the M patches fed to the prior (method §4).
 
         Args:
             abnormal_scores: Static abnormal score S1 of every patch (B, G).
@@ -588,6 +588,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         gaussian_sigma: float | None = None,
         static_prompts: FAPromptStaticPrompts | None = None,
         return_dict: bool | None = None,
+        allow_missing_masks: bool = False,
         **kwargs: Any,
     ) -> FAPromptOutput | tuple:
         """Score images for anomalies, and compute the training objective when labels are given.
@@ -602,11 +603,16 @@ class FAPromptModel(FAPromptPreTrainedModel):
             masks: Optional ground-truth masks (B, H, W), binarised at 0.5; default zeros, which only normal
                 images may use.
             mask_valid: Optional (B,) booleans from the data collator: False where a row's mask is a stand-in
-                (no ground truth). An anomalous image without a real mask cannot be trained on: it is an error.
+                (no ground truth). An anomalous image without a real mask is an error, unless
+                ``allow_missing_masks``.
             gaussian_sigma: Smoothing of ``anomaly_maps`` in pixels for this call (default:
                 ``config.gaussian_sigma``); the config is not changed.
             static_prompts: The image-independent prompt side, precomputed (default: :meth:`static_prompts`).
             return_dict: Return a tuple instead of an [`FAPromptOutput`] when False.
+            allow_missing_masks: Train on images without pixel ground truth: the pixel-level (local) losses use only
+                the images whose ``mask_valid`` is True (default: normal images and, when ``masks`` are given, every
+                anomalous one), the image-level losses use every image. When no image has pixel ground truth,
+                ``loss_local`` is 0 and only the image-level objective trains.
             **kwargs: The collator's non-tensor keys (``class_names``, ``paths``, ``defect_types``) are accepted and
                 ignored; any other keyword is an error.
 
@@ -638,13 +644,9 @@ class FAPromptModel(FAPromptPreTrainedModel):
             static_maps, prior_maps, raw_anomaly_maps, anomaly_maps = self._anomaly_maps(scores, size, sigma)
             losses: dict[str, torch.Tensor] = {}
             if labels is not None:
-                if mask_valid is not None and bool((labels.reshape(-1).bool() & ~mask_valid.reshape(-1).bool()).any()):
-                    raise ValueError(
-                        "An anomalous image in the batch has no ground-truth mask (mask_valid is False): the "
-                        "training objective needs one; give masks for every anomalous image or drop those rows."
-                    )
-                targets = self._pixel_targets(labels, masks, size)
-                losses = self._objective(labels, targets, static_maps, prior_maps, scores)
+                pixel_valid = self._pixel_validity(labels, masks, mask_valid, allow_missing_masks)
+                targets = self._pixel_targets(labels, masks, size, allow_missing_masks)
+                losses = self._objective(labels, targets, static_maps, prior_maps, scores, pixel_valid)
         output = FAPromptOutput(
             loss=losses.get("loss"),
             image_scores=scores.image_scores,
@@ -674,7 +676,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         static_prompts: FAPromptStaticPrompts,
         size: tuple[int, int],
     ) -> _Scores:
-        """Patch and image scores against the static and the prior-conditioned prompts (spec sections 4-5).
+        """Patch and image scores against the static and the prior-conditioned prompts (method §4-§5).
 
         Args:
             image_embeds: Normalised image embeddings (B, D).
@@ -724,7 +726,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
     def _anomaly_maps(
         self, scores: _Scores, size: tuple[int, int], sigma: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Pixel maps from patch scores (spec section 5), in float32.
+        """Pixel maps from patch scores (method §5), in float32.
 
         Returns:
             ``(static_maps (B, 2, H, W), prior_maps (B, 2, H, W), raw_anomaly_maps (B, H, W),
@@ -749,14 +751,45 @@ class FAPromptModel(FAPromptPreTrainedModel):
         return rows @ maps @ columns.T
 
     @staticmethod
-    def _pixel_targets(labels: torch.Tensor, masks: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
-        """Binary pixel targets (B, H, W) from checked masks (B, H, W), or zeros where every image is normal."""
+    def _pixel_validity(
+        labels: torch.Tensor, masks: torch.Tensor | None, mask_valid: torch.Tensor | None, allow_missing_masks: bool
+    ) -> torch.Tensor | None:
+        """Which images (B,) have pixel ground truth for the local losses: None means all of them.
+
+        Raises:
+            ValueError: An anomalous image without a mask (``mask_valid`` False) and not ``allow_missing_masks``.
+        """
+        labels = labels.reshape(-1)
+        if allow_missing_masks:
+            normal = labels == 0
+            pixel_valid = normal if masks is None else torch.ones_like(normal)
+            if mask_valid is not None:
+                pixel_valid = pixel_valid & mask_valid.reshape(-1).to(normal.device).bool()
+            return pixel_valid
+        if mask_valid is not None and bool((labels.bool() & ~mask_valid.reshape(-1).to(labels.device).bool()).any()):
+            raise ValueError(
+                "An anomalous image in the batch has no ground-truth mask (mask_valid is False): the training "
+                "objective needs one; give masks for every anomalous image, drop those rows, or pass "
+                "allow_missing_masks=True (--allow_missing_masks) to train their image-level losses only."
+            )
+        return None
+
+    @staticmethod
+    def _pixel_targets(
+        labels: torch.Tensor, masks: torch.Tensor | None, size: tuple[int, int], allow_missing_masks: bool = False
+    ) -> torch.Tensor:
+        """Binary pixel targets (B, H, W) from checked masks (B, H, W), or zeros without masks.
+
+        Zeros stand for the masks of normal images; for anomalous images only with ``allow_missing_masks`` (whose
+        pixel losses then leave them out).
+        """
         labels = labels.reshape(-1)
         if masks is None:
-            if bool((labels != 0).any()):
+            if not allow_missing_masks and bool((labels != 0).any()):
                 raise ValueError(
                     "labels mark anomalous images but no masks were given: the training objective needs a "
-                    "ground-truth mask (B, H, W) for every anomalous image (pass masks=..., e.g. from the processor)."
+                    "ground-truth mask (B, H, W) for every anomalous image (pass masks=..., e.g. from the processor), "
+                    "or allow_missing_masks=True to train their image-level losses only."
                 )
             return torch.zeros(labels.shape[0], *size, device=labels.device)
         return (masks > 0.5).float()
@@ -768,19 +801,33 @@ class FAPromptModel(FAPromptPreTrainedModel):
         static_maps: torch.Tensor,
         prior_maps: torch.Tensor,
         scores: _Scores,
+        pixel_valid: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The training objective of spec section 6, term by term (all in float32)."""
+        """The training objective of method §6, term by term (all in float32).
+
+        ``pixel_valid`` (B,) bool, when given, limits the local (pixel-level) losses to those images: the focal loss
+        averages over their pixels, the Dice losses over them; with none, ``loss_local`` is 0. None, or all True,
+        is the reference objective, computed exactly as without it.
+        """
         config = self.config
         image_logits, image_scores = scores.image_logits, scores.image_scores
         labels = labels.reshape(-1).to(image_logits.device)
         gamma = config.focal_gamma
 
-        def map_loss(maps: torch.Tensor) -> torch.Tensor:
+        def map_loss(maps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
             return (
                 focal_loss(maps, targets, gamma) + dice_loss(maps[:, 1], targets) + dice_loss(maps[:, 0], 1 - targets)
             )
 
-        loss_local = map_loss(static_maps) + config.prior_map_loss_weight * map_loss(prior_maps)
+        if pixel_valid is None or bool(pixel_valid.all()):
+            loss_local = map_loss(static_maps, targets) + config.prior_map_loss_weight * map_loss(prior_maps, targets)
+        elif not bool(pixel_valid.any()):
+            loss_local = static_maps.new_zeros(())
+        else:
+            keep = pixel_valid.to(static_maps.device)
+            loss_local = map_loss(static_maps[keep], targets[keep]) + config.prior_map_loss_weight * map_loss(
+                prior_maps[keep], targets[keep]
+            )
         loss_global = F.cross_entropy(image_logits, labels.long()) + binary_focal_loss(image_scores, labels, gamma)
         loss_orthogonality = orthogonality_loss(scores.abnormal_text_features)
         loss_prior = prior_loss(scores.prior_bias, labels)

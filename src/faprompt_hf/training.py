@@ -1,5 +1,5 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
-"""Training FAPrompt's prompts on an auxiliary dataset with masks, with ``accelerate`` (spec section 6).
+"""Training FAPrompt's prompts on an auxiliary dataset with masks, with ``accelerate`` (method §6).
 
 One loop runs unchanged on a CPU, one GPU, several GPUs or several nodes (``accelerate launch``: DDP, FSDP or
 DeepSpeed), with or without mixed precision. Only the prompt learner is optimised; the frozen CLIP runs in the
@@ -60,6 +60,13 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .data import FAPromptCollator, defer_decoding
+from .data.anomaly_synthesis import (
+    SyntheticAnomalyDataset,
+    check_synthetic_anomaly_ratio,
+    parse_foreground_threshold,
+    parse_synthetic_anomaly_weights,
+    summarize_kinds,
+)
 from .data.schema import _is_missing
 from .file_utils import atomic_write, staged_directory, write_failure
 from .hub import push_folder_to_hub, write_model_card
@@ -101,8 +108,13 @@ RESUME_FIXED_ARGUMENTS: tuple[str, ...] = (
     "per_device_train_batch_size",
     "gradient_accumulation_steps",
     "num_processes",
+    "synthesize_anomalies",
+    "synthetic_anomaly_ratio",
+    "synthetic_anomaly_weights",
+    "foreground_threshold",
 )
-"""What fixes the data a run sees (order, image size, batching; ``num_processes`` is the launch's). Resuming with
+"""What fixes the data a run sees (order, image size, batching, synthetic anomalies; ``num_processes`` is the
+launch's). Resuming with
 other values than the checkpoint's run is refused unless ``allow_changed_arguments``. Every other argument may
 change on resume: the new value applies from the resumed step on (a new learning rate replaces the one in the
 restored optimizer state) and the change is logged."""
@@ -116,7 +128,7 @@ _MIXED_PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 @dataclasses.dataclass
 class FAPromptTrainingArguments:
-    """Hyper-parameters and run options of :func:`train`; the defaults are the reference recipe (spec section 6).
+    """Hyper-parameters and run options of :func:`train`; the defaults are the reference recipe (method §6).
 
     Every field is also a command-line flag of ``examples/train.py`` (through ``transformers.HfArgumentParser``).
     """
@@ -169,15 +181,16 @@ class FAPromptTrainingArguments:
         metadata={
             "help": "'latest' (the newest intact checkpoint of the run last started in output_dir; a fresh start "
             "when there is none) or the path of a checkpoint folder. Changed arguments apply and are logged, except "
-            "seed, image_size, per_device_train_batch_size, gradient_accumulation_steps and the number of "
-            "processes, which are refused unless --allow_changed_arguments."
+            "seed, image_size, per_device_train_batch_size, gradient_accumulation_steps, the number of "
+            "processes and the synthetic-anomaly options, which are refused unless --allow_changed_arguments."
         },
     )
     allow_changed_arguments: bool = dataclasses.field(
         default=False,
         metadata={
-            "help": "Resume even when seed, image_size, per_device_train_batch_size, gradient_accumulation_steps or "
-            "the number of processes differ from the checkpoint's run (the run then does not repeat exactly)."
+            "help": "Resume even when seed, image_size, per_device_train_batch_size, gradient_accumulation_steps, "
+            "the number of processes or the synthetic-anomaly options differ from the checkpoint's run (the run then "
+            "does not repeat exactly)."
         },
     )
     logging_steps: int = dataclasses.field(
@@ -212,6 +225,41 @@ class FAPromptTrainingArguments:
     use_cpu: bool = dataclasses.field(
         default=False, metadata={"help": "Train on the CPU even if a GPU is present.", "aliases": ["--cpu"]}
     )
+    allow_missing_masks: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Train on anomalous images without a mask (image-level labels): their pixel-level losses are "
+            "left out, image by image, and their image-level losses stay; a run where no image has a mask trains "
+            "the image-level objective only. Without it such images stop the run with an error."
+        },
+    )
+    synthesize_anomalies: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Pair normal training images with a synthetic anomalous copy and its exact mask (Perlin-noise "
+            "texture or image fill, CutPaste scars, seamless-blended patches), painted in the data-loader workers, "
+            "deterministic per seed and image: trains on a folder of good parts."
+        },
+    )
+    synthetic_anomaly_ratio: float = dataclasses.field(
+        default=1.0,
+        metadata={"help": "With --synthesize_anomalies: the fraction of normal images that get a copy, in (0, 1]."},
+    )
+    synthetic_anomaly_weights: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "With --synthesize_anomalies: per-kind weights, e.g. 'perlin_texture=1,perlin_image=1,"
+            "cutpaste=2,seamless=1' (kinds not named get 0; default: all four equally)."
+        },
+    )
+    foreground_threshold: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "With --synthesize_anomalies: place defects on the object only. 'otsu' (automatic) or a number "
+            "of grey levels: how far a pixel's blurred colour must be from the background's (the border's) to count "
+            "as the object. Default: anywhere (textures)."
+        },
+    )
 
     def __post_init__(self) -> None:
         """Check the values that would otherwise fail late, inside the loop."""
@@ -232,27 +280,38 @@ class FAPromptTrainingArguments:
             raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}.")
         if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
             raise ValueError(f"adam_beta1 and adam_beta2 must be in [0, 1); got {self.adam_beta1}, {self.adam_beta2}.")
+        self.synthetic_anomaly_ratio = check_synthetic_anomaly_ratio(self.synthetic_anomaly_ratio)
+        parse_synthetic_anomaly_weights(self.synthetic_anomaly_weights)
+        parse_foreground_threshold(self.foreground_threshold)
 
     def to_dict(self) -> dict[str, Any]:
         """The arguments as a JSON-able dict."""
         return dataclasses.asdict(self)
 
 
-def validate_training_dataset(dataset: Dataset) -> dict[str, Any]:
+def validate_training_dataset(
+    dataset: Dataset, allow_missing_masks: bool = False, synthesize_anomalies: bool = False
+) -> dict[str, Any]:
     """Check that a dataset can train FAPrompt: anomalous images, each with a ground-truth mask.
 
     FAPrompt's objective is pixel-level (focal + dice against the mask), so a dataset of normal images only, or with
-    anomalous images without masks, cannot train it. Nothing is decoded: only the label and mask columns are read.
+    anomalous images without masks, cannot train it, unless ``synthesize_anomalies`` (normal images get synthetic
+    anomalous copies with masks) or ``allow_missing_masks`` (anomalous images without a mask train the image-level
+    losses only). Nothing is decoded: only the label and mask columns are read.
 
     Args:
         dataset: A dataset in :data:`~faprompt_hf.data.ANOMALY_FEATURES` (any loader of :mod:`faprompt_hf.data`).
+        allow_missing_masks: Accept anomalous images without a mask.
+        synthesize_anomalies: Accept a dataset without anomalous images; require normal ones.
 
     Returns:
-        ``num_images``, ``num_anomalous`` and ``class_names`` (sorted), for the model card.
+        ``num_images``, ``num_anomalous`` and ``class_names`` (sorted), for the model card, and
+        ``num_without_mask``: the anomalous images without a mask.
 
     Raises:
         TypeError: ``dataset`` is not a map-style ``datasets.Dataset``.
-        ValueError: Missing columns, no images, no anomalous image, or anomalous images without a mask.
+        ValueError: Missing columns, no images, no anomalous image (unless ``synthesize_anomalies``), no normal image
+            with ``synthesize_anomalies``, or anomalous images without a mask (unless ``allow_missing_masks``).
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(
@@ -264,29 +323,48 @@ def validate_training_dataset(dataset: Dataset) -> dict[str, Any]:
         raise ValueError(f"The training dataset lacks the column(s) {missing}; use a loader of faprompt_hf.data.")
     if len(dataset) == 0:
         raise ValueError("The training dataset is empty.")
-    columns = defer_decoding(dataset.select_columns(["mask", "label"]))
-    labels = [int(label) for label in columns["label"]]
+    labels, without_mask = _labels_and_missing_masks(dataset)
     num_anomalous = sum(labels)
-    if num_anomalous == 0:
+    if synthesize_anomalies and num_anomalous == len(labels):
+        raise ValueError(
+            f"--synthesize_anomalies turns normal images into synthetic anomalies, but all {len(labels)} images of the "
+            "training dataset are labelled anomalous. Add normal images (e.g. a good/ folder, or the train split of "
+            "MVTec AD: --split train)."
+        )
+    if num_anomalous == 0 and not synthesize_anomalies:
         raise ValueError(
             f"The training dataset has {len(labels)} images but no anomalous one: FAPrompt learns from anomalous "
             "images and their ground-truth masks (the reference trains on the *test* split of MVTec AD or VisA, "
-            "which has them). Use a split with labelled defects."
+            "which has them). Use a split with labelled defects, or pass --synthesize_anomalies "
+            "(synthesize_anomalies=True) to pair the normal images with synthetic anomalies."
         )
+    if without_mask and not allow_missing_masks:
+        paths = dataset.select(without_mask[:3])["path"] if "path" in dataset.column_names else without_mask[:3]
+        raise ValueError(
+            f"{len(without_mask)} anomalous training images have no mask (e.g. {paths}): FAPrompt's objective needs "
+            "a ground-truth mask for every anomalous image. Filter them out, e.g. "
+            "dataset.filter(lambda row: row['label'] == 0 or row['mask'] is not None), or pass "
+            "--allow_missing_masks (allow_missing_masks=True) to train their image-level losses only."
+        )
+    class_names = sorted(set(dataset["class_name"])) if "class_name" in dataset.column_names else []
+    return {
+        "num_images": len(labels),
+        "num_anomalous": num_anomalous,
+        "class_names": class_names,
+        "num_without_mask": len(without_mask),
+    }
+
+
+def _labels_and_missing_masks(dataset: Dataset) -> tuple[list[int], list[int]]:
+    """Every label of the dataset, and the indices of its anomalous rows without a mask (nothing is decoded)."""
+    columns = defer_decoding(dataset.select_columns(["mask", "label"]))
+    labels = [int(label) for label in columns["label"]]
     without_mask = [
         index
         for index, (label, mask) in enumerate(zip(labels, columns["mask"], strict=True))
         if label == 1 and _is_missing(mask)
     ]
-    if without_mask:
-        paths = dataset.select(without_mask[:3])["path"] if "path" in dataset.column_names else without_mask[:3]
-        raise ValueError(
-            f"{len(without_mask)} anomalous training images have no mask (e.g. {paths}): FAPrompt's objective needs "
-            "a ground-truth mask for every anomalous image. Filter them out, e.g. "
-            "dataset.filter(lambda row: row['label'] == 0 or row['mask'] is not None)."
-        )
-    class_names = sorted(set(dataset["class_name"])) if "class_name" in dataset.column_names else []
-    return {"num_images": len(labels), "num_anomalous": num_anomalous, "class_names": class_names}
+    return labels, without_mask
 
 
 def _read_trainer_state(checkpoint: Path) -> dict[str, Any]:
@@ -652,9 +730,9 @@ def _apply_resume_rules(
     if fixed and not args.allow_changed_arguments:
         raise ValueError(
             f"Resuming {path} with arguments that differ from its run's: {'; '.join(described[key] for key in fixed)}. "
-            "These fix the data the run sees (order, image size, batching), so the result would not continue the "
-            "saved run. Pass the saved values, or --allow_changed_arguments (allow_changed_arguments=True) to "
-            "continue with the new ones."
+            "These fix the data the run sees (order, image size, batching, synthetic anomalies), so the result would "
+            "not continue the saved run. Pass the saved values, or --allow_changed_arguments "
+            "(allow_changed_arguments=True) to continue with the new ones."
         )
     if changed:
         logger.warning(
@@ -691,11 +769,12 @@ def _set_up(
     optimizer = torch.optim.Adam(
         trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
     )
+    rows, collate_fn = _training_rows(train_dataset, processor, args)
     dataloader = DataLoader(
-        defer_decoding(train_dataset),
+        rows,
         batch_size=args.per_device_train_batch_size,
         shuffle=True,
-        collate_fn=FAPromptCollator(processor, resize_mismatched_masks=args.resize_mismatched_masks),
+        collate_fn=collate_fn,
         num_workers=args.dataloader_num_workers,
     )
     model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
@@ -712,6 +791,81 @@ def _set_up(
         steps_per_epoch,
         total_steps,
     )
+
+
+class _WithoutPixelTruth:
+    """A collator whose batches mark every image as without pixel ground truth (``mask_valid`` all False)."""
+
+    def __init__(self, collator: FAPromptCollator) -> None:
+        self.collator = collator
+
+    def __call__(self, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(rows)
+        batch["mask_valid"] = torch.zeros_like(batch["mask_valid"])
+        return batch
+
+
+def _training_rows(
+    train_dataset: Dataset, processor: Any, args: FAPromptTrainingArguments
+) -> tuple[torch.utils.data.Dataset, Callable[[list[Mapping[str, Any]]], dict[str, Any]]]:
+    """The rows the data loader reads and its collate function.
+
+    With ``synthesize_anomalies``, the dataset's rows followed by synthetic anomalous copies of its normal images
+    (:class:`~faprompt_hf.data.anomaly_synthesis.SyntheticAnomalyDataset`, painted in the workers). With
+    ``allow_missing_masks`` and no mask anywhere (no synthesis, no anomalous image with a mask), every batch is
+    marked as without pixel ground truth, so that only the image-level objective trains.
+    """
+    collator = FAPromptCollator(processor, resize_mismatched_masks=args.resize_mismatched_masks)
+    if args.synthesize_anomalies:
+        rows = SyntheticAnomalyDataset(
+            train_dataset,
+            ratio=args.synthetic_anomaly_ratio,
+            weights=args.synthetic_anomaly_weights,
+            seed=args.seed,
+            foreground_threshold=args.foreground_threshold,
+        )
+        return rows, collator
+    if args.allow_missing_masks:
+        labels, without_mask = _labels_and_missing_masks(train_dataset)
+        if len(without_mask) == sum(labels):
+            return defer_decoding(train_dataset), _WithoutPixelTruth(collator)
+    return defer_decoding(train_dataset), collator
+
+
+def _log_data_options(args: FAPromptTrainingArguments, dataset_summary: Mapping[str, Any], rows: Any) -> None:
+    """Say once (main process) what --allow_missing_masks and --synthesize_anomalies do to this run's data."""
+    num_without_mask = dataset_summary.get("num_without_mask", 0)
+    if isinstance(rows, SyntheticAnomalyDataset):
+        kinds = ", ".join(f"{kind} {count}" for kind, count in summarize_kinds(rows).items() if count)
+        logger.info(
+            "synthesize_anomalies: %d of the %d normal images also appear as a synthetic anomaly with its mask "
+            "(ratio %g; %s; defects %s): %d rows per epoch.",
+            rows.num_synthetic,
+            len(rows.normal_indices),
+            rows.ratio,
+            kinds,
+            "anywhere"
+            if rows.foreground_threshold is None
+            else f"on the foreground (threshold {rows.foreground_threshold})",
+            len(rows),
+        )
+    if not args.allow_missing_masks:
+        return
+    if num_without_mask == 0:
+        logger.info("allow_missing_masks: every anomalous training image has a mask; nothing is left out.")
+    elif num_without_mask == dataset_summary["num_anomalous"] and not isinstance(rows, SyntheticAnomalyDataset):
+        logger.warning(
+            "allow_missing_masks: none of the %d anomalous training images has a mask: training the image-level "
+            "objective only (loss_local is 0).",
+            num_without_mask,
+        )
+    else:
+        logger.warning(
+            "allow_missing_masks: %d of the %d anomalous training images have no mask: their pixel-level losses are "
+            "left out, their image-level losses stay.",
+            num_without_mask,
+            dataset_summary["num_anomalous"],
+        )
 
 
 def _resume(setup: _TrainingSetup, args: FAPromptTrainingArguments) -> _LoopState:
@@ -789,6 +943,8 @@ def _run_steps(
                         inputs = {
                             key: batch[key] for key in ("pixel_values", "labels", "masks", "mask_valid") if key in batch
                         }
+                        if args.allow_missing_masks:
+                            inputs["allow_missing_masks"] = True
                         outputs = model(**inputs)
                     terms = torch.stack([outputs[field].detach().float() for field in LOSS_TERMS.values()])
                     terms = accelerator.reduce(terms, reduction="mean")
@@ -968,7 +1124,9 @@ def train(
         OSError: A checkpoint could not be written (full disk, ...); the message names it and the cause.
         RuntimeError: The processes ended with different prompts.
     """
-    dataset_summary = validate_training_dataset(train_dataset)
+    dataset_summary = validate_training_dataset(
+        train_dataset, allow_missing_masks=args.allow_missing_masks, synthesize_anomalies=args.synthesize_anomalies
+    )
     processor = copy.deepcopy(processor)
     image_processor = getattr(processor, "image_processor", processor)
     size, _ = model.config.check_input_size(args.image_size or model.config.image_size, name="image_size")
@@ -984,6 +1142,8 @@ def train(
     setup = _set_up(model, train_dataset, processor, args)
     state = _resume(setup, args)
     accelerator = setup.accelerator
+    if accelerator.is_main_process:
+        _log_data_options(args, dataset_summary, setup.dataloader.dataset)
     accelerator.init_trackers("faprompt", config=_tracker_config(args, accelerator))
     if accelerator.is_main_process:
         logger.info(

@@ -1,6 +1,7 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
 """Datasets for FAPrompt: loaders into one schema, synthetic anomalies, and processor-backed batching."""
 
+from .anomaly_synthesis import SYNTHETIC_ANOMALY_KINDS, SyntheticAnomalyDataset
 from .collate import FAPromptCollator, with_processor_transform
 from .hub import load_hub_dataset
 from .loaders import load_folder, load_meta_json, load_mvtec_ad, load_visa, write_meta_json
@@ -62,6 +63,8 @@ __all__ = [
     "LABEL_NAMES",
     "NORMAL_DEFECT_TYPE",
     "OBJECT_DOMAINS",
+    "SYNTHETIC_ANOMALY_KINDS",
+    "SyntheticAnomalyDataset",
     "TEXTURE_DOMAINS",
     "decode_image_value",
     "defer_decoding",

@@ -24,7 +24,7 @@ from ..inference_utils import (
     normalize_image,
     resolve_threshold,
 )
-from ..visualization import Normalization
+from ..overlay import Normalization
 
 __all__ = [
     "INPUT_NAME",
