@@ -12,8 +12,10 @@ from helpers import OFFLINE_ENV
 for _name, _value in OFFLINE_ENV.items():
     os.environ.setdefault(_name, _value)
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from faprompt_hf import FAPromptConfig, FAPromptModel  # noqa: E402
 from faprompt_hf.tiny import tiny_clip_config, tiny_clip_tokenizer, tiny_faprompt_config  # noqa: E402
@@ -25,6 +27,25 @@ _PARITY_CANDIDATES = [REPO_ROOT.parent / "shared" / "parity", REPO_ROOT / "tests
 if os.environ.get("FAPROMPT_PARITY_DIR"):
     _PARITY_CANDIDATES = [Path(os.environ["FAPROMPT_PARITY_DIR"])]
 SHARED_PARITY = next((p for p in _PARITY_CANDIDATES if (p / "parity_seed0.pt").is_file()), _PARITY_CANDIDATES[0])
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Let each in-process training run create its own Accelerator (it is a process-wide singleton)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def images():
+    """RGB images of five different sizes (a module may define its own ``images``)."""
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (24 + 5 * i, 40 - 3 * i, 3), dtype=np.uint8)) for i in range(5)]
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import socket
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"
@@ -26,6 +27,13 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def fresh_pipeline(model: Any, **kwargs: Any) -> Any:
+    """A new anomaly-detection pipeline over ``model`` at 32 px (its own threshold-warning state)."""
+    from faprompt_hf import FAPromptAnomalyDetectionPipeline, FAPromptImageProcessor
+
+    return FAPromptAnomalyDetectionPipeline(model=model, image_processor=FAPromptImageProcessor(size=32), **kwargs)
 
 
 def load_script(path: str | Path, name: str | None = None) -> ModuleType:

@@ -371,15 +371,6 @@ def _train(tokenizer, dataset, output_dir: Path, callback=None, **overrides) -> 
     )
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 def test_normal_only_training_with_synthetic_anomalies(
     tiny_tokenizer, normal_only, tmp_path, fresh_accelerate_state, caplog
 ):

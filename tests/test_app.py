@@ -257,6 +257,7 @@ def test_command_line_flags(app, monkeypatch):
     assert not app.parse_args([]).folder_calibration
 
 
+@pytest.mark.integration
 def test_in_a_headless_browser(app, model_dir, tmp_path):
     """Load the page in Chromium, upload an example, wait for its overlay, save a screenshot.
 

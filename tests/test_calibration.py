@@ -8,23 +8,11 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from faprompt_hf import FAPromptImageProcessor, FAPromptModel, pipeline_faprompt
+from faprompt_hf import FAPromptModel, pipeline_faprompt
 from faprompt_hf.calibration import calibrate_threshold, threshold_from_f1
 from faprompt_hf.metrics import f1_max
-from faprompt_hf.pipeline_faprompt import FAPromptAnomalyDetectionPipeline
-from helpers import REPO_ROOT
-
-
-@pytest.fixture(scope="module")
-def images():
-    rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 256, (24 + 5 * i, 40 - 3 * i, 3), dtype=np.uint8)) for i in range(5)]
-
-
-def fresh_pipeline(model, **kwargs) -> FAPromptAnomalyDetectionPipeline:
-    return FAPromptAnomalyDetectionPipeline(model=model, image_processor=FAPromptImageProcessor(size=32), **kwargs)
+from helpers import REPO_ROOT, fresh_pipeline
 
 
 def test_calibrate_threshold_stores_into_config_and_survives_save_load(model, images, tmp_path):

@@ -828,6 +828,7 @@ def test_write_meta_json_keeps_the_old_file_when_writing_fails(mvtec_root, monke
     assert sorted(path.name for path in mvtec_root.iterdir() if path.name.startswith(".")) == []
 
 
+@pytest.mark.integration
 def test_write_meta_json_survives_a_file_size_limit(mvtec_root):
     """A real failure: RLIMIT_FSIZE in a subprocess makes the write fail with EFBIG half-way."""
     meta_path = write_meta_json(load_mvtec_ad(mvtec_root, split="train"), mvtec_root, split="train")

@@ -294,6 +294,7 @@ def test_result_files_keep_their_previous_version_when_writing_fails(tmp_path, m
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
 
 
+@pytest.mark.integration
 def test_result_files_survive_a_file_size_limit(tmp_path):
     """A real failure: RLIMIT_FSIZE in a subprocess makes image_scores.csv too large to write."""
     paths = small_result().save(tmp_path)
@@ -469,6 +470,7 @@ def test_script_prints_the_markdown_table(model_dir, mvtec_root, tmp_path, capsy
     assert list(result.metrics) == ["nut", "mean"]
 
 
+@pytest.mark.integration
 def test_two_processes_give_the_same_metrics(one_process_run, model_dir, mvtec_root, tmp_path):
     """accelerate launch with 2 CPU processes: the data is sharded and gathered; metrics equal 1 process's."""
     expected, _ = one_process_run

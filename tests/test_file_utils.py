@@ -50,6 +50,7 @@ except OSError as error:
 """
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
 def test_a_file_size_limit_leaves_the_old_file_and_names_the_path(tmp_path):
     path = tmp_path / "meta.json"

@@ -129,6 +129,7 @@ print(json.dumps(classes))
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["embedded, saved by the pipeline", "compact, saved by the model"])
 def test_saved_folder_loads_without_the_package_with_identical_outputs(
     kind, hub_clip_model, hub_cache, tmp_path, images_dir

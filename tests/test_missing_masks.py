@@ -148,15 +148,6 @@ def _train_recording(tokenizer, dataset, output_dir: Path, **overrides) -> tuple
     return calls, losses
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 def test_validation_counts_missing_masks_only_when_allowed(train_set):
     partial = _drop_masks(train_set, 2)
     with pytest.raises(ValueError, match="2 anomalous training images have no mask.*--allow_missing_masks"):

@@ -96,6 +96,7 @@ def images():
 # ------------------------------------------------------------------------------------------------ the graph
 
 
+@pytest.mark.integration
 def test_export_writes_a_checked_graph_with_processor_config_and_threshold(top_m_model, top_m_export):
     assert sorted(path.name for path in top_m_export.iterdir()) == sorted(
         [ONNX_FILE_NAME, ONNX_CONFIG_NAME, PREPROCESSOR_CONFIG_NAME]
@@ -116,6 +117,7 @@ def test_export_writes_a_checked_graph_with_processor_config_and_threshold(top_m
     assert processor.size == {"height": 32, "width": 32}
 
 
+@pytest.mark.integration
 def test_static_prompt_side_is_baked_into_the_graph(top_m_model, top_m_export):
     graph = onnx.load(str(top_m_export / ONNX_FILE_NAME)).graph
     table_shape = list(top_m_model.clip.text_model.embeddings.token_embedding.weight.shape)
@@ -128,17 +130,20 @@ def test_static_prompt_side_is_baked_into_the_graph(top_m_model, top_m_export):
     assert layer_norms == 2 * text_layers + 1 + 2 * vision_layers + 2  # + final, pre and post layer norms
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("batch", [1, 2, 5])
 def test_parity_with_pytorch_at_several_batch_sizes(top_m_model, top_m_export, make_pixels, batch):
     assert_parity(top_m_model, top_m_export, make_pixels(batch, 32, seed=batch))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("batch", [1, 3])
 def test_first_m_exports_at_a_non_square_size(first_m_model, first_m_non_square_export, batch):
     pixel_values = torch.randn(batch, 3, 32, 48, generator=torch.Generator().manual_seed(batch))
     assert_parity(first_m_model, first_m_non_square_export, pixel_values)
 
 
+@pytest.mark.integration
 def test_cli_exports_a_bf16_model_in_float32(top_m_model, tmp_path, make_pixels):
     saved = tmp_path / "bf16_model"
     copy.deepcopy(top_m_model).to(torch.bfloat16).save_pretrained(saved)
@@ -156,6 +161,7 @@ def test_cli_exports_a_bf16_model_in_float32(top_m_model, tmp_path, make_pixels)
 # ------------------------------------------------------------------------------------------------ the runtime
 
 
+@pytest.mark.integration
 def test_runtime_equals_the_pytorch_pipeline(top_m_model, top_m_export, images, tmp_path):
     path = tmp_path / "part.png"
     images[0].save(path)
@@ -187,6 +193,7 @@ def assert_same_result(result: dict, reference: dict) -> None:
     assert overlay_difference.max() <= 1
 
 
+@pytest.mark.integration
 def test_runtime_threshold_arguments_and_uncalibrated_warning(top_m_export, first_m_non_square_export, images):
     detector = ONNXAnomalyDetector(top_m_export)
     score = detector(images[0])["score"]
@@ -206,6 +213,7 @@ def test_runtime_threshold_arguments_and_uncalibrated_warning(top_m_export, firs
     assert result["anomaly_map"].shape == (40, 56)
 
 
+@pytest.mark.integration
 def test_runtime_without_torch_transformers_or_scipy(top_m_model, top_m_export, images, tmp_path):
     for index, image in enumerate(images):
         if isinstance(image, np.ndarray):
@@ -285,6 +293,7 @@ def test_export_rejects_unknown_opsets_and_file_paths(top_m_model, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_missing_onnx_packages_give_an_install_hint(top_m_model, top_m_export, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match=r'pip install "faprompt-hf\[onnx\]"'):
@@ -294,6 +303,7 @@ def test_missing_onnx_packages_give_an_install_hint(top_m_model, top_m_export, t
         export_onnx(top_m_model, tmp_path / "out")
 
 
+@pytest.mark.integration
 def test_folders_without_the_onnx_file_or_configs(top_m_export, tmp_path):
     with pytest.raises(FileNotFoundError, match="not found.*faprompt-hf export"):
         ONNXAnomalyDetector(tmp_path / "nowhere")
@@ -307,6 +317,7 @@ def test_folders_without_the_onnx_file_or_configs(top_m_export, tmp_path):
         ONNXAnomalyDetector(tmp_path)
 
 
+@pytest.mark.integration
 def test_runtime_rejects_bad_inputs(top_m_export, tmp_path):
     detector = ONNXAnomalyDetector(top_m_export)
     with pytest.raises(FileNotFoundError, match="does_not_exist.png"):

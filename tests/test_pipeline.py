@@ -26,6 +26,7 @@ from faprompt_hf.pipeline_faprompt import (
     FAPromptAnomalyDetectionPipeline,
     register_pipeline,
 )
+from helpers import fresh_pipeline
 
 RESULT_KEYS = ["score", "is_anomalous", "anomaly_map", "mask", "overlay"]
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,17 +35,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def detector(model_dir):
     return pipeline(ANOMALY_DETECTION_TASK, model=str(model_dir))
-
-
-@pytest.fixture(scope="module")
-def images():
-    """RGB images of five different sizes."""
-    rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 256, (24 + 5 * i, 40 - 3 * i, 3), dtype=np.uint8)) for i in range(5)]
-
-
-def fresh_pipeline(model, **kwargs) -> FAPromptAnomalyDetectionPipeline:
-    return FAPromptAnomalyDetectionPipeline(model=model, image_processor=FAPromptImageProcessor(size=32), **kwargs)
 
 
 def test_task_is_registered():
@@ -235,6 +225,7 @@ def test_a_4d_batch_is_one_input_too_many_dimensions_for_the_pipeline(detector):
     assert len(detector(list(batch), threshold=0.5)) == 2
 
 
+@pytest.mark.integration
 def test_pipeline_peak_memory_per_pixel_with_the_overlay():
     """The bound of docs/errors.md: one call grows the peak RSS by < 24 bytes per pixel with the overlay on.
 

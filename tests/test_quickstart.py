@@ -27,6 +27,7 @@ def quickstart():
     return load_script(QUICKSTART)
 
 
+@pytest.mark.integration
 def test_smoke_run_writes_metrics_overlays_and_a_model(tmp_path):
     output_dir = tmp_path / "quickstart_output"
     result = subprocess.run(

@@ -132,6 +132,7 @@ def test_parsers_of_the_library():
 # ------------------------------------------------------------------------------------------------ the CLIP
 
 
+@pytest.mark.integration
 def test_offline_with_an_unknown_clip_fails_fast_and_says_how_to_train_offline(tmp_path):
     # Timed from after the imports (which take seconds on a loaded machine) to the error.
     argv = ["--clip", "no-such-user/no-such-clip", "--dataset", "synthetic", "--output_dir", str(tmp_path / "out")]

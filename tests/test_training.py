@@ -71,16 +71,6 @@ def _run(command: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    """Let each in-process run create its own Accelerator (it is a process-wide singleton)."""
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     """A saved tiny FAPrompt model and processor, the ``--model`` of the script runs."""
@@ -283,6 +273,7 @@ def test_latest_checkpoint_ignores_partial_temporary_folders(tmp_path):
     assert find_latest_checkpoint(tmp_path / "missing") is None
 
 
+@pytest.mark.integration
 def test_killed_run_resumes_mid_epoch_to_the_same_weights(tiny_model_dir, tmp_path):
     data = write_synthetic_mvtec(
         tmp_path / "data", domains=("stripes",), n_train=0, n_normal=8, n_anomalous=8, image_size=IMAGE_SIZE
@@ -350,6 +341,7 @@ def test_killed_run_resumes_mid_epoch_to_the_same_weights(tiny_model_dir, tmp_pa
 # ------------------------------------------------------------------------------------------------ distributed
 
 
+@pytest.mark.integration
 def test_two_process_cpu_run_ends_with_identical_prompts_on_both(tiny_model_dir, tmp_path):
     output_dir = tmp_path / "ddp"
     port = free_port()
@@ -546,6 +538,7 @@ def test_resume_refuses_changed_seed_and_image_size_unless_allowed(
     assert trained.config.image_size == IMAGE_SIZE
 
 
+@pytest.mark.integration
 def test_latest_ignores_checkpoints_of_an_earlier_run(
     tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state, caplog
 ):

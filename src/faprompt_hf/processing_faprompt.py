@@ -157,19 +157,7 @@ class FAPromptProcessor(ProcessorMixin):
     def prompt_token_ids(
         self, normal_suffix: str = "object.", abnormal_suffix: str = "damaged object."
     ) -> dict[str, Any]:
-        """Config fields for prompt templates with other fixed words, tokenised by this processor's tokenizer.
-
-        Args:
-            normal_suffix: Words after the normal context.
-            abnormal_suffix: Words after the abnormal context.
-
-        Returns:
-            Keyword arguments for [`FAPromptConfig`]: ``bos_token_id``, ``eos_token_id``, placeholder ids and the
-            two suffixes' ids.
-
-        Raises:
-            ValueError: The tokenizer is missing, or a word maps to the unknown token (which is EOS for CLIP).
-        """
+        """:func:`prompt_token_ids` with this processor's tokenizer (a ``ValueError`` when it has none)."""
         if self.tokenizer is None:
             raise ValueError("prompt_token_ids needs a tokenizer.")
         return prompt_token_ids(self.tokenizer, normal_suffix, abnormal_suffix)
