@@ -34,7 +34,8 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import CLIPTokenizer
 
-from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
+from faprompt_hf import FAPromptModel, FAPromptProcessor
+from faprompt_hf.configuration_faprompt import DEFAULT_IMAGE_SIZE
 from faprompt_hf.data import DOMAINS, FAPromptCollator, defer_decoding, make_synthetic_dataset
 from faprompt_hf.file_utils import atomic_write
 from faprompt_hf.hub import write_model_card
@@ -105,7 +106,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if overlap:
         parser.error(f"--test_domains must be held out of --train_domains; both have {sorted(overlap)}.")
     if args.image_size is None:
-        args.image_size = 112 if args.clip == TINY_CLIP else 518
+        args.image_size = 112 if args.clip == TINY_CLIP else DEFAULT_IMAGE_SIZE
     return args
 
 
@@ -133,7 +134,7 @@ def build_model(clip: str, image_size: int, seed: int) -> tuple[FAPromptModel, F
     else:
         tokenizer = CLIPTokenizer.from_pretrained(clip)
         model = FAPromptModel.from_clip(clip, image_size=image_size)
-    return model, FAPromptProcessor(FAPromptImageProcessor(size=image_size), tokenizer)
+    return model, FAPromptProcessor.from_model_config(model.config, tokenizer=tokenizer)
 
 
 def baseline_maps(patch_embeds: torch.Tensor, size: int, sigma: float) -> torch.Tensor:

@@ -167,7 +167,7 @@ def export_onnx(
     height, width = _image_size(image_size, image_processor, model)
     opset = _check_opset(opset, onnx.defs.onnx_opset_version())
     if image_processor is None:
-        image_processor = FAPromptImageProcessor(size={"height": height, "width": width})
+        image_processor = FAPromptImageProcessor.from_model_config(model.config, (height, width))
     else:
         image_processor = copy.deepcopy(image_processor)
         image_processor.size = {"height": height, "width": width}
