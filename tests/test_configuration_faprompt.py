@@ -132,3 +132,16 @@ def test_cross_field_rules_still_hold():
 def test_deep_prompts_must_fit_the_prompt_and_the_text_tower(overrides, message):
     with pytest.raises(StrictDataclassClassValidationError, match=message):
         FAPromptConfig(**overrides)
+
+
+def test_a_misspelt_attribute_is_warned_about_with_the_close_field_name(tiny_config):
+    sigma = tiny_config.gaussian_sigma
+    with pytest.warns(UserWarning, match=r"no field 'gausian_sigma': did you mean 'gaussian_sigma'\?"):
+        tiny_config.gausian_sigma = 3
+    assert tiny_config.gaussian_sigma == sigma
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_config.architectures = ["FAPromptModel"]  # transformers' own attributes and far names: no warning
+        tiny_config.my_note = "ok"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -239,6 +240,9 @@ class FAPromptConfig(PreTrainedConfig):
         clip_revision: The hub revision (commit) of that CLIP, when known.
         clip_fingerprint: Fingerprint of that CLIP's weights (:func:`faprompt_hf.hub.clip_fingerprint`); loading a
             compact checkpoint refuses a CLIP whose fingerprint differs.
+        weights_include_clip: What the saved weights hold, written by ``save_pretrained``: True (embedded: the CLIP's
+            tensors too), False (compact: ``prompt_learner.*`` only), None (not saved yet, or an older save).
+            Loading decides embedded or compact from it and refuses weight files that hold the other kind.
     """
 
     model_type: ClassVar[str] = "faprompt"
@@ -276,6 +280,7 @@ class FAPromptConfig(PreTrainedConfig):
     clip_name_or_path: str | None = None
     clip_revision: str | None = None
     clip_fingerprint: str | None = None
+    weights_include_clip: bool | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Check a field's value against its rule (``_FIELD_RULES``) before storing it, at construction and after.
@@ -286,7 +291,28 @@ class FAPromptConfig(PreTrainedConfig):
         """
         if name in _FIELD_RULES:
             self._check_field(name, value)
+        elif (
+            not name.startswith("_")
+            and name not in self.__dataclass_fields__
+            and name not in _FRAMEWORK_KWARGS
+            and "weights_include_clip" in self.__dict__  # (the last field: construction has set them all)
+            and name not in self.__dict__
+            and not hasattr(type(self), name)
+        ):
+            self._warn_unknown_attribute(name)
         super().__setattr__(name, value)
+
+    def _warn_unknown_attribute(self, name: str) -> None:
+        """Warn when a new attribute's name is close to a field's (``config.gausian_sigma = 3``): a likely typo."""
+        names = [field for field in self.__dataclass_fields__ if not field.startswith("_")]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
+        if close:
+            warnings.warn(
+                f"FAPromptConfig has no field {name!r}: did you mean {close[0]!r}? The value is stored as an extra "
+                f"attribute that nothing reads; set config.{close[0]} instead.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _check_field(self, name: str, value: Any) -> None:
         """Apply the rule of field ``name`` to ``value``; the error names the field, the value and the default."""
