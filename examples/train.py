@@ -369,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> FAPromptModel:
             step_callback=step_callback,
         )
     except ValueError as error:
-        if "allow_changed_arguments" not in str(error):
+        if "allow_changed_arguments" not in str(error) and "overwrite_output_dir" not in str(error):
             raise
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     if PartialState().is_main_process:
