@@ -30,6 +30,7 @@ __all__ = [
     "file_sha256",
     "is_hub_id",
     "read_integrity_manifest",
+    "remove_stale_staging",
     "staged_directory",
     "verify_file_digest",
     "write_failure",
@@ -129,6 +130,43 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
                 os.unlink(temporary)
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (one we may not signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_staging(path: str | os.PathLike) -> list[Path]:
+    """Remove the staging folders that writers of ``path`` killed mid-write left beside it.
+
+    :func:`staged_directory` stages in a hidden sibling ``.<name>.<pid>-<random>.tmp``; a writer killed before the
+    move leaves it behind. Those whose process no longer runs are removed; those of a live process (a concurrent
+    writer) are kept.
+
+    Args:
+        path: The destination folder.
+
+    Returns:
+        The folders removed.
+    """
+    destination = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(destination.name)}\.(\d+)-[^/]*\.tmp$")
+    removed = []
+    if not destination.parent.is_dir():
+        return removed
+    for candidate in destination.parent.iterdir():
+        match = pattern.match(candidate.name)
+        if match and candidate.is_dir() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Stage a folder's files in a temporary folder; move each over its destination once all were written.
@@ -149,7 +187,11 @@ def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
     """
     destination = Path(path)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    # The staging folder's name carries the writer's process id, so that a later writer can tell a folder left by a
+    # killed process (remove_stale_staging) from one still being written.
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{destination.name}.{os.getpid()}-", suffix=".tmp", dir=destination.parent)
+    )
     try:
         yield staging
         for root, _, files in os.walk(staging):
