@@ -454,9 +454,7 @@ def _load_pretrained(
     files = _weight_files(name_or_path, hub_kwargs)
     if files is None:  # no safetensors: transformers raises its own error (or loads a format it knows)
         return base_from_pretrained(name_or_path, *model_args, **hub_kwargs, **kwargs)
-    if digests_enabled(verify_digests):
-        _verify_weight_files(name_or_path, files, hub_kwargs)
-    names = _tensor_names(files)
+    names = _tensor_names(files)  # (a truncated file is named as such before its digest is compared)
     config = kwargs.pop("config", None)
     if not isinstance(config, PreTrainedConfig):  # (remote code may give a config class from another module copy)
         model_kwargs = {key: kwargs.pop(key) for key in _MODEL_ONLY_KWARGS if key in kwargs}
@@ -471,6 +469,8 @@ def _load_pretrained(
             f"{[os.path.basename(file) for file in files]}): it would load with random prompts. Load a complete "
             "FAPrompt checkpoint, or build fresh prompts on a CLIP with FAPromptModel.from_clip(...)."
         )
+    if digests_enabled(verify_digests):
+        _verify_weight_files(name_or_path, files, hub_kwargs)
     if _embeds_clip(name_or_path, files, names, config):
         if clip is not None:
             raise ValueError(
