@@ -456,3 +456,25 @@ def test_traced_graphs_skip_only_the_value_checks():
         check_model_inputs(torch.zeros(1, 8, 8, 3), check_values=False)
     with pytest.raises(ValueError, match="2 labels"):
         check_model_inputs(torch.zeros(1, 3, 8, 8), torch.tensor([0, 1]), check_values=False)
+
+
+# ---------------------------------------------------------------------------------------------------- bounds
+
+
+def test_a_gaussian_sigma_wider_than_the_map_is_refused(tiny_model, make_pixels):
+    pixels = make_pixels(2)
+    with pytest.raises(ValueError, match=r"gaussian_sigma=1000000.0 is wider than the 32x32 anomaly map.*at most 32"):
+        tiny_model(pixel_values=pixels, gaussian_sigma=1e6)
+    tiny_model(pixel_values=pixels, gaussian_sigma=32)  # the widest allowed
+    sigma = tiny_model.config.gaussian_sigma
+    try:
+        tiny_model.config.gaussian_sigma = 1e6
+        with pytest.raises(ValueError, match=r"config\.gaussian_sigma=1000000.0 is wider"):
+            tiny_model(pixel_values=pixels)
+    finally:
+        tiny_model.config.gaussian_sigma = sigma
+
+
+def test_pixels_so_large_that_the_scores_overflow_are_refused(tiny_model):
+    with pytest.raises(ValueError, match=r"NaN or infinite for pixel_values in \[1e\+30, 1e\+30\].*normalised"):
+        tiny_model(pixel_values=torch.full((1, 3, 32, 32), 1e30))
