@@ -145,3 +145,10 @@ def test_a_misspelt_attribute_is_warned_about_with_the_close_field_name(tiny_con
         warnings.simplefilter("error")
         tiny_config.architectures = ["FAPromptModel"]  # transformers' own attributes and far names: no warning
         tiny_config.my_note = "ok"
+
+
+def test_a_clip_config_dict_with_unknown_keys_names_them():
+    with pytest.raises(ValueError, match=r"clip_config has no text_config or vision_config and unknown key\(s\) 'foo'"):
+        FAPromptConfig(clip_config={"foo": 1})
+    with pytest.raises(ValueError, match=r"'projection_dimension' \(did you mean 'projection_dim'\?\)"):
+        FAPromptConfig(clip_config={"projection_dimension": 768})

@@ -478,3 +478,9 @@ def test_a_gaussian_sigma_wider_than_the_map_is_refused(tiny_model, make_pixels)
 def test_pixels_so_large_that_the_scores_overflow_are_refused(tiny_model):
     with pytest.raises(ValueError, match=r"NaN or infinite for pixel_values in \[1e\+30, 1e\+30\].*normalised"):
         tiny_model(pixel_values=torch.full((1, 3, 32, 32), 1e30))
+
+
+def test_a_token_id_beyond_the_vocabulary_is_refused_naming_it(make_tiny_config, make_pixels):
+    model = FAPromptModel(make_tiny_config(eos_token_id=10**9)).eval()
+    with pytest.raises(ValueError, match=r"token ids from the config reach 1000000000, but the model's CLIP has only"):
+        model(pixel_values=make_pixels(1))

@@ -193,6 +193,31 @@ _FIELD_RULES: dict[str, Callable[[str, Any], None]] = {
 }
 
 
+def _check_clip_config_keys(clip_config: dict) -> None:
+    """Refuse a ``clip_config`` dict that describes no CLIP tower and holds keys ``CLIPConfig`` does not know.
+
+    ``CLIPConfig.from_dict({"foo": 1})`` would build the default ViT-B/32 and keep ``foo`` as an attribute, so the
+    error would blame a field that does not fit that CLIP instead of naming ``foo``.
+
+    Raises:
+        ValueError: Names the unknown keys (with the close known ones) and how to pass a CLIP configuration.
+    """
+    if any(key in clip_config for key in ("text_config", "vision_config", "text_config_dict", "vision_config_dict")):
+        return
+    known = set(CLIPConfig().to_dict())
+    unknown = sorted(key for key in clip_config if not str(key).startswith("_") and key not in known)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"FAPromptConfig.clip_config has no text_config or vision_config and unknown key(s) {', '.join(hints)}: "
+            "pass a CLIPConfig or its to_dict() (e.g. CLIPConfig.from_pretrained('openai/clip-vit-large-patch14-336')"
+            ".to_dict()), with the towers' sizes under text_config and vision_config."
+        )
+
+
 @strict
 class FAPromptConfig(PreTrainedConfig):
     r"""Configuration of a [`FAPromptModel`].
@@ -336,7 +361,8 @@ class FAPromptConfig(PreTrainedConfig):
             kwargs.pop("custom_pipelines", None)
         if self.clip_config is None:
             self.clip_config = clip_vit_large_patch14_336_config()
-        elif isinstance(self.clip_config, dict):  # transformers < 5.24 leaves nested dicts as they are
+        elif isinstance(self.clip_config, dict):
+            _check_clip_config_keys(self.clip_config)  # transformers < 5.24 leaves nested dicts as they are
             self.clip_config = CLIPConfig.from_dict(self.clip_config)
         self.normal_suffix_token_ids = [int(i) for i in self.normal_suffix_token_ids]
         self.abnormal_suffix_token_ids = [int(i) for i in self.abnormal_suffix_token_ids]

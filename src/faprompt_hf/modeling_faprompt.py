@@ -530,7 +530,12 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
         Returns:
             An [`FAPromptStaticPrompts`].
+
+        Raises:
+            ValueError: A template token id (``config.eos_token_id``, ...) beyond the CLIP's vocabulary.
         """
+        if not torch.compiler.is_compiling():
+            self.config.check_prompt_vocabulary("the model's CLIP", "the config")
         cache_key = None
         if not torch.is_grad_enabled():
             learner = self.prompt_learner
