@@ -164,7 +164,8 @@ def _load_clip(
         raise OSError(
             f"{what} needs the CLIP {where}, which could not be loaded: {error}\n"
             "Point to a copy of the same weights with FAPromptModel.from_pretrained(path, clip='<local folder or hub "
-            "id>') or clip=<a CLIPModel>, or allow downloads (local_files_only=False, HF_HUB_OFFLINE unset)."
+            "id>') (examples/evaluate.py: --clip) or clip=<a CLIPModel>, or allow downloads (local_files_only=False, "
+            "HF_HUB_OFFLINE unset)."
         ) from error
 
 
