@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
@@ -105,6 +106,9 @@ def _rescale_to_uint8(array: np.ndarray, source: str, what: str | None = None) -
         source: A name for error messages.
         what: How the data type is named in errors (default ``dtype <dtype>``; e.g. ``PIL mode 'I'``).
 
+    Warns:
+        UserWarning: A uint16 image whose values all lie in 1..255 (8-bit data in a 16-bit array).
+
     Raises:
         ValueError: A value outside its dtype's documented range, NaN/inf, or an unsupported dtype.
     """
@@ -115,6 +119,15 @@ def _rescale_to_uint8(array: np.ndarray, source: str, what: str | None = None) -
     if array.dtype == bool:
         return array.astype(np.uint8) * 255
     if array.dtype == np.uint16:  # always 16-bit, whatever the values: round(value * 255 / 65535), exactly
+        high = int(array.max()) if array.size else 0
+        if 0 < high <= 255:
+            warnings.warn(
+                f"Image {source} has {what} but all its values lie in 0..{high}, the range of 8-bit data: read as "
+                "16-bit (0..65535), it comes out nearly black. If it holds 8-bit values, cast it with "
+                ".astype(np.uint8); if it really is a dark 16-bit image, ignore this warning.",
+                UserWarning,
+                stacklevel=4,
+            )
         return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if np.issubdtype(array.dtype, np.integer):
         low, high = int(array.min()), int(array.max())
