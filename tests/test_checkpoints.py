@@ -147,3 +147,51 @@ def test_an_older_config_without_the_kind_still_decides_by_the_tensors(embedded_
         del config["weights_include_clip"]
         config_path.write_text(json.dumps(config))
         FAPromptModel.from_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------------------------------- config.json
+
+
+def _rewrite_config(folder, transform) -> None:
+    path = folder / "config.json"
+    path.write_text(json.dumps(transform(json.loads(path.read_text()))))
+
+
+@pytest.mark.parametrize(
+    ("transform", "error", "pattern"),
+    [
+        (lambda config: [1, 2], ValueError, r"config\.json holds a JSON list, not an object"),
+        (lambda config: {**config, "model_type": "clip"}, ValueError, r"model_type 'clip'.*FAPromptModel\.from_clip"),
+        (lambda config: {**config, "model_type": "faprompt2"}, ValueError, r"model_type 'faprompt2', not 'faprompt'"),
+        (
+            lambda config: {key: value for key, value in config.items() if key != "model_type"},
+            ValueError,
+            r"model_type None, not 'faprompt'",
+        ),
+        (
+            lambda config: {key: value for key, value in config.items() if key != "clip_config"},
+            ValueError,
+            r"config\.json lacks clip_config",
+        ),
+    ],
+)
+def test_a_config_json_that_is_not_an_faprompt_config_is_named(embedded_dir, transform, error, pattern):
+    _rewrite_config(embedded_dir, transform)
+    with pytest.raises(error, match=pattern) as raised:
+        FAPromptModel.from_pretrained(embedded_dir)
+    assert str(embedded_dir / "config.json") in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", ["embedded", "compact"])
+def test_a_missing_config_json_is_named(kind, request):
+    folder = request.getfixturevalue(f"{kind}_dir")
+    (folder / "config.json").unlink()
+    with pytest.raises(OSError, match=r"holds weights \(model\.safetensors\) but no config\.json") as raised:
+        FAPromptModel.from_pretrained(folder)
+    assert str(folder) in str(raised.value)
+
+
+def test_a_file_instead_of_the_folder_says_to_pass_the_folder(embedded_dir):
+    with pytest.raises(ValueError, match=r"takes the model's folder .*not one of its files") as raised:
+        FAPromptModel.from_pretrained(embedded_dir / "config.json")
+    assert f"from_pretrained({str(embedded_dir)!r})" in str(raised.value)

@@ -366,6 +366,53 @@ def _verify_weight_files(name_or_path: str, files: list[str], hub_kwargs: Mappin
         verify_file_digest(file, digests[name], fix)
 
 
+def _check_saved_config(name_or_path: str, files: list[str], hub_kwargs: Mapping[str, Any]) -> None:
+    """The checkpoint's ``config.json`` must exist and describe an FAPrompt model (else the error names it).
+
+    Raises:
+        OSError: No ``config.json`` beside the weights.
+        ValueError: A ``config.json`` that is not a JSON object, whose ``model_type`` is not ``"faprompt"``, or that
+            lacks ``clip_config``.
+    """
+    kwargs = {key: value for key, value in hub_kwargs.items() if value is not None}
+    subfolder = kwargs.pop("subfolder", "") or ""
+    path = cached_file(
+        name_or_path, "config.json", _raise_exceptions_for_missing_entries=False, subfolder=subfolder, **kwargs
+    )
+    if path is None:
+        raise OSError(
+            f"{name_or_path} holds weights ({', '.join(os.path.basename(file) for file in files)}) but no config.json, "
+            "which says how to build the model (and, for a compact checkpoint, which CLIP to load). Restore it from "
+            "where the folder came from, or save the model again."
+        )
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): restore it, or save the model again.") from error
+    if not isinstance(saved, dict):
+        raise ValueError(
+            f"{path} holds a JSON {type(saved).__name__}, not an object of config fields: restore it, or save the "
+            "model again."
+        )
+    model_type = saved.get("model_type")
+    if model_type != FAPromptConfig.model_type:
+        hint = (
+            " This is a CLIP folder: build an FAPrompt model on it with FAPromptModel.from_clip(folder)."
+            if model_type == "clip"
+            else f' An FAPrompt config has "model_type": "{FAPromptConfig.model_type}".'
+        )
+        raise ValueError(
+            f"{path} has model_type {model_type!r}, not {FAPromptConfig.model_type!r}: it is not an FAPrompt "
+            f"checkpoint's config.{hint}"
+        )
+    if "clip_config" not in saved:
+        raise ValueError(
+            f"{path} lacks clip_config, the architecture of the CLIP the weights were saved with (every saved FAPrompt "
+            "config holds it; without it the ViT-L/14@336 default would be assumed). Restore it, or save the model "
+            "again."
+        )
+
+
 def _tensor_names(files: list[str]) -> set[str]:
     """Names of the tensors stored in safetensors files, reading only their headers."""
     names: set[str] = set()
@@ -451,12 +498,19 @@ def _load_pretrained(
             raise ValueError("clip= applies to compact checkpoints loaded from a folder or hub id.")
         return base_from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
     name_or_path = os.fspath(pretrained_model_name_or_path)
+    if os.path.isfile(name_or_path):
+        raise ValueError(
+            f"from_pretrained takes the model's folder (or hub id), not one of its files: {name_or_path!r} is a file. "
+            f"Pass its folder, FAPromptModel.from_pretrained({os.path.dirname(os.path.abspath(name_or_path))!r})."
+        )
     hub_kwargs = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
     files = _weight_files(name_or_path, hub_kwargs)
     if files is None:  # no safetensors: transformers raises its own error (or loads a format it knows)
         return base_from_pretrained(name_or_path, *model_args, **hub_kwargs, **kwargs)
     names = _tensor_names(files)  # (a truncated file is named as such before its digest is compared)
     config = kwargs.pop("config", None)
+    if config is None:
+        _check_saved_config(name_or_path, files, hub_kwargs)
     if not isinstance(config, PreTrainedConfig):  # (remote code may give a config class from another module copy)
         model_kwargs = {key: kwargs.pop(key) for key in _MODEL_ONLY_KWARGS if key in kwargs}
         config, kwargs = model_class.config_class.from_pretrained(

@@ -40,9 +40,17 @@ def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
     Returns:
         The numpy array (numpy has no bfloat16, so ``.numpy()`` alone would raise on it).
+
+    Raises:
+        ValueError: A tensor on the ``meta`` device (it has a shape but no values).
     """
     import torch
 
+    if tensor.device.type == "meta":
+        raise ValueError(
+            f"Got a tensor of shape {tuple(tensor.shape)} on the meta device, which has a shape but no values (a model "
+            "or tensor created under torch.device('meta') and never loaded): give a tensor with data, e.g. on the CPU."
+        )
     tensor = tensor.detach().cpu()
     if tensor.is_floating_point():
         tensor = tensor.to(torch.float32)
