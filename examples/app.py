@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import math
 import os
 import re
 import shutil
@@ -81,6 +82,77 @@ NORMAL_FOLDER_NAMES = ("good", "normal", "ok")
 SKIPPED_FOLDER_NAMES = ("ground_truth",)
 PREVIEW_SIDE = 768  # overlays and masks are drawn at most this large; the downloads keep the full size
 RESULT_HEADERS = ["file", "score", "anomalous", "threshold", "anomalous pixels (%)", "pixel threshold"]
+
+CONTROL_NAMES = {
+    "threshold": "The image threshold",
+    "pixel_threshold": "The pixel threshold",
+    "opacity": "The overlay opacity",
+    "quantile": "The calibration quantile",
+}
+"""How the page names each control in its error messages."""
+
+
+class DemoBlocks(gr.Blocks):
+    """The page's Blocks, with the app's own error for an API call that sends fewer inputs than the event takes."""
+
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        """Refuse a call with missing inputs, naming them (Gradio's own error is hidden from API clients)."""
+        expected = list(block_fn.inputs)
+        if len(inputs) < len(expected):
+            missing = [getattr(block, "label", None) or type(block).__name__ for block in expected[len(inputs) :]]
+            raise gr.Error(
+                f"The call sent {len(inputs)} input value(s) but '{block_fn.name}' takes {len(expected)}: missing "
+                f"{', '.join(repr(name) for name in missing)}. Send every input, in the order the API page lists.",
+                title="Missing input",
+            )
+        super().validate_inputs(block_fn, inputs)
+
+
+class ControlSlider(gr.Slider):
+    """A slider whose value reaches the event handler as sent, so that :func:`checked_control` explains a bad one.
+
+    Gradio's own slider refuses a string or an out-of-range value from an API client before the handler runs, with
+    its generic "has not enabled verbose error reporting" message.
+    """
+
+    def preprocess(self, payload: Any) -> Any:
+        """Pass the value on unchanged (the handler checks it)."""
+        return payload
+
+
+def checked_control(value: Any, name: str, low: float = 0.0, high: float = 1.0, low_open: bool = False) -> float:
+    """A slider's or number box's value as the app's API receives it, checked: a finite number in its range.
+
+    The page's sliders always send one; API clients (``gradio_client``, raw HTTP) may send anything, and a bad value
+    would otherwise end in Gradio's generic error or a NaN threshold in the table and ``scores.csv``.
+
+    Args:
+        value: The value received.
+        name: The control (a key of :data:`CONTROL_NAMES`).
+        low: The smallest value allowed.
+        high: The largest value allowed.
+        low_open: Whether ``low`` itself is excluded.
+
+    Returns:
+        The value as a float.
+
+    Raises:
+        gr.Error: Names the control, the value received and what to send.
+    """
+    label = CONTROL_NAMES.get(name, name)
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    if value is None:
+        raise gr.Error(f"{label} ({name}) is missing: send a number in {interval}.", title="Missing input")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise gr.Error(
+            f"{label} ({name}) must be a number in {interval}, got {value!r} ({type(value).__name__}): send a number, "
+            "not a string or a list (e.g. 0.5).",
+            title="Invalid input",
+        )
+    number = float(value)
+    if not math.isfinite(number) or number < low or number > high or (low_open and number == low):
+        raise gr.Error(f"{label} ({name}) must be a finite number in {interval}, got {value!r}.", title="Invalid input")
+    return number
 
 
 @dataclass(frozen=True)
@@ -437,6 +509,13 @@ class DemoApp:
         self, files: Sequence[str] | None, threshold: float, pixel_threshold: float, opacity: float
     ) -> tuple[Any, ...]:
         """Score uploaded images and show the results; the scores and maps go into the visitor's state."""
+        threshold = checked_control(threshold, "threshold")
+        pixel_threshold = checked_control(pixel_threshold, "pixel_threshold")
+        opacity = checked_control(opacity, "opacity")
+        if files is not None and (
+            not isinstance(files, (list, tuple)) or not all(isinstance(path, (str, os.PathLike)) for path in files)
+        ):
+            raise gr.Error(f"files must be a list of uploaded files, got {files!r}.", title="Invalid input")
         paths = [os.fspath(path) for path in (files or [])]
         if not paths:
             return ([], *self.render([], threshold, pixel_threshold, opacity))
@@ -479,9 +558,11 @@ class DemoApp:
         self, detections: Sequence[Detection], threshold: float, pixel_threshold: float, opacity: float
     ) -> tuple[Any, ...]:
         """Decide, draw and export from kept scores and maps: thresholds and opacity change without the model."""
+        threshold = checked_control(threshold, "threshold")
+        pixel_threshold = checked_control(pixel_threshold, "pixel_threshold")
+        opacity = checked_control(opacity, "opacity")
         if not detections:
             return [], [], [], [], ""
-        threshold, pixel_threshold, opacity = float(threshold), float(pixel_threshold), float(opacity)
         overlays, masks = [], []
         for detection in detections:
             verdict = "ANOMALOUS" if detection.score >= threshold else "normal"
@@ -509,6 +590,7 @@ class DemoApp:
         quantile: float,
     ) -> tuple[float, str]:
         """Set the image threshold from labelled images: a normal-score quantile, or the best F1 with anomalies."""
+        quantile = checked_control(quantile, "quantile", low_open=True)
         detector = self._require_detector()
         normal_paths = [os.fspath(path) for path in (normal_files or [])]
         anomalous_paths = [os.fspath(path) for path in (anomalous_files or [])]
@@ -565,7 +647,7 @@ class DemoApp:
     def build(self) -> gr.Blocks:
         """The page: inputs and controls on the left, results on the right."""
         threshold, source = self.initial_threshold()
-        with gr.Blocks(title="FAPrompt anomaly detection", analytics_enabled=False) as demo:
+        with DemoBlocks(title="FAPrompt anomaly detection", analytics_enabled=False) as demo:
             gr.Markdown(
                 "# FAPrompt anomaly detection\n"
                 f"Model: `{self.model_name}`. Drop part images (or pick an example): each gets an anomaly score, a "
@@ -588,7 +670,7 @@ class DemoApp:
                             inputs=[files],
                             label="Examples (synthetic parts)",
                         )
-                    image_threshold = gr.Slider(
+                    image_threshold = ControlSlider(
                         0.0,
                         1.0,
                         value=threshold,
@@ -597,7 +679,7 @@ class DemoApp:
                         info=f"Anomalous when score >= threshold. Starts at {source}.",
                         elem_id="image-threshold",
                     )
-                    pixel_threshold = gr.Slider(
+                    pixel_threshold = ControlSlider(
                         0.0,
                         1.0,
                         value=DEFAULT_PIXEL_THRESHOLD,
@@ -605,7 +687,7 @@ class DemoApp:
                         label="Pixel threshold",
                         info="Mask: anomaly map >= threshold.",
                     )
-                    opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                    opacity = ControlSlider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
                     with gr.Accordion("Calibrate the image threshold", open=False):
                         gr.Markdown(
                             "Normal images only: the threshold becomes a quantile of their scores. With anomalous "
@@ -620,7 +702,7 @@ class DemoApp:
                             visible=self.folder_calibration,
                             placeholder="e.g. mvtec/bottle/test: good/ is normal, other subfolders anomalous",
                         )
-                        quantile = gr.Slider(0.5, 1.0, value=0.99, step=0.005, label="Quantile of normal scores")
+                        quantile = ControlSlider(0.5, 1.0, value=0.99, step=0.005, label="Quantile of normal scores")
                         calibrate_button = gr.Button("Calibrate")
                         calibration_message = gr.Markdown()
                 with gr.Column(scale=3):

@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_argument_group("model")
     source.add_argument("--model", help="Hub id or directory of a transformers FAPrompt checkpoint.")
     source.add_argument("--original_checkpoint", help="Instead: an original FAPrompt epoch_N.pth, converted on load.")
-    source.add_argument("--clip", help="With --original_checkpoint: the CLIP it was trained on (id, dir or .pt file).")
+    source.add_argument(
+        "--clip",
+        help="With --original_checkpoint: the CLIP it was trained on (id, dir or .pt file). With --model (a compact "
+        "checkpoint): the CLIP to load instead of the one its config names, e.g. a local copy.",
+    )
     data = parser.add_argument_group("data")
     data.add_argument(
         "--dataset_format", required=True, choices=DATASET_FORMATS, help="How to read the data (as in train.py)."

@@ -199,14 +199,9 @@ def load_training_data(script: ScriptArguments, training: FAPromptTrainingArgume
 
     Args:
         script: The dataset options.
-    <<<<<<< HEAD
         training: The training arguments, resolved by :func:`main` (synthetic images are drawn at ``image_size``,
-            at least 64 px, with ``seed``).
-    =======
-        training: The training arguments (synthetic images are drawn at ``image_size`` (224 when None) with
-            ``seed``; ``allow_missing_masks`` lets the folder and meta.json loaders keep anomalous images without a
-            mask).
-    >>>>>>> synth
+            at least 64 px, with ``seed``; ``allow_missing_masks`` lets the folder and meta.json loaders keep
+            anomalous images without a mask).
 
     Returns:
         ``(dataset, name)``.
@@ -377,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> FAPromptModel:
             step_callback=step_callback,
         )
     except ValueError as error:
-        if "allow_changed_arguments" not in str(error):
+        if "allow_changed_arguments" not in str(error) and "overwrite_output_dir" not in str(error):
             raise
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     if PartialState().is_main_process:

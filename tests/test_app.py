@@ -327,3 +327,62 @@ def test_in_a_headless_browser(app, model_dir, tmp_path):
         assert picture.size[0] >= 1000 and len(picture.convert("RGB").getcolors(2**24)) > 100  # not a blank page
     if os.environ.get("FAPROMPT_APP_SCREENSHOT"):
         shutil.copyfile(screenshot, os.environ["FAPROMPT_APP_SCREENSHOT"])
+
+
+# ---------------------------------------------------------------------------------------------------- API inputs
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("value", "pattern"),
+    [
+        ("abc", r"image threshold \(threshold\) must be a number in \[0, 1\], got 'abc' \(str\)"),
+        (None, r"image threshold \(threshold\) is missing: send a number in \[0, 1\]"),
+        ("0.3", r"image threshold \(threshold\) must be a number in \[0, 1\], got '0.3' \(str\)"),
+        ([0.5], r"image threshold \(threshold\) must be a number in \[0, 1\], got \[0.5\] \(list\)"),
+        (1.5, r"image threshold \(threshold\) must be a finite number in \[0, 1\], got 1.5"),
+    ],
+)
+def test_api_thresholds_that_are_not_numbers_get_the_apps_own_error(served, client, parts, value, pattern):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=pattern):
+        call(client, upload(parts[0]), value, 0.5, 0.5, api_name="/detect")
+    with pytest.raises(AppError, match=pattern):
+        call(client, value, 0.5, 0.5, api_name="/rethreshold")
+
+
+@pytest.mark.integration
+def test_api_calibration_quantile_that_is_not_a_number(served, client, parts):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=r"calibration quantile \(quantile\) must be a number in \(0, 1\], got 'x'"):
+        call(client, "", upload(parts[1]), [], "x", api_name="/calibrate")
+
+
+def _raw_call(url: str, api_name: str, data: list) -> str:
+    """POST ``data`` to the app's HTTP API as a raw client would (NaN written as JSON's NaN) and read the events."""
+    import json
+
+    request = urllib.request.Request(
+        f"{url}gradio_api/call/{api_name}",
+        data=json.dumps({"data": data}).encode(),  # json.dumps writes NaN as NaN, as such clients do
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=TIMEOUT) as response:
+        return response.read().decode()
+
+
+@pytest.mark.integration
+def test_raw_http_nan_or_missing_inputs_get_the_apps_own_error(served):
+    url = served[0]
+    events = _raw_call(url, "detect", [[], 0.5, 0.5, float("nan")])
+    assert "event: error" in events and "overlay opacity (opacity) must be a finite number in [0, 1], got nan" in events
+    events = _raw_call(url, "detect", [[], float("nan"), 0.5, 0.5])
+    assert "event: error" in events and "image threshold (threshold) must be a finite number" in events
+    events = _raw_call(url, "detect", [[], 0.5, float("nan"), 0.5])
+    assert "pixel threshold (pixel_threshold) must be a finite number" in events
+    events = _raw_call(url, "detect", [[]])
+    assert "event: error" in events and "missing 'Image threshold', 'Pixel threshold'" in events, events

@@ -166,3 +166,23 @@ def test_prompt_vocabulary_check_names_the_fix(tiny_clip_config_fixture):
     )
     with pytest.raises(ValueError, match=r"reach 49407, but the CLIP 'x' has only \d+ tokens.*tokenizer files"):
         config.check_prompt_vocabulary("the CLIP 'x'")
+
+
+def test_a_misspelt_attribute_is_warned_about_with_the_close_field_name(tiny_config):
+    sigma = tiny_config.gaussian_sigma
+    with pytest.warns(UserWarning, match=r"no field 'gausian_sigma': did you mean 'gaussian_sigma'\?"):
+        tiny_config.gausian_sigma = 3
+    assert tiny_config.gaussian_sigma == sigma
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_config.architectures = ["FAPromptModel"]  # transformers' own attributes and far names: no warning
+        tiny_config.my_note = "ok"
+
+
+def test_a_clip_config_dict_with_unknown_keys_names_them():
+    with pytest.raises(ValueError, match=r"clip_config has no text_config or vision_config and unknown key\(s\) 'foo'"):
+        FAPromptConfig(clip_config={"foo": 1})
+    with pytest.raises(ValueError, match=r"'projection_dimension' \(did you mean 'projection_dim'\?\)"):
+        FAPromptConfig(clip_config={"projection_dimension": 768})

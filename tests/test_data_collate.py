@@ -286,3 +286,28 @@ def test_a_normal_row_with_a_marked_mask_says_how_to_fix_it(tmp_path, processor)
         r"fix the label \(1 for anomalous\) or clear the mask",
     ):
         FAPromptCollator(processor)([{**rows[1], "mask": rows[0]["mask"]}])
+
+
+def test_an_anomalous_row_with_an_empty_mask_is_warned_about_and_not_ground_truth(processor):
+    image = np.full((16, 16, 3), 200, np.uint8)
+    rows = [{"image": image, "mask": np.zeros((16, 16), np.uint8), "label": 1, "path": "part/dent/empty.png"}]
+    with pytest.warns(UserWarning, match=r"'part/dent/empty\.png' is labelled anomalous but its mask marks no pixel"):
+        batch = FAPromptCollator(processor)(rows)
+    assert batch["mask_valid"].tolist() == [False]
+
+
+def test_a_mask_whose_pixels_vanish_when_resized_is_warned_about(processor):
+    mask = np.zeros((1000, 1000), np.uint8)
+    mask[500, 500] = 255  # one pixel of a 1000 px image: nothing of it is left at S px
+    rows = [{"image": np.zeros((1000, 1000, 3), np.uint8), "mask": mask, "label": 1, "path": "big/dent/one.png"}]
+    with pytest.warns(
+        UserWarning, match=rf"'big/dent/one\.png': its mask's 1 anomalous pixel\(s\) vanish .*to {S}x{S}"
+    ):
+        batch = FAPromptCollator(processor)(rows)
+    assert batch["mask_valid"].tolist() == [False] and batch["masks"].sum() == 0
+    mask[400:700, 400:700] = 255  # a region that survives: no warning, ground truth
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert FAPromptCollator(processor)(rows)["mask_valid"].tolist() == [True]

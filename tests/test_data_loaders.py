@@ -880,3 +880,9 @@ def test_hub_text_columns_of_other_types_are_refused_naming_row_and_column(tmp_p
     with pytest.raises(ValueError, match=pattern) as error:
         load_hub_dataset(str(saved), column_mapping=mapping)
     assert f"{saved}[test][0]" in str(error.value)
+
+
+def test_hub_image_column_of_int64_is_named_not_an_arrow_cast_error(tmp_path):
+    Dataset.from_dict({"image": [1, 2], "label": [0, 1]}).to_parquet(tmp_path / "test.parquet")
+    with pytest.raises(ValueError, match=r"the image column 'image' holds int64 values, not images.*column_mapping"):
+        load_hub_dataset("parquet", data_files={"test": str(tmp_path / "test.parquet")})

@@ -507,3 +507,32 @@ def test_two_processes_give_the_same_metrics(one_process_run, model_dir, mvtec_r
     with (tmp_path / "image_scores.csv").open() as handle:
         scores = [float(row["score"]) for row in csv.DictReader(handle)]
     np.testing.assert_allclose(scores, expected.image_scores, rtol=1e-6)
+
+
+def test_script_clip_flag_points_a_compact_checkpoint_at_a_moved_clip(
+    tiny_tokenizer, make_tiny_config, mvtec_root, tmp_path
+):
+    """A training checkpoint whose CLIP was a local folder that is gone: --clip points at a copy."""
+    import shutil
+
+    from transformers import CLIPModel
+
+    from faprompt_hf import FAPromptConfig, FAPromptProcessor
+    from faprompt_hf.tiny import tiny_clip_config
+
+    clip_dir = tmp_path / "clip"
+    torch.manual_seed(0)
+    CLIPModel(tiny_clip_config(tiny_tokenizer)).save_pretrained(clip_dir)
+    overrides = make_tiny_config().to_dict()
+    fields = {name for name in FAPromptConfig.__dataclass_fields__ if not name.startswith(("clip", "weights"))}
+    model = FAPromptModel.from_clip(str(clip_dir), **{key: overrides[key] for key in fields if key in overrides})
+    compact = tmp_path / "compact"
+    model.save_pretrained(compact, include_clip=False)
+    FAPromptProcessor(image_processor=FAPromptImageProcessor(size=32)).save_pretrained(compact)
+    moved = tmp_path / "moved_clip"
+    shutil.move(clip_dir, moved)
+    argv = [*script_args(compact, mvtec_root, tmp_path / "out"), "--classes", "nut", "--no_pixel_metrics"]
+    with pytest.raises(OSError, match=r"examples/evaluate\.py: --clip"):
+        run_script(argv)
+    result = run_script([*argv, "--clip", str(moved)])
+    assert list(result.metrics) == ["nut", "mean"]

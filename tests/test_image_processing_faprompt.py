@@ -209,3 +209,10 @@ def test_one_mask_for_one_image_in_every_accepted_layout():
         assert torch.equal(processor(images=_rgb(), masks=layout, return_tensors="pt")["masks"], expected)
     batch = processor(images=[_rgb(), _rgb()], masks=torch.from_numpy(_mask_stack(2))[:, None], return_tensors="pt")
     assert batch["masks"].shape == (2, 16, 16)
+
+
+def test_a_meta_device_tensor_is_refused_with_a_clear_error():
+    from faprompt_hf import FAPromptImageProcessor
+
+    with pytest.raises(ValueError, match=r"shape \(3, 32, 32\) on the meta device, which has a shape but no values"):
+        FAPromptImageProcessor(size=32)(torch.empty(3, 32, 32, device="meta"), return_tensors="pt")

@@ -333,3 +333,16 @@ def test_bad_masks_are_errors_naming_the_mask_and_the_fix(name):
     with pytest.raises(ValueError, match=r"Mask gt\.png .*" + value_words) as raised:
         to_mask_array(mask, source="gt.png")
     assert re.search(fix_words, str(raised.value)), str(raised.value)
+
+
+def test_uint16_holding_8_bit_values_is_read_as_16_bit_with_a_warning():
+    import warnings
+
+    data = np.array([[0, 128, 255]], dtype=np.uint16)
+    with pytest.warns(UserWarning, match=r"dtype uint16 but all its values lie in 0\.\.255.*astype\(np\.uint8\)"):
+        image = to_rgb_image(data)
+    assert np.asarray(image)[0, :, 0].tolist() == [0, 0, 1]  # the scale still follows the dtype
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        to_rgb_image(np.array([[0, 65535]], dtype=np.uint16))  # real 16-bit data: no warning
+        to_rgb_image(np.zeros((2, 2), dtype=np.uint16))  # black: no warning

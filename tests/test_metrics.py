@@ -553,3 +553,31 @@ def test_evaluate_module_errors(evaluate_lib) -> None:
     )
     with pytest.raises(ValueError, match="same"):
         metric.compute()
+
+
+# ---------------------------------------------------------------------------------------------------- empty inputs
+
+
+@pytest.mark.parametrize("downsample", [1, 2])
+def test_empty_arrays_with_maps_give_nan_with_warnings_not_a_reshape_error(downsample) -> None:
+    arrays = (np.zeros(0), np.zeros(0, int), np.zeros((0, 8, 8)), np.zeros((0, 8, 8), bool))
+    with pytest.warns(UserWarning, match="pixel_auroc is undefined"):
+        result = M.compute_anomaly_metrics(*arrays, downsample=downsample)
+    assert set(result) >= {"image_auroc", "pixel_auroc", "pixel_aupro"}
+    assert all(math.isnan(value) for value in result.values())
+    with pytest.warns(UserWarning, match=r"image_auroc is undefined \(no images\)"):
+        per_class = M.compute_per_class_metrics([], *arrays, downsample=downsample)
+    assert list(per_class) == ["mean"] and all(math.isnan(value) for value in per_class["mean"].values())
+
+
+def test_an_anomalous_image_with_an_empty_mask_is_warned_about() -> None:
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 8, 8))
+    masks = np.zeros((3, 8, 8), bool)
+    masks[0, 2:4, 2:4] = True
+    labels = np.array([1, 1, 0])  # image 1 is anomalous, its mask empty
+    with pytest.warns(UserWarning, match=r"1 image\(s\) labelled anomalous have an empty mask \(image 1\)"):
+        M.compute_anomaly_metrics(maps.max(axis=(1, 2)), labels, maps, masks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        M.compute_anomaly_metrics(maps.max(axis=(1, 2)), np.array([1, 0, 0]), maps, masks)

@@ -519,3 +519,31 @@ def test_input_sizes_follow_the_configs_one_rule(tiny_model, make_pixels):
         tiny_model(pixel_values=torch.zeros(1, 3, 30, 32))
     with torch.no_grad():
         assert tiny_model(pixel_values=make_pixels(1, size=40)).anomaly_maps.shape == (1, 40, 40)
+
+
+# ---------------------------------------------------------------------------------------------------- bounds
+
+
+def test_a_gaussian_sigma_wider_than_the_map_is_refused(tiny_model, make_pixels):
+    pixels = make_pixels(2)
+    with pytest.raises(ValueError, match=r"gaussian_sigma=1000000.0 is wider than the 32x32 anomaly map.*at most 32"):
+        tiny_model(pixel_values=pixels, gaussian_sigma=1e6)
+    tiny_model(pixel_values=pixels, gaussian_sigma=32)  # the widest allowed
+    sigma = tiny_model.config.gaussian_sigma
+    try:
+        tiny_model.config.gaussian_sigma = 1e6
+        with pytest.raises(ValueError, match=r"config\.gaussian_sigma=1000000.0 is wider"):
+            tiny_model(pixel_values=pixels)
+    finally:
+        tiny_model.config.gaussian_sigma = sigma
+
+
+def test_pixels_so_large_that_the_scores_overflow_are_refused(tiny_model):
+    with pytest.raises(ValueError, match=r"NaN or infinite for pixel_values in \[1e\+30, 1e\+30\].*normalised"):
+        tiny_model(pixel_values=torch.full((1, 3, 32, 32), 1e30))
+
+
+def test_a_token_id_beyond_the_vocabulary_is_refused_naming_it(make_tiny_config, make_pixels):
+    model = FAPromptModel(make_tiny_config(eos_token_id=10**9)).eval()
+    with pytest.raises(ValueError, match=r"token ids from the config reach 1000000000, but the model's CLIP has only"):
+        model(pixel_values=make_pixels(1))

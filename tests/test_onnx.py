@@ -367,3 +367,162 @@ def test_the_export_wrapper_traces_the_public_forward_without_patching_the_model
     assert vars(top_m_model).keys() == before.keys()
     torch.testing.assert_close(scores, expected.image_scores, atol=1e-6, rtol=0)
     torch.testing.assert_close(maps, expected.anomaly_maps, atol=1e-6, rtol=0)
+
+
+# -------------------------------------------------------------------------------------- runtime = forward's rules
+
+
+@pytest.fixture
+def export_copy(top_m_export, tmp_path):
+    """A copy of the export folder to edit."""
+    import shutil
+
+    directory = tmp_path / "export"
+    shutil.copytree(top_m_export, directory)
+    shutil.copytree(top_m_export, tmp_path / "intact")
+    return directory
+
+
+def _edit_json(path, **changes) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.integration
+def test_runtime_run_has_the_input_rules_of_forward(top_m_export):
+    detector = ONNXAnomalyDetector(top_m_export)
+    good = np.zeros((1, 3, 32, 32), np.float32)
+    detector.run(good)
+    with pytest.raises(ValueError, match=r"shape \(0, 3, 32, 32\), a batch of 0 images"):  # was SIGFPE
+        detector.run(np.zeros((0, 3, 32, 32), np.float32))
+    with pytest.raises(TypeError, match="must be a numpy array .* got str"):
+        detector.run("abc")
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="contains NaN or inf"):
+            detector.run(np.full((1, 3, 32, 32), bad, np.float32))
+    with pytest.raises(ValueError, match="dtype uint8.*raw integer pixels"):
+        detector.run(np.full((1, 3, 32, 32), 255, np.uint8))
+    with pytest.raises(ValueError, match=r"channels-last.*transpose\(0, 3, 1, 2\)"):
+        detector.run(np.zeros((1, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match=r"pixel_values\[None\]"):
+        detector.run(np.zeros((3, 32, 32), np.float32))
+
+
+@pytest.mark.integration
+def test_runtime_overlay_options_are_checked(top_m_export):
+    detector = ONNXAnomalyDetector(top_m_export)
+    image = np.zeros((8, 8), np.uint8)
+    with pytest.raises(ValueError, match=r"overlay_normalize must be True .* got 'yes' \(str\)"):
+        detector(image, overlay_normalize="yes")
+    with pytest.raises(ValueError, match=r"overlay_normalize must be .*got \(1.0, 0.0\)"):
+        detector(image, overlay_normalize=(1.0, 0.0))
+    with pytest.raises(ValueError, match="overlay_alpha must be finite and lie in"):
+        detector(image, overlay_alpha=float("nan"))
+    detector(image, overlay_normalize=(0, 1), overlay_alpha=1)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("file", "changes", "pattern"),
+    [
+        (ONNX_CONFIG_NAME, {"anomaly_threshold": 2.0}, r"onnx_config\.json: anomaly_threshold must be finite .*2\.0"),
+        (
+            ONNX_CONFIG_NAME,
+            {"input_name": "image"},
+            r"names the input 'image', but the graph's input is \['pixel_values'\]",
+        ),
+        (ONNX_CONFIG_NAME, {"output_names": ["anomaly_maps", "image_scores"]}, r"look swapped"),
+        (ONNX_CONFIG_NAME, {"output_names": ["scores", "maps"]}, r"names the outputs \['scores', 'maps'\]"),
+        (ONNX_CONFIG_NAME, {"output_names": "image_scores"}, r"output_names a list of 2 strings"),
+        (PREPROCESSOR_CONFIG_NAME, {"image_mean": [0.5, 0.5]}, r"image_mean must be 3 finite numbers .*\[0\.5, 0\.5\]"),
+        (PREPROCESSOR_CONFIG_NAME, {"image_std": [0.5, 0.0, 0.5]}, r"image_std must be > 0"),
+        (
+            PREPROCESSOR_CONFIG_NAME,
+            {"size": {"height": 64, "width": 64}},
+            r"gives the size \[64, 64\] but .*\[32, 32\]",
+        ),
+        (PREPROCESSOR_CONFIG_NAME, {"size": 32}, r"size must be \{\"height\": H, \"width\": W\}"),
+        (PREPROCESSOR_CONFIG_NAME, {"resample": "cubic"}, r"resample must be one of"),
+    ],
+)
+def test_runtime_refuses_edited_configs_naming_the_file(export_copy, file, changes, pattern):
+    _edit_json(export_copy / file, **changes)
+    with pytest.raises(ValueError, match=pattern):
+        ONNXAnomalyDetector(export_copy)
+
+
+@pytest.mark.integration
+def test_runtime_refuses_configs_of_another_size_than_the_graph(export_copy):
+    for name in (ONNX_CONFIG_NAME, PREPROCESSOR_CONFIG_NAME):
+        data = json.loads((export_copy / name).read_text())
+        if name == ONNX_CONFIG_NAME:
+            data["image_size"] = [64, 64]
+        else:
+            data["size"] = {"height": 64, "width": 64}
+        (export_copy / name).write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"has shape \[.*32, 32\], but .* give the size \[64, 64\]"):
+        ONNXAnomalyDetector(export_copy)
+
+
+def _graph_weights(directory):
+    """The file holding the graph's weights (the external data file when there is one)."""
+    data = directory / f"{ONNX_FILE_NAME}.data"
+    return data if data.is_file() else directory / ONNX_FILE_NAME
+
+
+@pytest.mark.integration
+def test_runtime_verifies_the_graph_files_digests(export_copy, monkeypatch):
+    recorded = json.loads((export_copy / ONNX_CONFIG_NAME).read_text())["file_sha256"]
+    assert ONNX_FILE_NAME in recorded
+    weights = _graph_weights(export_copy)
+    # Zero the bytes of the largest weight tensor where they lie in the file: the graph still parses and runs.
+    graph = onnx.load(export_copy / ONNX_FILE_NAME, load_external_data=False)
+    largest = max(graph.graph.initializer, key=lambda tensor: len(tensor.raw_data))
+    data = weights.read_bytes()
+    start = data.index(largest.raw_data) if largest.raw_data else len(data) // 2
+    count = min(2000, len(largest.raw_data) or 2000)
+    weights.write_bytes(data[:start] + bytes(count) + data[start + count :])
+    with pytest.raises(OSError, match=rf"{weights.name} is damaged: its SHA-256 .*verify_digests=False"):
+        ONNXAnomalyDetector(export_copy)
+    damaged = ONNXAnomalyDetector(export_copy, verify_digests=False)  # the opt-outs
+    pixels = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    assert not np.array_equal(damaged.run(pixels)[1], ONNXAnomalyDetector(export_copy.parent / "intact").run(pixels)[1])
+    monkeypatch.setenv("FAPROMPT_VERIFY_DIGESTS", "0")
+    ONNXAnomalyDetector(export_copy)
+
+
+@pytest.mark.integration
+def test_a_truncated_graph_names_its_files(export_copy):
+    weights = _graph_weights(export_copy)
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(OSError, match=rf"onnxruntime cannot load the graph .*{ONNX_FILE_NAME}.*export the model again"):
+        ONNXAnomalyDetector(export_copy, verify_digests=False)
+
+
+@pytest.mark.integration
+def test_export_refuses_a_processor_that_is_not_one(top_m_model, tmp_path):
+    with pytest.raises(TypeError, match=r"processor must be an FAPromptImageProcessor .*got 'tiny' \(str\)"):
+        export_onnx(top_m_model, tmp_path / "out", processor="tiny")
+    with pytest.raises(ValueError, match=r"image_size must be a positive int .*got 32\.0"):
+        export_onnx(top_m_model, tmp_path / "out", image_size=32.0)
+
+
+@pytest.mark.integration
+def test_export_removes_the_staging_folder_a_killed_export_left(top_m_model, tmp_path):
+    destination = tmp_path / "out"
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        import faprompt_hf.file_utils as file_utils
+        with file_utils.staged_directory({str(destination)!r}) as staging:
+            (staging / "model.onnx").write_bytes(b"partial")
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=False, timeout=120)
+    left = [path for path in tmp_path.iterdir() if path.name.startswith(".out.")]
+    assert len(left) == 1 and left[0].is_dir()
+    export_onnx(top_m_model, destination)
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]
+    ONNXAnomalyDetector(destination)

@@ -243,3 +243,55 @@ def test_pipeline_peak_memory_per_pixel_with_the_overlay():
         result = benchmark_memory.run_in_subprocess(path, return_overlay=True)
     assert result["pixels"] == 2500 * 2500
     assert result["call_growth_bytes_per_pixel"] < 24, result
+
+
+# ---------------------------------------------------------------------------------------------------- processor files
+
+
+@pytest.fixture
+def folder_copy(model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    return folder
+
+
+def test_a_processor_file_that_is_not_json_fails_naming_it(folder_copy):
+    (folder_copy / "processor_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"processor_config\.json cannot be read as JSON .*fix the file or delete it"):
+        pipeline(ANOMALY_DETECTION_TASK, model=str(folder_copy))
+
+
+def test_a_processor_file_with_size_0_fails_naming_it(folder_copy):
+    import json
+
+    path = folder_copy / "processor_config.json"
+    data = json.loads(path.read_text())
+    data["image_processor"]["size"] = 0
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"processor_config\.json holds invalid image processor settings \(size must"):
+        pipeline(ANOMALY_DETECTION_TASK, model=str(folder_copy))
+
+
+def test_a_saved_processor_is_used_and_without_one_the_models(folder_copy, model):
+    import json
+
+    path = folder_copy / "processor_config.json"
+    data = json.loads(path.read_text())
+    data["image_processor"]["resample"] = "bilinear"
+    path.write_text(json.dumps(data))
+    assert pipeline(ANOMALY_DETECTION_TASK, model=str(folder_copy)).image_processor.resample == "bilinear"
+    path.unlink()
+    assert pipeline(ANOMALY_DETECTION_TASK, model=str(folder_copy)).image_processor.size == {
+        "height": model.config.image_size,
+        "width": model.config.image_size,
+    }
+
+
+def test_overlay_options_are_checked_with_their_names(detector):
+    image = np.zeros((8, 8), np.uint8)
+    with pytest.raises(ValueError, match=r"overlay_normalize must be True .*got 'yes' \(str\)"):
+        detector(image, threshold=0.5, overlay_normalize="yes")
+    with pytest.raises(ValueError, match=r"overlay_alpha must be finite and lie in \[0, 1\]"):
+        detector(image, threshold=0.5, overlay_alpha=2)

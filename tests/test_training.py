@@ -25,6 +25,7 @@ from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 from transformers import HfArgumentParser
 
+import faprompt_hf.training as training_module
 from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
 from faprompt_hf.data import make_synthetic_dataset, write_synthetic_mvtec
 from faprompt_hf.tiny import tiny_clip_config, tiny_faprompt_config
@@ -545,7 +546,17 @@ def test_latest_ignores_checkpoints_of_an_earlier_run(
     shared, other = tmp_path / "shared", tmp_path / "other"
     _train_tiny(tiny_tokenizer, small_train_set, shared, max_steps=3, checkpointing_steps=1)  # the earlier run
     _train_tiny(tiny_tokenizer, small_train_set, other, max_steps=1, checkpointing_steps=1)
-    # A new run in the same folder, resumed explicitly from another run's checkpoint; it ends at step 2.
+    # A new run in the same folder, resumed explicitly from another run's checkpoint; it ends at step 2, replacing
+    # the earlier run's checkpoint_2, which it may only do when told to.
+    with pytest.raises(ValueError, match=r"checkpoints/checkpoint_2, checkpoints/checkpoint_3.*--overwrite_output_dir"):
+        _train_tiny(
+            tiny_tokenizer,
+            small_train_set,
+            shared,
+            max_steps=2,
+            checkpointing_steps=2,
+            resume_from_checkpoint=str(other / "checkpoints" / "checkpoint_1"),
+        )
     _train_tiny(
         tiny_tokenizer,
         small_train_set,
@@ -553,6 +564,7 @@ def test_latest_ignores_checkpoints_of_an_earlier_run(
         max_steps=2,
         checkpointing_steps=2,
         resume_from_checkpoint=str(other / "checkpoints" / "checkpoint_1"),
+        overwrite_output_dir=True,
     )
     with caplog.at_level("WARNING", logger="faprompt_hf.training"):
         latest = find_latest_checkpoint(shared)
@@ -615,3 +627,204 @@ def test_trainer_state_digest_is_that_of_the_saved_prompts(
     saved = FAPromptModel.from_pretrained(tmp_path)
     assert state["prompt_sha256"] == _prompt_digest(saved.state_dict()) == _prompt_digest(trained.state_dict())
     assert state["prompt_sha256"] != hashlib.sha256(b"").hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ nothing lost
+
+
+class _Killed(BaseException):
+    """Stands for a SIGKILL in an in-process run: the loop stops with no clean-up and no final save."""
+
+
+def _kill_at(step: int):
+    def callback(done: int, losses: dict[str, float]) -> None:
+        if done >= step:
+            raise _Killed
+
+    return callback
+
+
+def _train_tiny_killed(tokenizer, dataset, output_dir: Path, kill_at: int, **overrides) -> None:
+    _reset_accelerate()
+    arguments = {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": 4,
+        "image_size": IMAGE_SIZE,
+        "learning_rate": 1e-2,
+        **overrides,
+    }
+    with pytest.raises(_Killed):
+        train(
+            _tiny_model(tokenizer),
+            dataset,
+            _processor(tokenizer),
+            FAPromptTrainingArguments(**arguments),
+            step_callback=_kill_at(kill_at),
+        )
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_a_fresh_run_refuses_an_output_dir_holding_another_runs_checkpoints_and_model(
+    tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state
+):
+    out = tmp_path / "out"
+    _train_tiny(tiny_tokenizer, small_train_set, out, max_steps=4, checkpointing_steps=1, seed=7)  # run A, finished
+    before = _file_digests(out)
+    with pytest.raises(ValueError) as refused:  # run B: --seed 8, no resume flag, same output_dir
+        _train_tiny(tiny_tokenizer, small_train_set, out, max_steps=4, checkpointing_steps=1, seed=8)
+    message = str(refused.value)
+    assert str(out) in message and "A fresh run" in message
+    assert "checkpoints/checkpoint_1, checkpoints/checkpoint_2" in message and "trained model" in message
+    assert "--resume_from_checkpoint latest" in message and "--overwrite_output_dir" in message
+    assert _file_digests(out) == before  # nothing of run A was touched
+    # Told to, run B replaces run A's work.
+    _train_tiny(
+        tiny_tokenizer, small_train_set, out, max_steps=2, checkpointing_steps=1, seed=8, overwrite_output_dir=True
+    )
+    assert _file_digests(out)["model.safetensors"] != before["model.safetensors"]
+
+
+def test_latest_refuses_to_replace_another_runs_checkpoint_copied_into_the_folder(
+    tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state
+):
+    out, other = tmp_path / "out", tmp_path / "other"
+    _train_tiny_killed(tiny_tokenizer, small_train_set, out, kill_at=3, max_steps=4, checkpointing_steps=2)
+    _train_tiny(tiny_tokenizer, small_train_set, other, max_steps=4, checkpointing_steps=4, seed=5)
+    shutil.copytree(other / "checkpoints" / "checkpoint_4", out / "checkpoints" / "checkpoint_4")
+    copied = _file_digests(out / "checkpoints" / "checkpoint_4")
+    with pytest.raises(
+        ValueError, match=r"Resuming the run recorded in .*run\.json would replace checkpoints/checkpoint_4"
+    ):
+        _train_tiny(
+            tiny_tokenizer, small_train_set, out, max_steps=4, checkpointing_steps=2, resume_from_checkpoint="latest"
+        )
+    assert _file_digests(out / "checkpoints" / "checkpoint_4") == copied
+    assert not (out / "model.safetensors").exists()
+
+
+def test_a_checkpoint_save_never_replaces_another_runs_checkpoint(tmp_path):
+    import faprompt_hf.training as training
+
+    folder = tmp_path / "checkpoints" / "checkpoint_2"
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text(json.dumps({"run_id": "other", "global_step": 2}))
+    checkpointer = training._Checkpointer.__new__(training._Checkpointer)
+    checkpointer.folder, checkpointer.overwrite, checkpointer.accelerator = tmp_path / "checkpoints", False, None
+    with pytest.raises(ValueError, match=r"checkpoint_2 was written by another run \(other\).*--overwrite_output_dir"):
+        checkpointer.save(2, {"run_id": "mine"})
+    assert json.loads((folder / "trainer_state.json").read_text())["run_id"] == "other"
+
+
+def test_latest_follows_the_branch_an_explicit_resume_started(
+    tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state, caplog
+):
+    out = tmp_path / "out"
+    original = _prompts(_train_tiny(tiny_tokenizer, small_train_set, out, max_steps=6, checkpointing_steps=2))
+    branch_point = str(out / "checkpoints" / "checkpoint_2")
+    # An explicit resume starts a new branch; its checkpoints would replace the first branch's: refused unless told.
+    with pytest.raises(ValueError, match=r"starts a new branch .*checkpoint_4, checkpoints/checkpoint_6"):
+        _train_tiny(
+            tiny_tokenizer,
+            small_train_set,
+            out,
+            max_steps=6,
+            checkpointing_steps=2,
+            learning_rate=0.05,
+            resume_from_checkpoint=branch_point,
+        )
+    _train_tiny_killed(
+        tiny_tokenizer,
+        small_train_set,
+        out,
+        kill_at=5,
+        max_steps=6,
+        checkpointing_steps=2,
+        learning_rate=0.05,
+        resume_from_checkpoint=branch_point,
+        overwrite_output_dir=True,
+    )
+    with caplog.at_level("INFO", logger="faprompt_hf.training"):
+        resumed = _prompts(
+            _train_tiny(
+                tiny_tokenizer,
+                small_train_set,
+                out,
+                max_steps=6,
+                checkpointing_steps=2,
+                learning_rate=0.05,
+                resume_from_checkpoint="latest",
+            )
+        )
+    assert f"Resumed from {out / 'checkpoints' / 'checkpoint_4'} at step 4" in caplog.text
+    # The new branch continued (not the first branch's checkpoint_6, which would give back the original model) ...
+    assert any(not torch.equal(original[key], value) for key, value in resumed.items())
+    # ... and equals the branch run uninterrupted.
+    straight = _prompts(
+        _train_tiny(
+            tiny_tokenizer,
+            small_train_set,
+            tmp_path / "straight",
+            max_steps=6,
+            learning_rate=0.05,
+            resume_from_checkpoint=branch_point,
+        )
+    )
+    for key, value in straight.items():
+        assert torch.equal(resumed[key], value), key
+
+
+def test_resume_refuses_other_data_or_another_clip_unless_allowed(
+    tiny_tokenizer, small_train_set, tmp_path, fresh_accelerate_state
+):
+    run = tmp_path / "run"
+    _train_tiny(tiny_tokenizer, small_train_set, run, max_steps=1, checkpointing_steps=1)
+    saved = json.loads((run / "checkpoints" / "checkpoint_1" / "trainer_state.json").read_text())
+    assert saved["data"]["num_items"] == 8 and saved["clip_fingerprint"].startswith("sha256-bf16-4096:")
+    more = make_synthetic_dataset(domains=("stripes",), n_normal=4, n_anomalous=5, image_size=IMAGE_SIZE)
+    with pytest.raises(ValueError, match=r"data None \(8 items.*-> None \(9 items.*--allow_changed_arguments"):
+        _train_tiny(tiny_tokenizer, more, run, max_steps=2, resume_from_checkpoint="latest")
+    _reset_accelerate()
+    args = FAPromptTrainingArguments(
+        output_dir=str(run),
+        per_device_train_batch_size=4,
+        image_size=IMAGE_SIZE,
+        learning_rate=1e-2,
+        max_steps=2,
+        resume_from_checkpoint="latest",
+    )
+    other_clip = _tiny_model(tiny_tokenizer, seed=1)
+    with pytest.raises(ValueError, match=r"CLIP fingerprint sha256-bf16-4096:\w+ -> sha256-bf16-4096:\w+"):
+        train(other_clip, small_train_set, _processor(tiny_tokenizer), args)
+    assert not (run / "checkpoints" / "checkpoint_2").exists()
+    _train_tiny(tiny_tokenizer, more, run, max_steps=2, resume_from_checkpoint="latest", allow_changed_arguments=True)
+
+
+def test_checkpoint_digests_find_zeroed_bytes_that_still_parse(two_checkpoints, tmp_path, caplog, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(two_checkpoints, run)
+    state = json.loads((run / "checkpoints" / "checkpoint_2" / "trainer_state.json").read_text())
+    assert set(state["file_sha256"]) >= {"model.safetensors", "optimizer.bin"}
+    path = run / "checkpoints" / "checkpoint_2" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-200:-150] = bytes(50)  # 50 zeroed bytes inside the tensor data: the file still parses
+    path.write_bytes(bytes(data))
+    load_file(path)
+    with caplog.at_level("WARNING", logger="faprompt_hf.training"):
+        assert find_latest_checkpoint(run) == run / "checkpoints" / "checkpoint_1"
+    assert str(path) in caplog.text and "SHA-256" in caplog.text
+    with pytest.raises(ValueError, match=r"model\.safetensors is damaged: its SHA-256"):
+        training_module._check_checkpoint(run / "checkpoints" / "checkpoint_2")
+    monkeypatch.setenv("FAPROMPT_VERIFY_DIGESTS", "0")  # the documented opt-out
+    assert find_latest_checkpoint(run) == run / "checkpoints" / "checkpoint_2"
+
+
+def test_script_has_the_overwrite_flag(train_script):
+    _, training = _parse(train_script, "--dataset", "synthetic", "--overwrite_output_dir")
+    assert training.overwrite_output_dir is True

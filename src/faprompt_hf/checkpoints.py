@@ -32,7 +32,15 @@ from transformers import CLIPModel, CLIPTokenizer, PreTrainedConfig, PreTrainedM
 from transformers.utils import cached_file, extract_commit_hash, logging
 
 from .configuration_faprompt import FAPromptConfig
-from .file_utils import is_hub_id, staged_directory
+from .file_utils import (
+    INTEGRITY_FILE_NAME,
+    digests_enabled,
+    is_hub_id,
+    read_integrity_manifest,
+    staged_directory,
+    verify_file_digest,
+    write_integrity_manifest,
+)
 from .processing_faprompt import TOKENIZER_FILES, prompt_token_ids
 from .remote_code import write_remote_code
 
@@ -41,6 +49,7 @@ __all__ = [
     "FINGERPRINT_SAMPLES_PER_TENSOR",
     "PROMPT_PREFIX",
     "FAPromptCheckpointMixin",
+    "check_finite_prompts",
     "clip_fingerprint",
     "describe_clip_source",
     "folder_embeds_clip",
@@ -155,7 +164,8 @@ def _load_clip(
         raise OSError(
             f"{what} needs the CLIP {where}, which could not be loaded: {error}\n"
             "Point to a copy of the same weights with FAPromptModel.from_pretrained(path, clip='<local folder or hub "
-            "id>') or clip=<a CLIPModel>, or allow downloads (local_files_only=False, HF_HUB_OFFLINE unset)."
+            "id>') (examples/evaluate.py: --clip) or clip=<a CLIPModel>, or allow downloads (local_files_only=False, "
+            "HF_HUB_OFFLINE unset)."
         ) from error
 
 
@@ -320,6 +330,89 @@ def _weight_files(name_or_path: str, hub_kwargs: Mapping[str, Any]) -> list[str]
     return shards
 
 
+def _verify_weight_files(name_or_path: str, files: list[str], hub_kwargs: Mapping[str, Any]) -> None:
+    """Check each weight file against the SHA-256 that ``save_pretrained`` recorded in ``integrity.json``.
+
+    A folder saved before digests were written (no manifest) is not checked.
+
+    Raises:
+        OSError: A weight file whose bytes changed since it was saved, or that the manifest does not list; the
+            message names the file, the fix and the opt-out.
+    """
+    kwargs = {key: value for key, value in hub_kwargs.items() if value is not None}
+    subfolder = kwargs.pop("subfolder", "") or ""
+    manifest = cached_file(
+        name_or_path, INTEGRITY_FILE_NAME, _raise_exceptions_for_missing_entries=False, subfolder=subfolder, **kwargs
+    )
+    if manifest is None:
+        logger.info(
+            "%s has no %s (saved by an older version): its weight files are not verified.",
+            name_or_path,
+            INTEGRITY_FILE_NAME,
+        )
+        return
+    digests = read_integrity_manifest(manifest)
+    fix = (
+        "Download the model again (from_pretrained(..., force_download=True)) or save it again; "
+        "from_pretrained(..., verify_digests=False) loads it without the check."
+    )
+    for file in files:
+        name = os.path.basename(file)
+        if name not in digests:
+            raise OSError(
+                f"{file} is not listed in {manifest}, which records the weight files written by save_pretrained: the "
+                f"folder mixes files of two saves. {fix}"
+            )
+        verify_file_digest(file, digests[name], fix)
+
+
+def _check_saved_config(name_or_path: str, files: list[str], hub_kwargs: Mapping[str, Any]) -> None:
+    """The checkpoint's ``config.json`` must exist and describe an FAPrompt model (else the error names it).
+
+    Raises:
+        OSError: No ``config.json`` beside the weights.
+        ValueError: A ``config.json`` that is not a JSON object, whose ``model_type`` is not ``"faprompt"``, or that
+            lacks ``clip_config``.
+    """
+    kwargs = {key: value for key, value in hub_kwargs.items() if value is not None}
+    subfolder = kwargs.pop("subfolder", "") or ""
+    path = cached_file(
+        name_or_path, "config.json", _raise_exceptions_for_missing_entries=False, subfolder=subfolder, **kwargs
+    )
+    if path is None:
+        raise OSError(
+            f"{name_or_path} holds weights ({', '.join(os.path.basename(file) for file in files)}) but no config.json, "
+            "which says how to build the model (and, for a compact checkpoint, which CLIP to load). Restore it from "
+            "where the folder came from, or save the model again."
+        )
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): restore it, or save the model again.") from error
+    if not isinstance(saved, dict):
+        raise ValueError(
+            f"{path} holds a JSON {type(saved).__name__}, not an object of config fields: restore it, or save the "
+            "model again."
+        )
+    model_type = saved.get("model_type")
+    if model_type != FAPromptConfig.model_type:
+        hint = (
+            " This is a CLIP folder: build an FAPrompt model on it with FAPromptModel.from_clip(folder)."
+            if model_type == "clip"
+            else f' An FAPrompt config has "model_type": "{FAPromptConfig.model_type}".'
+        )
+        raise ValueError(
+            f"{path} has model_type {model_type!r}, not {FAPromptConfig.model_type!r}: it is not an FAPrompt "
+            f"checkpoint's config.{hint}"
+        )
+    if "clip_config" not in saved:
+        raise ValueError(
+            f"{path} lacks clip_config, the architecture of the CLIP the weights were saved with (every saved FAPrompt "
+            "config holds it; without it the ViT-L/14@336 default would be assumed). Restore it, or save the model "
+            "again."
+        )
+
+
 def _tensor_names(files: list[str]) -> set[str]:
     """Names of the tensors stored in safetensors files, reading only their headers."""
     names: set[str] = set()
@@ -344,20 +437,80 @@ def load_pretrained(
     clip: str | os.PathLike | CLIPModel | None = None,
     clip_revision: str | None = None,
     verify_clip_fingerprint: bool = True,
+    verify_digests: bool | None = None,
     **kwargs: Any,
 ) -> PreTrainedModel:
     """Implementation of ``FAPromptModel.from_pretrained`` (see there)."""
+    loaded = _load_pretrained(
+        model_class,
+        base_from_pretrained,
+        pretrained_model_name_or_path,
+        *model_args,
+        clip=clip,
+        clip_revision=clip_revision,
+        verify_clip_fingerprint=verify_clip_fingerprint,
+        verify_digests=verify_digests,
+        **kwargs,
+    )
+    model = loaded[0] if isinstance(loaded, tuple) else loaded
+    check_finite_prompts(model, pretrained_model_name_or_path)
+    return loaded
+
+
+def check_finite_prompts(model: torch.nn.Module, source: Any = None) -> None:
+    """Refuse a model whose learned ``prompt_learner.*`` tensors hold NaN or infinite values.
+
+    Args:
+        model: A loaded FAPrompt model.
+        source: Where it was loaded from, for the message.
+
+    Raises:
+        ValueError: Names the first bad tensor, how many values are bad and the checkpoint.
+    """
+    learner = getattr(model, "prompt_learner", None)
+    if learner is None:
+        return
+    for name, tensor in learner.state_dict().items():
+        if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            where = f" of {os.fspath(source)}" if source is not None else ""
+            raise ValueError(
+                f"The prompt tensor {PROMPT_PREFIX}{name}{where} (shape {tuple(tensor.shape)}) holds {bad} NaN or "
+                "infinite value(s): the training that wrote it diverged, or the file was edited. Use an earlier "
+                "checkpoint, or train again."
+            )
+
+
+def _load_pretrained(
+    model_class: type[FAPromptCheckpointMixin],
+    base_from_pretrained: Callable[..., Any],
+    pretrained_model_name_or_path: str | os.PathLike | None,
+    *model_args: Any,
+    clip: str | os.PathLike | CLIPModel | None = None,
+    clip_revision: str | None = None,
+    verify_clip_fingerprint: bool = True,
+    verify_digests: bool | None = None,
+    **kwargs: Any,
+) -> PreTrainedModel:
+    """``load_pretrained`` before the check of the prompts' values."""
     if pretrained_model_name_or_path is None or kwargs.get("state_dict") is not None:
         if clip is not None:
             raise ValueError("clip= applies to compact checkpoints loaded from a folder or hub id.")
         return base_from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
     name_or_path = os.fspath(pretrained_model_name_or_path)
+    if os.path.isfile(name_or_path):
+        raise ValueError(
+            f"from_pretrained takes the model's folder (or hub id), not one of its files: {name_or_path!r} is a file. "
+            f"Pass its folder, FAPromptModel.from_pretrained({os.path.dirname(os.path.abspath(name_or_path))!r})."
+        )
     hub_kwargs = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
     files = _weight_files(name_or_path, hub_kwargs)
     if files is None:  # no safetensors: transformers raises its own error (or loads a format it knows)
         return base_from_pretrained(name_or_path, *model_args, **hub_kwargs, **kwargs)
-    names = _tensor_names(files)
+    names = _tensor_names(files)  # (a truncated file is named as such before its digest is compared)
     config = kwargs.pop("config", None)
+    if config is None:
+        _check_saved_config(name_or_path, files, hub_kwargs)
     if not isinstance(config, PreTrainedConfig):  # (remote code may give a config class from another module copy)
         model_kwargs = {key: kwargs.pop(key) for key in _MODEL_ONLY_KWARGS if key in kwargs}
         config, kwargs = model_class.config_class.from_pretrained(
@@ -371,7 +524,9 @@ def load_pretrained(
             f"{[os.path.basename(file) for file in files]}): it would load with random prompts. Load a complete "
             "FAPrompt checkpoint, or build fresh prompts on a CLIP with FAPromptModel.from_clip(...)."
         )
-    if any(name.startswith(CLIP_PREFIX) for name in names):
+    if digests_enabled(verify_digests):
+        _verify_weight_files(name_or_path, files, hub_kwargs)
+    if _embeds_clip(name_or_path, files, names, config):
         if clip is not None:
             raise ValueError(
                 f"{name_or_path} embeds its CLIP; clip= only applies to compact checkpoints (saved with "
@@ -389,6 +544,36 @@ def load_pretrained(
         hub_kwargs,
         kwargs,
     )
+
+
+def _embeds_clip(name_or_path: str, files: list[str], names: set[str], config: FAPromptConfig) -> bool:
+    """Embedded (True) or compact (False), as the config says was saved; files holding the other kind are refused.
+
+    A config without ``weights_include_clip`` (an older save) is embedded when the files hold any CLIP tensor.
+
+    Raises:
+        ValueError: The files hold CLIP tensors but the config says compact (a stray tensor would swap in a random
+            CLIP), or no CLIP tensor but the config says embedded.
+    """
+    clip_names = sorted(name for name in names if name.startswith(CLIP_PREFIX))
+    recorded = getattr(config, "weights_include_clip", None)
+    shown = [os.path.basename(file) for file in files]
+    if recorded is False and clip_names:
+        listed = clip_names[:5] + (["..."] if len(clip_names) > 5 else [])
+        raise ValueError(
+            f"{name_or_path} was saved as a compact checkpoint (config.json: weights_include_clip false, the prompts "
+            f"only), but {shown} also hold{'s' if len(shown) == 1 else ''} {len(clip_names)} CLIP tensor(s) "
+            f"{listed}: a mix of two saves or an edited file, which would load a partly random CLIP. Save the model "
+            "again, or remove the clip.* tensors from the file."
+        )
+    if recorded is True and not clip_names:
+        raise ValueError(
+            f"{name_or_path} was saved with its CLIP embedded (config.json: weights_include_clip true), but {shown} "
+            "hold no clip.* tensor: the weights of a compact save replaced the embedded ones. Save the model again "
+            "(include_clip=True), or set weights_include_clip to false in config.json if the folder is meant to be "
+            "compact."
+        )
+    return bool(clip_names) if recorded is None else recorded
 
 
 def _load_compact(
@@ -439,7 +624,15 @@ def _load_compact(
 def folder_embeds_clip(folder: str | os.PathLike) -> bool:
     """Whether a saved folder's weights include CLIP tensors (an embedded checkpoint), reading only file headers."""
     files = _weight_files(os.fspath(folder), {})
-    return files is not None and any(name.startswith(CLIP_PREFIX) for name in _tensor_names(files))
+    if files is None:
+        return False
+    try:
+        recorded = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("weights_include_clip")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, bool):
+        return recorded
+    return any(name.startswith(CLIP_PREFIX) for name in _tensor_names(files))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -457,6 +650,7 @@ def save_model(
     base_save_pretrained: Callable[..., Any],
     save_directory: str | os.PathLike,
     include_clip: bool | None = True,
+    write_digests: bool = True,
     **kwargs: Any,
 ) -> None:
     """Implementation of ``FAPromptModel.save_pretrained`` (see there)."""
@@ -465,6 +659,7 @@ def save_model(
     if kwargs.get("push_to_hub"):
         raise ValueError("Use model.push_to_hub(repo_id) to upload (it writes the model card and the processor too).")
     config = copy.deepcopy(model.config)
+    config.weights_include_clip = bool(include_clip)
     state_dict = kwargs.pop("state_dict", None)
     if state_dict is None:
         state_dict = model.state_dict()
@@ -481,10 +676,13 @@ def save_model(
             base_save_pretrained(staging, state_dict=state_dict, **kwargs)
         finally:
             model.config = live_config
+        weights = [path.name for path in staging.iterdir() if _STALE_WEIGHTS.match(path.name)]
+        if write_digests:
+            write_integrity_manifest(staging, weights)
         write_remote_code(staging)
         written = {path.name for path in staging.iterdir()}
-    for stale in Path(save_directory).iterdir():  # weights of an earlier save in another layout
-        if _STALE_WEIGHTS.match(stale.name) and stale.name not in written:
+    for stale in Path(save_directory).iterdir():  # weights (and digests) of an earlier save in another layout
+        if (_STALE_WEIGHTS.match(stale.name) or stale.name == INTEGRITY_FILE_NAME) and stale.name not in written:
             stale.unlink()
 
 
@@ -536,6 +734,7 @@ class FAPromptCheckpointMixin:
         clip: str | os.PathLike | CLIPModel | None = None,
         clip_revision: str | None = None,
         verify_clip_fingerprint: bool = True,
+        verify_digests: bool | None = None,
         **kwargs: Any,
     ) -> PreTrainedModel:
         """Load a saved FAPrompt (a folder or hub id), embedded or compact, then freeze CLIP again.
@@ -545,6 +744,10 @@ class FAPromptCheckpointMixin:
         A compact checkpoint (saved with ``include_clip=False``) gets its CLIP from ``config.clip_name_or_path`` at
         ``config.clip_revision`` (honouring ``cache_dir``, ``local_files_only``, ``token`` and ``dtype``), or from
         ``clip``; a CLIP whose :func:`clip_fingerprint` differs from the recorded one is refused.
+
+        Integrity: each weight file is checked against the SHA-256 recorded at save in ``integrity.json`` (a damaged
+        file is an ``OSError`` naming it); embedded or compact is decided by ``config.weights_include_clip`` (weight
+        files holding the other kind are a ``ValueError``); prompt tensors holding NaN or inf are a ``ValueError``.
 
         An ``attn_implementation`` is also set explicitly on the CLIP towers (transformers < 5.24 does not always
         pass it on to nested sub-models).
@@ -557,6 +760,8 @@ class FAPromptCheckpointMixin:
                 ``CLIPModel``), e.g. a local copy for offline use.
             clip_revision: Revision of ``clip`` (default: the recorded one when ``clip`` is not given).
             verify_clip_fingerprint: Refuse a CLIP whose fingerprint differs from the recorded one.
+            verify_digests: Check the weight files against ``integrity.json``; None (default) checks unless the
+                environment variable ``FAPROMPT_VERIFY_DIGESTS`` is ``0``.
             **kwargs: transformers' ``from_pretrained`` options (``revision``, ``cache_dir``, ``local_files_only``,
                 ``token``, ``dtype``, ``attn_implementation``, ...).
 
@@ -571,6 +776,7 @@ class FAPromptCheckpointMixin:
             clip=clip,
             clip_revision=clip_revision,
             verify_clip_fingerprint=verify_clip_fingerprint,
+            verify_digests=verify_digests,
             **kwargs,
         )
         model = loaded[0] if isinstance(loaded, tuple) else loaded
@@ -609,7 +815,12 @@ class FAPromptCheckpointMixin:
         return model
 
     def save_pretrained(
-        self, save_directory: str | os.PathLike, *, include_clip: bool | None = True, **kwargs: Any
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        include_clip: bool | None = True,
+        write_digests: bool = True,
+        **kwargs: Any,
     ) -> None:
         """Save the model, with the code that loads it without this package (``trust_remote_code=True``).
 
@@ -623,13 +834,23 @@ class FAPromptCheckpointMixin:
             include_clip: True embeds the CLIP's weights (works offline); False writes only FAPrompt's own tensors
                 (``prompt_learner.*``, about 16 MB for ViT-L/14) and loading fetches the CLIP named in the config;
                 None chooses compact when the CLIP is a hub model with a recorded fingerprint, else embedded.
+                ``config.json`` records the choice (``weights_include_clip``).
+            write_digests: Write ``integrity.json``, the SHA-256 of each weight file, which loading verifies
+                (hashing costs about 1 s per GB; ``benchmarks/benchmark_hub.py --digest``).
             **kwargs: transformers' ``save_pretrained`` options (``max_shard_size``, ``state_dict``,
                 ``is_main_process``, ``save_function``, ...).
 
         Raises:
             ValueError: A compact save of a model whose CLIP source is unknown, or whose CLIP changed since.
         """
-        save_model(self, super().save_pretrained, save_directory, include_clip=include_clip, **kwargs)
+        save_model(
+            self,
+            super().save_pretrained,
+            save_directory,
+            include_clip=include_clip,
+            write_digests=write_digests,
+            **kwargs,
+        )
 
     def push_to_hub(
         self, repo_id: str, *, include_clip: bool | None = None, processor: Any = None, **kwargs: Any

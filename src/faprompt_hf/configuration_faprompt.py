@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -192,6 +193,31 @@ _FIELD_RULES: dict[str, Callable[[str, Any], None]] = {
 }
 
 
+def _check_clip_config_keys(clip_config: dict) -> None:
+    """Refuse a ``clip_config`` dict that describes no CLIP tower and holds keys ``CLIPConfig`` does not know.
+
+    ``CLIPConfig.from_dict({"foo": 1})`` would build the default ViT-B/32 and keep ``foo`` as an attribute, so the
+    error would blame a field that does not fit that CLIP instead of naming ``foo``.
+
+    Raises:
+        ValueError: Names the unknown keys (with the close known ones) and how to pass a CLIP configuration.
+    """
+    if any(key in clip_config for key in ("text_config", "vision_config", "text_config_dict", "vision_config_dict")):
+        return
+    known = set(CLIPConfig().to_dict())
+    unknown = sorted(key for key in clip_config if not str(key).startswith("_") and key not in known)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"FAPromptConfig.clip_config has no text_config or vision_config and unknown key(s) {', '.join(hints)}: "
+            "pass a CLIPConfig or its to_dict() (e.g. CLIPConfig.from_pretrained('openai/clip-vit-large-patch14-336')"
+            ".to_dict()), with the towers' sizes under text_config and vision_config."
+        )
+
+
 @strict
 class FAPromptConfig(PreTrainedConfig):
     r"""Configuration of a [`FAPromptModel`].
@@ -239,6 +265,9 @@ class FAPromptConfig(PreTrainedConfig):
         clip_revision: The hub revision (commit) of that CLIP, when known.
         clip_fingerprint: Fingerprint of that CLIP's weights (:func:`faprompt_hf.hub.clip_fingerprint`); loading a
             compact checkpoint refuses a CLIP whose fingerprint differs.
+        weights_include_clip: What the saved weights hold, written by ``save_pretrained``: True (embedded: the CLIP's
+            tensors too), False (compact: ``prompt_learner.*`` only), None (not saved yet, or an older save).
+            Loading decides embedded or compact from it and refuses weight files that hold the other kind.
     """
 
     model_type: ClassVar[str] = "faprompt"
@@ -276,6 +305,7 @@ class FAPromptConfig(PreTrainedConfig):
     clip_name_or_path: str | None = None
     clip_revision: str | None = None
     clip_fingerprint: str | None = None
+    weights_include_clip: bool | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Check a field's value against its rule (``_FIELD_RULES``) before storing it, at construction and after.
@@ -286,7 +316,28 @@ class FAPromptConfig(PreTrainedConfig):
         """
         if name in _FIELD_RULES:
             self._check_field(name, value)
+        elif (
+            not name.startswith("_")
+            and name not in self.__dataclass_fields__
+            and name not in _FRAMEWORK_KWARGS
+            and "weights_include_clip" in self.__dict__  # (the last field: construction has set them all)
+            and name not in self.__dict__
+            and not hasattr(type(self), name)
+        ):
+            self._warn_unknown_attribute(name)
         super().__setattr__(name, value)
+
+    def _warn_unknown_attribute(self, name: str) -> None:
+        """Warn when a new attribute's name is close to a field's (``config.gausian_sigma = 3``): a likely typo."""
+        names = [field for field in self.__dataclass_fields__ if not field.startswith("_")]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
+        if close:
+            warnings.warn(
+                f"FAPromptConfig has no field {name!r}: did you mean {close[0]!r}? The value is stored as an extra "
+                f"attribute that nothing reads; set config.{close[0]} instead.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _check_field(self, name: str, value: Any) -> None:
         """Apply the rule of field ``name`` to ``value``; the error names the field, the value and the default."""
@@ -310,7 +361,8 @@ class FAPromptConfig(PreTrainedConfig):
             kwargs.pop("custom_pipelines", None)
         if self.clip_config is None:
             self.clip_config = clip_vit_large_patch14_336_config()
-        elif isinstance(self.clip_config, dict):  # transformers < 5.24 leaves nested dicts as they are
+        elif isinstance(self.clip_config, dict):
+            _check_clip_config_keys(self.clip_config)  # transformers < 5.24 leaves nested dicts as they are
             self.clip_config = CLIPConfig.from_dict(self.clip_config)
         self.normal_suffix_token_ids = [int(i) for i in self.normal_suffix_token_ids]
         self.abnormal_suffix_token_ids = [int(i) for i in self.abnormal_suffix_token_ids]

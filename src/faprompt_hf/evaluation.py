@@ -620,7 +620,8 @@ def load_evaluation_model(
         original_checkpoint: Instead, an original FAPrompt checkpoint, converted with
             :func:`~faprompt_hf.convert_original_checkpoint`.
         clip: The CLIP the original checkpoint was trained on (an OpenAI-format state-dict file, a transformers CLIP id
-            or directory); needed with ``original_checkpoint``.
+            or directory); needed with ``original_checkpoint``. With ``model``, for a compact checkpoint: the CLIP to
+            use instead of the one its config names (e.g. a local copy of a CLIP it was trained on from a folder).
         **kwargs: Passed to ``FAPromptModel.from_pretrained`` (``revision``, ``dtype``, ...) or, with
             ``original_checkpoint``, as config overrides to the conversion.
 
@@ -641,6 +642,8 @@ def load_evaluation_model(
 
         loaded = convert_original_checkpoint(original_checkpoint, clip, **kwargs)
         return loaded.eval(), FAPromptImageProcessor.from_model_config(loaded.config)
+    if clip is not None:
+        kwargs["clip"] = os.fspath(clip)
     loaded = FAPromptModel.from_pretrained(model, **kwargs)
     try:
         image_processor = FAPromptImageProcessor.from_pretrained(model)

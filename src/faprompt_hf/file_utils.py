@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -19,7 +21,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "is_hub_id", "staged_directory", "write_failure"]
+__all__ = [
+    "DIGEST_ALGORITHM",
+    "INTEGRITY_FILE_NAME",
+    "VERIFY_DIGESTS_ENV",
+    "atomic_write",
+    "digests_enabled",
+    "file_sha256",
+    "is_hub_id",
+    "read_integrity_manifest",
+    "remove_stale_staging",
+    "staged_directory",
+    "verify_file_digest",
+    "write_failure",
+    "write_integrity_manifest",
+]
+
+INTEGRITY_FILE_NAME = "integrity.json"
+"""The manifest a saved model folder carries: the SHA-256 of each weight file written beside it."""
+
+DIGEST_ALGORITHM = "sha256"
+
+VERIFY_DIGESTS_ENV = "FAPROMPT_VERIFY_DIGESTS"
+"""Set to ``0`` (or ``false``, ``no``, ``off``) to skip digest verification everywhere (loading, resuming, ONNX)."""
+
+_DIGEST_CHUNK = 8 * 2**20
 
 
 def is_hub_id(name: str | os.PathLike | None) -> bool:
@@ -104,6 +130,43 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
                 os.unlink(temporary)
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (one we may not signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_staging(path: str | os.PathLike) -> list[Path]:
+    """Remove the staging folders that writers of ``path`` killed mid-write left beside it.
+
+    :func:`staged_directory` stages in a hidden sibling ``.<name>.<pid>-<random>.tmp``; a writer killed before the
+    move leaves it behind. Those whose process no longer runs are removed; those of a live process (a concurrent
+    writer) are kept.
+
+    Args:
+        path: The destination folder.
+
+    Returns:
+        The folders removed.
+    """
+    destination = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(destination.name)}\.(\d+)-[^/]*\.tmp$")
+    removed = []
+    if not destination.parent.is_dir():
+        return removed
+    for candidate in destination.parent.iterdir():
+        match = pattern.match(candidate.name)
+        if match and candidate.is_dir() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Stage a folder's files in a temporary folder; move each over its destination once all were written.
@@ -124,7 +187,11 @@ def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
     """
     destination = Path(path)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    # The staging folder's name carries the writer's process id, so that a later writer can tell a folder left by a
+    # killed process (remove_stale_staging) from one still being written.
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{destination.name}.{os.getpid()}-", suffix=".tmp", dir=destination.parent)
+    )
     try:
         yield staging
         for root, _, files in os.walk(staging):
@@ -143,3 +210,105 @@ def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
         raise write_failure(error, destination) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Digests of written files: a file damaged after it was written is found, and named, when it is read back
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def digests_enabled(verify: bool | None = None) -> bool:
+    """Whether digests are to be verified: ``verify`` when given, else unless ``FAPROMPT_VERIFY_DIGESTS`` is off.
+
+    Args:
+        verify: An explicit choice (a ``verify_digests=`` argument); None defers to the environment variable.
+
+    Returns:
+        True to verify.
+    """
+    if verify is not None:
+        return bool(verify)
+    return os.environ.get(VERIFY_DIGESTS_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, read in 8 MB chunks.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The hex digest.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_DIGEST_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_integrity_manifest(folder: str | os.PathLike, names: list[str]) -> dict[str, str]:
+    """Write :data:`INTEGRITY_FILE_NAME` in ``folder`` with the SHA-256 of each of its files ``names``.
+
+    Args:
+        folder: The folder holding the files (the manifest is written there, atomically).
+        names: File names relative to ``folder``.
+
+    Returns:
+        ``{name: hex digest}``.
+    """
+    folder = Path(folder)
+    digests = {name: file_sha256(folder / name) for name in sorted(names)}
+    with atomic_write(folder / INTEGRITY_FILE_NAME) as handle:
+        json.dump({"algorithm": DIGEST_ALGORITHM, "files": digests}, handle, indent=2)
+        handle.write("\n")
+    return digests
+
+
+def read_integrity_manifest(path: str | os.PathLike) -> dict[str, str]:
+    """The ``{file name: SHA-256}`` of an integrity manifest.
+
+    Args:
+        path: The manifest file.
+
+    Returns:
+        The recorded digests.
+
+    Raises:
+        OSError: The manifest is not valid JSON or not a manifest; the message names it.
+    """
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if manifest.get("algorithm") != DIGEST_ALGORITHM or not all(
+            isinstance(name, str) and isinstance(value, str) for name, value in files.items()
+        ):
+            raise ValueError(f"expected {{'algorithm': '{DIGEST_ALGORITHM}', 'files': {{name: hex digest}}}}")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise OSError(
+            f"{path} is not a readable integrity manifest ({type(error).__name__}: {error}): download or save the "
+            f"model again, or set {VERIFY_DIGESTS_ENV}=0 to load without checking the files."
+        ) from error
+    return dict(files)
+
+
+def verify_file_digest(path: str | os.PathLike, expected: str, what: str = "") -> None:
+    """Refuse a file whose SHA-256 differs from the one recorded when it was written.
+
+    Args:
+        path: The file.
+        expected: The recorded hex digest.
+        what: How to get an intact copy, appended to the message (e.g. "Download the model again.").
+
+    Raises:
+        OSError: The file is missing, or its bytes changed since it was written; the message names it.
+    """
+    try:
+        found = file_sha256(path)
+    except OSError as error:
+        raise OSError(error.errno, f"Cannot read {path} to verify its digest: {error.strerror}. {what}") from error
+    if found != expected:
+        raise OSError(
+            f"{path} is damaged: its SHA-256 is {found}, but {expected} was recorded when it was written (a "
+            f"corrupted copy, a disk error or an edit). {what} To use it anyway, set {VERIFY_DIGESTS_ENV}=0."
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
@@ -39,9 +40,17 @@ def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
     Returns:
         The numpy array (numpy has no bfloat16, so ``.numpy()`` alone would raise on it).
+
+    Raises:
+        ValueError: A tensor on the ``meta`` device (it has a shape but no values).
     """
     import torch
 
+    if tensor.device.type == "meta":
+        raise ValueError(
+            f"Got a tensor of shape {tuple(tensor.shape)} on the meta device, which has a shape but no values (a model "
+            "or tensor created under torch.device('meta') and never loaded): give a tensor with data, e.g. on the CPU."
+        )
     tensor = tensor.detach().cpu()
     if tensor.is_floating_point():
         tensor = tensor.to(torch.float32)
@@ -105,6 +114,9 @@ def _rescale_to_uint8(array: np.ndarray, source: str, what: str | None = None) -
         source: A name for error messages.
         what: How the data type is named in errors (default ``dtype <dtype>``; e.g. ``PIL mode 'I'``).
 
+    Warns:
+        UserWarning: A uint16 image whose values all lie in 1..255 (8-bit data in a 16-bit array).
+
     Raises:
         ValueError: A value outside its dtype's documented range, NaN/inf, or an unsupported dtype.
     """
@@ -115,6 +127,15 @@ def _rescale_to_uint8(array: np.ndarray, source: str, what: str | None = None) -
     if array.dtype == bool:
         return array.astype(np.uint8) * 255
     if array.dtype == np.uint16:  # always 16-bit, whatever the values: round(value * 255 / 65535), exactly
+        high = int(array.max()) if array.size else 0
+        if 0 < high <= 255:
+            warnings.warn(
+                f"Image {source} has {what} but all its values lie in 0..{high}, the range of 8-bit data: read as "
+                "16-bit (0..65535), it comes out nearly black. If it holds 8-bit values, cast it with "
+                ".astype(np.uint8); if it really is a dark 16-bit image, ignore this warning.",
+                UserWarning,
+                stacklevel=4,
+            )
         return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if np.issubdtype(array.dtype, np.integer):
         low, high = int(array.min()), int(array.max())

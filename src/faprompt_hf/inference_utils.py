@@ -32,6 +32,9 @@ __all__ = [
     "OPENAI_CLIP_STD",
     "RESAMPLE_FILTERS",
     "THRESHOLD_RANGE",
+    "check_overlay_options",
+    "check_pixel_array",
+    "check_processor_settings",
     "check_threshold",
     "detection_result",
     "normalize_image",
@@ -139,6 +142,137 @@ def check_threshold(value: Any, name: str) -> float:
             f"{name} must be finite and lie in [{low:g}, {high:g}] (image scores and anomaly maps do), got {value!r}."
         )
     return float(value)
+
+
+def check_overlay_options(alpha: Any, normalize: Any) -> tuple[float, bool | tuple[float, float]]:
+    """The overlay options: ``alpha`` a number in [0, 1], ``normalize`` True, False or a finite (vmin, vmax).
+
+    Args:
+        alpha: ``overlay_alpha``.
+        normalize: ``overlay_normalize``.
+
+    Returns:
+        ``(float(alpha), normalize)`` with a range as a tuple of floats.
+
+    Raises:
+        ValueError: Names the argument, the value and what it may be.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
+        raise ValueError(f"overlay_alpha must be a number in [0, 1], got {alpha!r} ({type(alpha).__name__}).")
+    if not math.isfinite(float(alpha)) or not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"overlay_alpha must be finite and lie in [0, 1] (the heatmap's weight), got {alpha!r}.")
+    if isinstance(normalize, (bool, np.bool_)):
+        return float(alpha), bool(normalize)
+    rule = (
+        "overlay_normalize must be True (each map scaled by its own min and max), False (maps taken as in [0, 1]) or "
+        "a (vmin, vmax) pair of finite numbers with vmax > vmin"
+    )
+    if not isinstance(normalize, (tuple, list)) or len(normalize) != 2:
+        raise ValueError(f"{rule}, got {normalize!r} ({type(normalize).__name__}).")
+    if not all(
+        not isinstance(bound, bool) and isinstance(bound, (int, float, np.floating, np.integer)) for bound in normalize
+    ):
+        raise ValueError(f"{rule}, got {normalize!r}.")
+    low, high = (float(bound) for bound in normalize)
+    if not (math.isfinite(low) and math.isfinite(high) and high > low):
+        raise ValueError(f"{rule}, got {normalize!r}.")
+    return float(alpha), (low, high)
+
+
+def check_pixel_array(pixel_values: Any, size: tuple[int, int] | None = None, name: str = "pixel_values") -> np.ndarray:
+    """The model's input rules for a numpy batch (the ONNX runtime's ``run``), as ``forward`` applies them to tensors.
+
+    A float array (B, 3, H, W) with B >= 1, H and W the exported ``size`` when given, and only finite values. Integer
+    (raw 0..255) pixels, NaN and inf are refused, as :func:`faprompt_hf.validation.check_model_inputs` refuses them.
+
+    Args:
+        pixel_values: The batch.
+        size: The required (H, W), or None for any.
+        name: The argument's name, for the message.
+
+    Returns:
+        A C-contiguous float32 copy (or view) of the batch.
+
+    Raises:
+        TypeError: Not a numpy array (a string, a list, a tensor).
+        ValueError: Names the shape, dtype or values at fault and the fix.
+    """
+    rule = "normalised float images (B, 3, H, W), channels first, as preprocess() returns them (stacked)"
+    if not isinstance(pixel_values, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array of {rule}; got {type(pixel_values).__name__}.")
+    shape = tuple(pixel_values.shape)
+    expected = "(B, 3, H, W)" if size is None else f"(B, 3, {size[0]}, {size[1]}) (the exported size)"
+    if pixel_values.ndim != 4:
+        fix = "; add the batch dimension with pixel_values[None]" if pixel_values.ndim == 3 else ""
+        raise ValueError(f"{name} must have shape {expected}, got {shape}: {rule}{fix}.")
+    if shape[0] == 0:
+        raise ValueError(f"{name} has shape {shape}, a batch of 0 images: give at least one image.")
+    if shape[1] != 3:
+        fix = "this looks channels-last (B, H, W, 3): use pixel_values.transpose(0, 3, 1, 2)" if shape[3] == 3 else rule
+        raise ValueError(f"{name} must have shape {expected}, got {shape}: {fix}.")
+    if shape[2] == 0 or shape[3] == 0 or (size is not None and tuple(shape[2:]) != tuple(size)):
+        raise ValueError(f"{name} must have shape {expected}, got {shape}: prepare images with preprocess().")
+    if not np.issubdtype(pixel_values.dtype, np.floating):
+        raise ValueError(
+            f"{name} has dtype {pixel_values.dtype}: {rule}; raw integer pixels would be read as normalised values, "
+            "so prepare the images with preprocess()."
+        )
+    pixel_values = np.ascontiguousarray(pixel_values, dtype=np.float32)
+    if not np.isfinite(pixel_values).all():
+        raise ValueError(
+            f"{name} (shape {shape}) contains NaN or inf: every score would be NaN. Check the images and the "
+            "normalisation (preprocess() never produces them)."
+        )
+    return pixel_values
+
+
+def check_processor_settings(settings: Any, source: str) -> tuple[tuple[int, int], str, list[float], list[float]]:
+    """An image processor's saved settings (``preprocessor_config.json``), read without PyTorch by its rules.
+
+    Args:
+        settings: The parsed JSON.
+        source: The file, for the message.
+
+    Returns:
+        ``((height, width), resample, image_mean, image_std)``.
+
+    Raises:
+        ValueError: Names the file, the field and what it must be.
+    """
+    if not isinstance(settings, dict):
+        raise ValueError(f"{source} must hold a JSON object, got {type(settings).__name__}: export the model again.")
+    size = settings.get("size")
+    if not (
+        isinstance(size, dict)
+        and set(size) >= {"height", "width"}
+        and all(
+            isinstance(size[key], int) and not isinstance(size[key], bool) and size[key] > 0
+            for key in ("height", "width")
+        )
+    ):
+        raise ValueError(
+            f'{source}: size must be {{"height": H, "width": W}} of positive ints, got {size!r}: export the model '
+            "again."
+        )
+    resample = settings.get("resample", "bicubic")
+    if resample not in RESAMPLE_FILTERS:
+        raise ValueError(f"{source}: resample must be one of {sorted(RESAMPLE_FILTERS)}, got {resample!r}.")
+    values = {}
+    for key in ("image_mean", "image_std"):
+        value = settings.get(key)
+        if not (
+            isinstance(value, (list, tuple))
+            and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        ):
+            raise ValueError(
+                f"{source}: {key} must be 3 finite numbers (one per RGB channel), got {value!r}: export the model "
+                "again."
+            )
+        values[key] = [float(v) for v in value]
+    if any(v <= 0 for v in values["image_std"]):
+        raise ValueError(f"{source}: image_std must be > 0 per channel, got {values['image_std']}.")
+    return (size["height"], size["width"]), str(resample), values["image_mean"], values["image_std"]
 
 
 def resolve_threshold(

@@ -675,10 +675,23 @@ def _check_masks_agree_with_labels(masks: np.ndarray, labels: np.ndarray) -> Non
         masks: Boolean masks (N, H, W).
         labels: Boolean image labels (N,), True for anomalous.
 
+    Warns:
+        UserWarning: Some anomalous images have empty masks (they add normal pixels only).
+
     Raises:
         ValueError: Some normal images have marked pixels; the message gives their indices and pixel counts.
     """
-    marked = masks.reshape(masks.shape[0], -1).sum(axis=1)
+    marked = masks.sum(axis=tuple(range(1, masks.ndim)))  # (a reshape to (N, -1) fails for N = 0)
+    empty = np.flatnonzero(labels & (marked == 0))
+    if empty.size:
+        shown = ", ".join(f"image {int(i)}" for i in empty[:5]) + (", ..." if empty.size > 5 else "")
+        warnings.warn(
+            f"{empty.size} image(s) labelled anomalous have an empty mask ({shown}): their pixels count as normal "
+            "pixels in the pixel metrics. Give their masks, or drop them from the pixel metrics if the dataset has "
+            "image-level labels only.",
+            UserWarning,
+            stacklevel=4,
+        )
     bad = np.flatnonzero(~labels & (marked > 0))
     if bad.size:
         shown = ", ".join(f"image {int(i)} ({int(marked[i])} px)" for i in bad[:5])
@@ -805,6 +818,9 @@ def compute_per_class_metrics(
             aupro,
             f" for class {name!r}",
         )
+    if not per_class:  # no images: the mean row is every metric as NaN, each with its warning (as for one class)
+        per_class[MEAN_KEY] = _compute_validated(scores, labels, maps, mask_array, aupro, " (no images)")
+        return per_class
     per_class[MEAN_KEY] = mean_over_classes(per_class)
     return per_class
 

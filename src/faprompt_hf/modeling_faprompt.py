@@ -79,15 +79,44 @@ def add_prior_to_prompts(prompt_embeds: torch.Tensor, prior_bias: torch.Tensor, 
     return embeds.reshape(-1, *prompt_embeds.shape[1:])
 
 
-def check_gaussian_sigma(sigma: Any, name: str = "gaussian_sigma") -> float:
-    """A smoothing sigma in pixels: a finite number >= 0 (0 turns smoothing off).
+def check_gaussian_sigma(sigma: Any, name: str = "gaussian_sigma", size: tuple[int, int] | None = None) -> float:
+    """A smoothing sigma in pixels: a finite number >= 0 (0 turns smoothing off), at most the map's longer side.
+
+    A sigma wider than the map flattens it to nearly its mean, and the kernel's cost grows with sigma
+    (``gaussian_sigma=1e6`` took minutes and gigabytes for two 32 px images): it is refused.
+
+    Args:
+        sigma: The value given.
+        name: The argument's name, for the message.
+        size: The anomaly map's (height, width), when known: sigma may not exceed ``max(height, width)``.
+
+    Returns:
+        ``float(sigma)``.
 
     Raises:
-        ValueError: Not a number, a bool, NaN, inf or negative.
+        ValueError: Not a number, a bool, NaN, inf, negative, or larger than the map.
     """
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
         raise ValueError(f"{name} must be a finite number >= 0 (pixels; 0 turns smoothing off), got {sigma!r}.")
+    if size is not None and sigma > max(size):
+        raise ValueError(
+            f"{name}={sigma!r} is wider than the {size[0]}x{size[1]} anomaly map: it would flatten the map and its "
+            f"kernel would cost time and memory in proportion to sigma. Use a sigma of at most {max(size)} pixels "
+            "(the reference uses 4; 0 turns smoothing off)."
+        )
     return float(sigma)
+
+
+def _check_finite_outputs(pixel_values: torch.Tensor, image_scores: torch.Tensor, anomaly_maps: torch.Tensor) -> None:
+    """Refuse scores or maps that overflowed to NaN or inf (finite but huge pixels, e.g. 1e30), naming the range."""
+    if bool(torch.isfinite(image_scores).all()) and bool(torch.isfinite(anomaly_maps).all()):
+        return
+    low, high = float(pixel_values.min()), float(pixel_values.max())
+    raise ValueError(
+        f"The model's scores or maps are NaN or infinite for pixel_values in [{low:.3g}, {high:.3g}]: values that "
+        "large overflow inside the vision tower. pixel_values must be normalised images (about [-2, 2.2] with CLIP's "
+        "mean and std), as FAPromptImageProcessor returns them."
+    )
 
 
 @dataclass
@@ -501,7 +530,12 @@ class FAPromptModel(FAPromptPreTrainedModel):
 
         Returns:
             An [`FAPromptStaticPrompts`].
+
+        Raises:
+            ValueError: A template token id (``config.eos_token_id``, ...) beyond the CLIP's vocabulary.
         """
+        if not torch.compiler.is_compiling():
+            self.config.check_prompt_vocabulary("the model's CLIP", "the config")
         cache_key = None
         if not torch.is_grad_enabled():
             learner = self.prompt_learner
@@ -623,8 +657,9 @@ class FAPromptModel(FAPromptPreTrainedModel):
             ValueError: Inputs that break the rules of :func:`~faprompt_hf.validation.check_model_inputs` (not a
                 floating (B, 3, H, W) batch, NaN/inf pixels, labels other than 0/1 or not one per image, masks of
                 the wrong shape, outside [0, 1] or non-empty on normal images), an input size that breaks
-                :meth:`FAPromptConfig.check_input_size`, a ``gaussian_sigma`` that is not a finite number >= 0, or an
-                anomalous image without a mask.
+                :meth:`FAPromptConfig.check_input_size`, a ``gaussian_sigma`` that is not a finite number >= 0 or is
+                wider than the map (also the config's), an anomalous image without a mask, or (without labels) scores
+                or maps that overflowed to NaN/inf because the pixels are far outside the normalised range.
             TypeError: An unknown keyword argument, or an input that is not a tensor.
         """
         unknown = sorted(set(kwargs) - _IGNORED_BATCH_KEYS)
@@ -634,14 +669,19 @@ class FAPromptModel(FAPromptPreTrainedModel):
         masks = check_model_inputs(
             pixel_values, labels, masks, mask_valid, check_values=not torch.compiler.is_compiling()
         )
-        sigma = self.config.gaussian_sigma if gaussian_sigma is None else check_gaussian_sigma(gaussian_sigma)
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         size = tuple(pixel_values.shape[-2:])
+        if gaussian_sigma is None:
+            sigma = check_gaussian_sigma(self.config.gaussian_sigma, "config.gaussian_sigma", size)
+        else:
+            sigma = check_gaussian_sigma(gaussian_sigma, size=size)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         image_embeds, patch_embeds = self.encode_image(pixel_values)
         scores = self._score(image_embeds, patch_embeds, static_prompts or self.static_prompts(), size)
         with _full_precision(pixel_values.device):
             static_maps, prior_maps, raw_anomaly_maps, anomaly_maps = self._anomaly_maps(scores, size, sigma)
+            if labels is None and not torch.compiler.is_compiling():  # (training reports a NaN loss with its step)
+                _check_finite_outputs(pixel_values, scores.image_scores, anomaly_maps)
             losses: dict[str, torch.Tensor] = {}
             if labels is not None:
                 pixel_valid = self._pixel_validity(labels, masks, mask_valid, allow_missing_masks)

@@ -12,13 +12,15 @@ else 0.5 with a one-time warning that it is uncalibrated. The pixel ``mask`` is 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
-from transformers.utils import logging
+from transformers.utils import cached_file, logging
 
 from .image_processing_faprompt import FAPromptImageProcessor
 from .image_utils import ImageInput, to_rgb_image
@@ -26,6 +28,7 @@ from .inference_utils import (
     ANOMALY_DETECTION_TASK,
     DEFAULT_PIXEL_THRESHOLD,
     DEFAULT_THRESHOLD,
+    check_overlay_options,
     check_threshold,
     detection_result,
     resolve_threshold,
@@ -41,6 +44,41 @@ __all__ = [
     "FAPromptAnomalyDetectionPipeline",
     "register_pipeline",
 ]
+
+
+_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+
+
+def _saved_image_processor(model: Any) -> FAPromptImageProcessor | None:
+    """The image processor saved beside the model, when its folder (or hub repo) has one, else None.
+
+    transformers' ``pipeline()`` drops a processor file it cannot load and goes on without one: a file that is
+    present must load, or fail naming it.
+
+    Raises:
+        ValueError: A processor file that is not valid JSON or holds invalid settings (e.g. size 0); the message
+            names it and the fix.
+    """
+    source = getattr(model, "name_or_path", None)
+    if not source:
+        return None
+    lookup = {"_raise_exceptions_for_missing_entries": False, "_raise_exceptions_for_connection_errors": False}
+    try:
+        present = [path for name in _PROCESSOR_FILES if (path := cached_file(source, name, **lookup))]
+    except OSError:
+        return None
+    if not present:
+        return None
+    fix = "fix the file or delete it (the pipeline then uses an image processor at the model's config.image_size)"
+    for path in present:
+        try:
+            json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise ValueError(f"{path} cannot be read as JSON ({error}): {fix}.") from error
+    try:
+        return FAPromptImageProcessor.from_pretrained(source)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{present[0]} holds invalid image processor settings ({error}): {fix}.") from error
 
 
 class FAPromptAnomalyDetectionPipeline(Pipeline):
@@ -82,6 +120,8 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.image_processor is None:
+            self.image_processor = _saved_image_processor(self.model)
         if self.image_processor is None:
             logger.info("No image processor given or found; using the model's (FAPromptImageProcessor at image_size).")
             self.image_processor = FAPromptImageProcessor.from_model_config(self.model.config)
@@ -125,10 +165,15 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
             postprocess["pixel_threshold"] = check_threshold(pixel_threshold, "pixel_threshold")
         if return_overlay is not None:
             postprocess["return_overlay"] = bool(return_overlay)
-        if overlay_alpha is not None:
-            postprocess["overlay_alpha"] = float(overlay_alpha)
-        if overlay_normalize is not None:
-            postprocess["overlay_normalize"] = overlay_normalize
+        if overlay_alpha is not None or overlay_normalize is not None:
+            alpha, normalize = check_overlay_options(
+                0.5 if overlay_alpha is None else overlay_alpha,
+                True if overlay_normalize is None else overlay_normalize,
+            )
+            if overlay_alpha is not None:
+                postprocess["overlay_alpha"] = alpha
+            if overlay_normalize is not None:
+                postprocess["overlay_normalize"] = normalize
         return {}, {}, postprocess
 
     def __call__(

@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from .checkpoints import clip_fingerprint
 from .data import FAPromptCollator, defer_decoding
 from .data.anomaly_synthesis import (
     SyntheticAnomalyDataset,
@@ -68,7 +69,7 @@ from .data.anomaly_synthesis import (
     summarize_kinds,
 )
 from .data.schema import _is_missing
-from .file_utils import atomic_write, staged_directory, write_failure
+from .file_utils import atomic_write, digests_enabled, file_sha256, staged_directory, write_failure
 from .hub import push_folder_to_hub, write_model_card
 from .modeling_faprompt import FAPromptModel
 
@@ -78,6 +79,7 @@ __all__ = [
     "RESUME_FIXED_ARGUMENTS",
     "RUN_FILE_NAME",
     "FAPromptTrainingArguments",
+    "data_identity",
     "find_latest_checkpoint",
     "train",
     "validate_training_dataset",
@@ -119,7 +121,7 @@ other values than the checkpoint's run is refused unless ``allow_changed_argumen
 change on resume: the new value applies from the resumed step on (a new learning rate replaces the one in the
 restored optimizer state) and the change is logged."""
 
-_RUN_CONTROL_ARGUMENTS = ("output_dir", "resume_from_checkpoint", "allow_changed_arguments")
+_RUN_CONTROL_ARGUMENTS = ("output_dir", "resume_from_checkpoint", "allow_changed_arguments", "overwrite_output_dir")
 _LOW_DISK_SPACE = 64 * 2**20  # bytes: below this, a failed checkpoint write is reported as a full disk
 _CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d+)$")
 _TEMPORARY_SUFFIX = ".tmp"
@@ -183,6 +185,13 @@ class FAPromptTrainingArguments:
             "when there is none) or the path of a checkpoint folder. Changed arguments apply and are logged, except "
             "seed, image_size, per_device_train_batch_size, gradient_accumulation_steps, the number of "
             "processes and the synthetic-anomaly options, which are refused unless --allow_changed_arguments."
+        },
+    )
+    overwrite_output_dir: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Let this run replace what another run left in output_dir (its checkpoints, its saved model). "
+            "Without it, a run refuses to start in an output_dir holding another run's work that it would replace."
         },
     )
     allow_changed_arguments: bool = dataclasses.field(
@@ -394,6 +403,20 @@ def _check_checkpoint(checkpoint: Path) -> dict[str, Any]:
         ValueError: A damaged file; the message names it and the cause.
     """
     state = _read_trainer_state(checkpoint)
+    recorded = state.get("file_sha256")
+    if isinstance(recorded, dict) and digests_enabled():
+        for name, expected in sorted(recorded.items()):
+            path = checkpoint / name
+            try:
+                found = file_sha256(path)
+            except OSError as error:
+                raise ValueError(f"{path} is missing or unreadable ({error.strerror}).") from error
+            if found != expected:
+                raise ValueError(
+                    f"{path} is damaged: its SHA-256 {found} differs from the {expected} recorded in "
+                    f"{TRAINER_STATE_NAME} when the checkpoint was written (set FAPROMPT_VERIFY_DIGESTS=0 to resume "
+                    "from it anyway)."
+                )
     for path in sorted(checkpoint.rglob("*")):
         if not path.is_file():
             continue
@@ -453,6 +476,76 @@ def _run_checkpoints(output_dir: str | os.PathLike, run_id: str | None) -> tuple
             belongs = True  # unreadable: a damaged checkpoint of this run is reported (and skipped) when checked
         (ours if belongs else others).append(path)
     return ours, others
+
+
+def _checkpoint_run_id(checkpoint: Path) -> str | None:
+    """The ``run_id`` recorded in a checkpoint's trainer state (None when unreadable)."""
+    try:
+        run_id = json.loads((checkpoint / TRAINER_STATE_NAME).read_text(encoding="utf-8")).get("run_id")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) else None
+
+
+def _checkpoint_step(checkpoint: Path) -> int:
+    return int(_CHECKPOINT_PATTERN.match(checkpoint.name).group(1))
+
+
+def _refuse_replacing_other_runs(
+    args: FAPromptTrainingArguments, run_id: str, start_step: int, resumed: Path | None, latest: bool
+) -> None:
+    """Refuse to start a run that would replace another run's work in ``output_dir`` (unless overwrite allowed).
+
+    Another run's work: checkpoints of another run (or branch) at a later step than this run starts from (this run
+    would write its own under the same names), and, unless this run continues the recorded one (``latest``), the
+    model a finished run saved (``trainer_state.json``).
+
+    Raises:
+        ValueError: Names the folder, what would be replaced and the three ways on; nothing has been changed.
+    """
+    if args.overwrite_output_dir:
+        return
+    output_dir = Path(args.output_dir)
+    _, others = _run_checkpoints(output_dir, run_id)
+    replaced = sorted((path for path in others if _checkpoint_step(path) > start_step), key=_checkpoint_step)
+    names = [f"{CHECKPOINTS_DIR}/{path.name}" for path in replaced]
+    if not latest and (output_dir / TRAINER_STATE_NAME).is_file():
+        names.append(f"the trained model ({TRAINER_STATE_NAME}, model weights)")
+    if not names:
+        return
+    shown = ", ".join(names[:6] + ([f"... ({len(names) - 6} more)"] if len(names) > 6 else []))
+    if latest:
+        how = f"Resuming the run recorded in {output_dir / CHECKPOINTS_DIR / RUN_FILE_NAME} would replace"
+    elif resumed is not None:
+        how = f"Resuming from {resumed} starts a new branch of the run, which would replace"
+    else:
+        how = "A fresh run (no --resume_from_checkpoint) would replace"
+    raise ValueError(
+        f"{output_dir} holds another run's work: {how} {shown}. Nothing was changed. Continue that run with "
+        "--resume_from_checkpoint latest, train into another --output_dir (a checkpoint path resumes into any "
+        "folder), or pass --overwrite_output_dir (overwrite_output_dir=True) to replace them."
+    )
+
+
+def data_identity(dataset: Dataset, dataset_name: str | None = None) -> dict[str, Any]:
+    """What identifies a training dataset in a checkpoint: its name, its item count and a digest of its item list.
+
+    The digest covers each row's ``path``, ``label``, ``class_name`` and ``defect_type`` (no image is decoded), so
+    another folder, other classes or another number of items change it.
+
+    Args:
+        dataset: The training dataset.
+        dataset_name: The name the run gives it (e.g. the dataset path, or ``"synthetic (stripes)"``).
+
+    Returns:
+        ``{"name", "num_items", "items_sha256"}``.
+    """
+    digest = hashlib.sha256()
+    for column in ("path", "label", "class_name", "defect_type"):
+        if column in dataset.column_names:
+            digest.update(column.encode())
+            digest.update(json.dumps(dataset[column], default=str).encode())
+    return {"name": dataset_name, "num_items": len(dataset), "items_sha256": digest.hexdigest()}
 
 
 def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
@@ -555,6 +648,7 @@ class _Checkpointer:
         self.accelerator = accelerator
         self.folder = Path(args.output_dir) / CHECKPOINTS_DIR
         self.save_total_limit = args.save_total_limit
+        self.overwrite = args.overwrite_output_dir  # may another run's checkpoint be replaced (set by _resume)
         # With DDP (or one process) accelerate would save the frozen CLIP in every checkpoint; these hooks keep only
         # the prompt learner. FSDP and DeepSpeed save their sharded states natively and never call them with weights.
         accelerator.register_save_state_pre_hook(self._keep_trainable_weights)
@@ -573,9 +667,17 @@ class _Checkpointer:
             model.prompt_learner.load_state_dict({key.removeprefix(prefix): value for key, value in state.items()})
 
     def write_run(self, run_id: str, resumed_from: Path | None) -> None:
-        """Record (main process) which run writes to this folder, so that ``latest`` only picks its checkpoints."""
+        """Record (main process) which run writes to this folder, so that ``latest`` only picks its checkpoints.
+
+        ``run_id`` names the branch last started: a fresh start or an explicit resume starts a new one, ``latest``
+        continues the recorded one (and inherits its ``overwrite_output_dir``).
+        """
         if self.accelerator.is_main_process:
-            run = {"run_id": run_id, "resumed_from": None if resumed_from is None else str(resumed_from.resolve())}
+            run = {
+                "run_id": run_id,
+                "resumed_from": None if resumed_from is None else str(resumed_from.resolve()),
+                "overwrite_output_dir": self.overwrite,
+            }
             with atomic_write(self.folder / RUN_FILE_NAME) as handle:
                 json.dump(run, handle, indent=2)
 
@@ -589,6 +691,12 @@ class _Checkpointer:
         accelerator = self.accelerator
         final = self.folder / f"checkpoint_{step}"
         temporary = final.with_name(final.name + _TEMPORARY_SUFFIX)
+        owner = _checkpoint_run_id(final) if final.is_dir() else state["run_id"]
+        if owner != state["run_id"] and not self.overwrite:
+            raise ValueError(
+                f"{final} was written by another run ({owner}); this run ({state['run_id']}) will not replace it. "
+                "Train into another output_dir, or pass --overwrite_output_dir (overwrite_output_dir=True)."
+            )
         try:
             if accelerator.is_main_process:
                 shutil.rmtree(temporary, ignore_errors=True)
@@ -597,6 +705,11 @@ class _Checkpointer:
             accelerator.save_state(str(temporary))
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
+                files = sorted(path for path in temporary.rglob("*") if path.is_file())
+                state = {
+                    **state,
+                    "file_sha256": {path.relative_to(temporary).as_posix(): file_sha256(path) for path in files},
+                }
                 with atomic_write(temporary / TRAINER_STATE_NAME) as handle:
                     json.dump(state, handle, indent=2)
                 _fsync_tree(temporary)
@@ -655,9 +768,12 @@ class _LoopState:
             loss_window=[list(terms) for terms in saved.get("loss_window", [])],
         )
 
-    def checkpoint_state(self, args: FAPromptTrainingArguments, num_processes: int) -> dict[str, Any]:
-        """The trainer state of a checkpoint: this state, the layout and the run's arguments."""
+    def checkpoint_state(
+        self, args: FAPromptTrainingArguments, num_processes: int, identity: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The trainer state of a checkpoint: this state, the layout, the run's arguments, data and CLIP identity."""
         return {
+            **dict(identity or {}),
             **dataclasses.asdict(self),
             "num_processes": num_processes,
             "per_device_train_batch_size": args.per_device_train_batch_size,
@@ -679,6 +795,28 @@ class _TrainingSetup:
     clip_dtype: torch.dtype | None
     steps_per_epoch: int
     total_steps: int
+    identity: dict[str, Any] = dataclasses.field(default_factory=dict)  # data and CLIP, see _run_identity
+
+
+def _run_identity(model: FAPromptModel, dataset: Dataset, dataset_name: str | None) -> dict[str, Any]:
+    """What a checkpoint records of the data and the CLIP, so that a resume on other ones is refused."""
+    return {"data": data_identity(dataset, dataset_name), "clip_fingerprint": clip_fingerprint(model.clip)}
+
+
+def _changed_identity(saved: Mapping[str, Any], identity: Mapping[str, Any]) -> dict[str, str]:
+    """``{what: "saved -> now"}`` for the data and CLIP identity (checkpoints that record them)."""
+    changed = {}
+    before, now = saved.get("data"), identity.get("data")
+    if isinstance(before, dict) and now and before != now:
+        changed["data"] = (
+            f"data {before.get('name')!r} ({before.get('num_items')} items, sha256 "
+            f"{str(before.get('items_sha256'))[:12]}) -> {now['name']!r} ({now['num_items']} items, sha256 "
+            f"{now['items_sha256'][:12]})"
+        )
+    before, now = saved.get("clip_fingerprint"), identity.get("clip_fingerprint")
+    if before and now and before != now:
+        changed["clip"] = f"CLIP fingerprint {before} -> {now} (another --clip or other CLIP weights)"
+    return changed
 
 
 def _resolve_resume_path(args: FAPromptTrainingArguments) -> tuple[Path, dict[str, Any]] | None:
@@ -721,16 +859,24 @@ def _changed_arguments(
 
 
 def _apply_resume_rules(
-    path: Path, saved: Mapping[str, Any], args: FAPromptTrainingArguments, num_processes: int
+    path: Path,
+    saved: Mapping[str, Any],
+    args: FAPromptTrainingArguments,
+    num_processes: int,
+    identity: Mapping[str, Any] | None = None,
 ) -> None:
-    """Refuse changes of :data:`RESUME_FIXED_ARGUMENTS` (unless allowed); log every change that applies."""
+    """Refuse changes of :data:`RESUME_FIXED_ARGUMENTS`, the data or the CLIP (unless allowed); log every change."""
     changed = _changed_arguments(saved, args, num_processes)
     described = {key: f"{key} {before!r} -> {now!r}" for key, (before, now) in changed.items()}
     fixed = [key for key in RESUME_FIXED_ARGUMENTS if key in changed]
+    for key, text in _changed_identity(saved, identity or {}).items():
+        changed[key], described[key] = text, text
+        fixed.append(key)
     if fixed and not args.allow_changed_arguments:
         raise ValueError(
             f"Resuming {path} with arguments that differ from its run's: {'; '.join(described[key] for key in fixed)}. "
-            "These fix the data the run sees (order, image size, batching, synthetic anomalies), so the result would "
+            "These fix the data the run sees (order, image size, batching, synthetic anomalies, the items, the CLIP), "
+            "so the result would "
             "not continue the saved run. Pass the saved values, or --allow_changed_arguments "
             "(allow_changed_arguments=True) to continue with the new ones."
         )
@@ -876,26 +1022,27 @@ def _resume(setup: _TrainingSetup, args: FAPromptTrainingArguments) -> _LoopStat
     """
     accelerator = setup.accelerator
     found = _resolve_resume_path(args)
+    run = _read_run(args.output_dir)
+    latest = found is not None and args.resume_from_checkpoint == "latest"
+    new_run_id = broadcast_object_list([uuid.uuid4().hex])[0]
+    # A fresh start or an explicit resume starts a new branch; `latest` continues the branch recorded in run.json.
+    run_id = (run.get("run_id") or found[1].get("run_id") or new_run_id) if latest else new_run_id
+    if latest and run.get("overwrite_output_dir"):
+        setup.checkpointer.overwrite = True  # the branch was allowed to replace when it started
+    if not setup.checkpointer.overwrite:
+        _refuse_replacing_other_runs(
+            args, run_id, 0 if found is None else found[1]["global_step"], None if found is None else found[0], latest
+        )
     if found is None:
-        state = _LoopState(run_id=broadcast_object_list([uuid.uuid4().hex])[0])
-        if (
-            args.resume_from_checkpoint is None
-            and accelerator.is_main_process
-            and _run_checkpoints(args.output_dir, None)[0]
-        ):
-            logger.warning(
-                "%s already holds checkpoints of an earlier run; resume_from_checkpoint='latest' will "
-                "ignore them (this run is recorded in %s).",
-                Path(args.output_dir) / CHECKPOINTS_DIR,
-                RUN_FILE_NAME,
-            )
+        state = _LoopState(run_id=run_id)
     else:
         path, saved = found
-        _apply_resume_rules(path, saved, args, accelerator.num_processes)
+        _apply_resume_rules(path, saved, args, accelerator.num_processes, setup.identity)
         accelerator.load_state(str(path))
         for group in setup.optimizer.param_groups:  # the restored optimizer state carries the saved run's values
             group.update(lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
         state = _LoopState.from_checkpoint(saved)
+        state.run_id = run_id
         if accelerator.is_main_process:
             logger.info(
                 "Resumed from %s at step %d (epoch %d, batch %d).",
@@ -983,7 +1130,9 @@ def _run_steps(
                     accelerator.log(record, step=state.global_step)
                     state.log_history.append({"step": state.global_step, **record})
                 if args.checkpointing_steps and state.global_step % args.checkpointing_steps == 0:
-                    setup.checkpointer.save(state.global_step, state.checkpoint_state(args, accelerator.num_processes))
+                    setup.checkpointer.save(
+                        state.global_step, state.checkpoint_state(args, accelerator.num_processes, setup.identity)
+                    )
                 if step_callback is not None:
                     step_callback(state.global_step, values)
                 if state.global_step >= setup.total_steps:
@@ -1139,7 +1288,9 @@ def train(
         "dataset_summary": dataset_summary,
     }
 
+    identity = _run_identity(model, train_dataset, dataset_name)  # (before the CLIP is cast or wrapped)
     setup = _set_up(model, train_dataset, processor, args)
+    setup.identity = identity
     state = _resume(setup, args)
     accelerator = setup.accelerator
     if accelerator.is_main_process:

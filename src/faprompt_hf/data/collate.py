@@ -14,6 +14,7 @@ map-style datasets by sampler; use ``datasets.distributed.split_dataset_by_node`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,7 +65,9 @@ class FAPromptCollator:
         Returns:
             ``pixel_values`` float (B, 3, S, S), ``masks`` float (B, S, S) in {0, 1} (all zero for rows without
             mask), ``labels`` long (B,), ``mask_valid`` bool (B,) (False for anomalous rows without a mask, whose
-            all-zero mask is not ground truth), and the lists ``class_names``, ``defect_types`` and ``paths``.
+            all-zero mask is not ground truth, and, with a warning naming the row, for anomalous rows whose mask
+            marks no pixel or whose marked pixels vanish when resized to S), and the lists ``class_names``,
+            ``defect_types`` and ``paths``.
 
         Raises:
             ValueError: An empty batch, or a bad row (the message names the row's path).
@@ -84,6 +87,15 @@ class FAPromptCollator:
             label = _parse_label(row["label"], f"row {source!r}")
             if mask is not None:
                 _check_mask(mask, image.size, label, source, resize_ok=self.resize_mismatched_masks)
+                if label == 1 and not mask.any():
+                    warnings.warn(
+                        f"Row {source!r} is labelled anomalous but its mask marks no pixel: it is not ground truth, "
+                        "so the row is marked mask_valid=False (training refuses it). Give its real mask, or drop "
+                        "the row.",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+                    mask = None
             images.append(image)
             masks.append(mask)
             labels.append(label)
@@ -94,6 +106,17 @@ class FAPromptCollator:
             features = self.processor(images=images, masks=masks, return_tensors="pt", **options)
         except ValueError as error:
             raise ValueError(f"The processor rejected the batch {paths}: {error}") from error
+        for index, (label, mask) in enumerate(zip(labels, masks, strict=True)):
+            if label == 1 and mask is not None and not bool(features["masks"][index].any()):
+                size = tuple(features["masks"].shape[-2:])
+                warnings.warn(
+                    f"Row {paths[index]!r}: its mask's {int(mask.sum())} anomalous pixel(s) vanish when the mask is "
+                    f"resized from {mask.shape[1]}x{mask.shape[0]} to {size[1]}x{size[0]}: the row is marked "
+                    "mask_valid=False (training refuses it). Train at a larger image_size, or drop the row.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                valid[index] = False
         return {
             "pixel_values": features["pixel_values"],
             "masks": features["masks"],

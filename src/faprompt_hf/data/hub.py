@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, load_dataset, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, Value, load_dataset, load_from_disk
 from datasets import Image as ImageFeature
 from transformers.utils import logging
 
@@ -207,6 +207,23 @@ def _is_keepable_mask_column(dataset: Dataset, column: str) -> bool:
     return True
 
 
+def _check_image_column(features: Mapping[str, Any], mapping: Mapping[str, str], name: str) -> None:
+    """Refuse an image (or mask) column of numbers: ``Image()`` cannot read it (Arrow's cast error would not say so).
+
+    Raises:
+        ValueError: Names the dataset, the column, its type and what an image column holds.
+    """
+    for ours in ("image", "mask"):
+        column = mapping.get(ours)
+        feature = features.get(column) if column is not None else None
+        if isinstance(feature, Value) and feature.dtype not in ("string", "large_string", "binary", "large_binary"):
+            raise ValueError(
+                f"{name!r}: the {ours} column {column!r} holds {feature.dtype} values, not images. An image column "
+                "holds images (datasets.Image), file paths (strings) or encoded bytes; if another column holds the "
+                f"images, name it with column_mapping={{'{ours}': '<column>'}}."
+            )
+
+
 def load_hub_dataset(
     name_or_path: str | os.PathLike,
     split: str = "test",
@@ -257,6 +274,7 @@ def load_hub_dataset(
     dataset = _open(name, split, streaming, load_kwargs)
     features = dataset.features or {}
     mapping = _resolve_mapping(dataset.column_names or list(features), column_mapping, name)
+    _check_image_column(features, mapping, name)
     normalise = partial(
         _normalise_batch, mapping=mapping, features=features, reference=f"{name}[{split}]", class_name=class_name
     )

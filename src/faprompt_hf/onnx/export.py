@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..file_utils import staged_directory
+from ..file_utils import file_sha256, remove_stale_staging, staged_directory
 from ..image_processing_faprompt import FAPromptImageProcessor
 from ..modeling_faprompt import FAPromptModel, FAPromptStaticPrompts
 from ..processing_faprompt import FAPromptProcessor
@@ -163,6 +163,12 @@ def export_onnx(
             f"path {os.fspath(path)!r} must be a folder: export_onnx writes {ONNX_FILE_NAME} and its configs into it "
             f"(for example path={os.fspath(destination.with_suffix(''))!r})."
         )
+    if processor is not None and not isinstance(processor, (FAPromptImageProcessor, FAPromptProcessor)):
+        raise TypeError(
+            f"processor must be an FAPromptImageProcessor or FAPromptProcessor (or None for one at the exported size), "
+            f"got {processor!r} ({type(processor).__name__}); load one with "
+            "FAPromptProcessor.from_pretrained(model_folder)."
+        )
     image_processor = processor.image_processor if isinstance(processor, FAPromptProcessor) else processor
     height, width = _image_size(image_size, image_processor, model)
     opset = _check_opset(opset, onnx.defs.onnx_opset_version())
@@ -208,10 +214,14 @@ def export_onnx(
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,
     }
+    for stale in remove_stale_staging(destination):  # left by an export that was killed before it finished
+        logger.warning("Removed %s, left by an export into %s that was killed before it finished.", stale, destination)
     with staged_directory(destination) as staging:
         onnx_path = staging / ONNX_FILE_NAME
         program.save(onnx_path)
         onnx.checker.check_model(os.fspath(onnx_path), full_check=True)
+        graph_files = [name for name in (ONNX_FILE_NAME, f"{ONNX_FILE_NAME}.data") if (staging / name).is_file()]
+        settings["file_sha256"] = {name: file_sha256(staging / name) for name in graph_files}
         (staging / PREPROCESSOR_CONFIG_NAME).write_text(image_processor.to_json_string(), encoding="utf-8")
         (staging / ONNX_CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         written = {file.name for file in staging.iterdir()}

@@ -16,9 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from ..file_utils import digests_enabled, verify_file_digest
 from ..image_utils import ImageInput, to_rgb_image
 from ..inference_utils import (
     DEFAULT_PIXEL_THRESHOLD,
+    check_overlay_options,
+    check_pixel_array,
+    check_processor_settings,
     check_threshold,
     detection_result,
     normalize_image,
@@ -86,6 +90,8 @@ class ONNXAnomalyDetector:
         graph_optimization_level: ``"disable"``, ``"basic"``, ``"extended"``, ``"layout"`` or ``"all"`` (default).
         session_options: An ``onnxruntime.SessionOptions`` used as is (the two arguments above are then ignored).
         onnx_file: The graph's file name in ``directory`` (default ``model.onnx``; e.g. an optimised copy).
+        verify_digests: Check the graph's files against the SHA-256 recorded at export in ``onnx_config.json``
+            (default: unless ``FAPROMPT_VERIFY_DIGESTS=0``); a damaged file is an ``OSError`` naming it.
 
     Example:
         ```python
@@ -105,6 +111,7 @@ class ONNXAnomalyDetector:
         graph_optimization_level: str = "all",
         session_options: Any = None,
         onnx_file: str | None = None,
+        verify_digests: bool | None = None,
     ) -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
@@ -119,30 +126,90 @@ class ONNXAnomalyDetector:
                 f"No ONNX graph at {onnx_path}. Export one with `faprompt-hf export --model MODEL --output "
                 f"{self.directory}` or faprompt_hf.export_onnx(model, {os.fspath(self.directory)!r})."
             )
-        processor = _read_json(self.directory / PREPROCESSOR_CONFIG_NAME)
-        try:
-            self.image_size = (int(processor["size"]["height"]), int(processor["size"]["width"]))
-            self.resample = str(processor.get("resample", "bicubic"))
-            self.image_mean = [float(value) for value in processor["image_mean"]]
-            self.image_std = [float(value) for value in processor["image_std"]]
-        except (KeyError, TypeError, ValueError) as error:
+        processor_path = self.directory / PREPROCESSOR_CONFIG_NAME
+        self.image_size, self.resample, self.image_mean, self.image_std = check_processor_settings(
+            _read_json(processor_path), os.fspath(processor_path)
+        )
+        config_path = self.directory / ONNX_CONFIG_NAME
+        graph_size = self.config.get("image_size", list(self.image_size))
+        if not isinstance(graph_size, (list, tuple)) or list(self.image_size) != list(graph_size):
             raise ValueError(
-                f"{self.directory / PREPROCESSOR_CONFIG_NAME} lacks a valid size, image_mean or image_std ({error!r}): "
-                "export the model again."
-            ) from error
-        if list(self.image_size) != list(self.config.get("image_size", self.image_size)):
-            raise ValueError(
-                f"{self.directory}: the processor's size {self.image_size} differs from the graph's "
-                f"{self.config['image_size']}: export the model again."
+                f"{processor_path} gives the size {list(self.image_size)} but {config_path} the graph's "
+                f"{graph_size!r}: the two files come from different exports. Export the model again."
             )
         threshold = self.config.get("anomaly_threshold")
-        self.threshold = None if threshold is None else check_threshold(threshold, "anomaly_threshold")
+        try:
+            self.threshold = None if threshold is None else check_threshold(threshold, "anomaly_threshold")
+        except ValueError as error:
+            raise ValueError(f"{config_path}: {error} Calibrate the model again, or set it to null.") from None
         self.input_name = self.config.get("input_name", INPUT_NAME)
-        self.output_names = list(self.config.get("output_names", OUTPUT_NAMES))
+        self.output_names = self.config.get("output_names", list(OUTPUT_NAMES))
+        if not isinstance(self.input_name, str) or not (
+            isinstance(self.output_names, list)
+            and len(self.output_names) == 2
+            and all(isinstance(name, str) for name in self.output_names)
+        ):
+            raise ValueError(
+                f"{config_path}: input_name must be a string and output_names a list of 2 strings (image scores, "
+                f"anomaly maps), got {self.input_name!r} and {self.output_names!r}: export the model again."
+            )
+        if digests_enabled(verify_digests):
+            self._verify_files(onnx_path)
         self.session = self._session(
             onnx_path, providers, intra_op_num_threads, graph_optimization_level, session_options
         )
+        self._check_graph(config_path)
         self._warned_uncalibrated = False
+
+    def _verify_files(self, onnx_path: Path) -> None:
+        """Check the graph and its weights against the SHA-256 recorded at export (older exports record none)."""
+        recorded = self.config.get("file_sha256")
+        if not isinstance(recorded, dict):
+            return
+        fix = (
+            "Export the model again (or copy the folder again); ONNXAnomalyDetector(..., verify_digests=False) skips "
+            "the check."
+        )
+        for name, expected in sorted(recorded.items()):
+            if name == ONNX_FILE_NAME and onnx_path.name != ONNX_FILE_NAME:
+                continue  # another graph file was chosen (onnx_file=...): the recorded one is not loaded
+            verify_file_digest(self.directory / name, str(expected), fix)
+
+    def _check_graph(self, config_path: Path) -> None:
+        """The graph's input and outputs must be those ``onnx_config.json`` names, in the recorded order and sizes."""
+        inputs = {node.name: node for node in self.session.get_inputs()}
+        outputs = list(self.session.get_outputs())
+        if self.input_name not in inputs:
+            raise ValueError(
+                f"{config_path} names the input {self.input_name!r}, but the graph's input is "
+                f"{sorted(inputs)}: fix input_name, or export the model again."
+            )
+        shape = list(inputs[self.input_name].shape)
+        static = [dim if isinstance(dim, int) else None for dim in shape]
+        if (
+            len(static) != 4
+            or (static[2], static[3]) != (None, None)
+            and (static[2], static[3]) != tuple(self.image_size)
+        ):
+            raise ValueError(
+                f"The graph's input {self.input_name!r} has shape {shape}, but {config_path} and "
+                f"{PREPROCESSOR_CONFIG_NAME} give the size {list(self.image_size)}: the configs come from another "
+                "export. Export the model again."
+            )
+        ranks = {node.name: len(node.shape) for node in outputs}
+        missing = [name for name in self.output_names if name not in ranks]
+        if missing:
+            raise ValueError(
+                f"{config_path} names the outputs {self.output_names}, but the graph has {sorted(ranks)}: fix "
+                "output_names, or export the model again."
+            )
+        if (ranks[self.output_names[0]], ranks[self.output_names[1]]) != (1, 3):
+            raise ValueError(
+                f"{config_path}: output_names must list the image scores (B,) first and the anomaly maps (B, H, W) "
+                f"second, but {self.output_names[0]!r} has {ranks[self.output_names[0]]} dimension(s) and "
+                f"{self.output_names[1]!r} {ranks[self.output_names[1]]}: they look swapped. Fix output_names, or "
+                "export the model again."
+            )
 
     @staticmethod
     def _session(
@@ -175,9 +242,19 @@ class ONNXAnomalyDetector:
                 if isinstance(intra_op_num_threads, bool) or not isinstance(intra_op_num_threads, int):
                     raise ValueError(f"intra_op_num_threads must be an int, got {intra_op_num_threads!r}.")
                 session_options.intra_op_num_threads = intra_op_num_threads
-        return onnxruntime.InferenceSession(
-            os.fspath(onnx_path), sess_options=session_options, providers=list(providers or ["CPUExecutionProvider"])
-        )
+        try:
+            return onnxruntime.InferenceSession(
+                os.fspath(onnx_path),
+                sess_options=session_options,
+                providers=list(providers or ["CPUExecutionProvider"]),
+            )
+        except Exception as error:  # onnxruntime raises its own Fail / InvalidProtobuf / RuntimeError classes
+            data = onnx_path.with_name(onnx_path.name + ".data")
+            files = f"{onnx_path}" + (f" (with its weights {data})" if data.exists() else "")
+            raise OSError(
+                f"onnxruntime cannot load the graph {files}: {type(error).__name__}: {str(error).splitlines()[0]} "
+                "The files are truncated, emptied or from different exports: export the model again."
+            ) from error
 
     def run(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run the graph on normalised pixels.
@@ -187,14 +264,13 @@ class ONNXAnomalyDetector:
 
         Returns:
             ``(image_scores (B,), anomaly_maps (B, H, W))``, float32.
+
+        Raises:
+            TypeError: Not a numpy array.
+            ValueError: An empty batch, another shape or size, integer pixels, NaN or inf (the rules of
+                ``FAPromptModel.forward``, :func:`faprompt_hf.inference_utils.check_pixel_array`).
         """
-        pixel_values = np.ascontiguousarray(pixel_values, dtype=np.float32)
-        expected = (3, *self.image_size)
-        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
-            raise ValueError(
-                f"pixel_values must have shape (B, {expected[0]}, {expected[1]}, {expected[2]}) (the exported size), "
-                f"got {tuple(pixel_values.shape)}: prepare images with preprocess()."
-            )
+        pixel_values = check_pixel_array(pixel_values, self.image_size)
         scores, maps = self.session.run(self.output_names, {self.input_name: pixel_values})
         return scores, maps
 
@@ -234,6 +310,7 @@ class ONNXAnomalyDetector:
         if threshold is not None:
             threshold = check_threshold(threshold, "threshold")
         pixel_threshold = check_threshold(pixel_threshold, "pixel_threshold")
+        overlay_alpha, overlay_normalize = check_overlay_options(overlay_alpha, overlay_normalize)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
         single = not isinstance(images, (list, tuple))
