@@ -102,7 +102,7 @@ def check_gaussian_sigma(sigma: Any, name: str = "gaussian_sigma", size: tuple[i
         raise ValueError(
             f"{name}={sigma!r} is wider than the {size[0]}x{size[1]} anomaly map: it would flatten the map and its "
             f"kernel would cost time and memory in proportion to sigma. Use a sigma of at most {max(size)} pixels "
-            "(the reference uses 4; 0 turns smoothing off)."
+            "(the released evaluation uses 10; 0 turns smoothing off)."
         )
     return float(sigma)
 
