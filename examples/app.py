@@ -108,16 +108,23 @@ class DemoBlocks(gr.Blocks):
         super().validate_inputs(block_fn, inputs)
 
 
-class ControlSlider(gr.Slider):
-    """A slider whose value reaches the event handler as sent, so that :func:`checked_control` explains a bad one.
+def control_slider(*args: Any, **kwargs: Any) -> gr.Slider:
+    """A ``gr.Slider`` whose value reaches the handler as sent, so that :func:`checked_control` explains a bad one.
 
     Gradio's own slider refuses a string or an out-of-range value from an API client before the handler runs, with
-    its generic "has not enabled verbose error reporting" message.
-    """
+    its generic "has not enabled verbose error reporting" message. (The instance's ``preprocess`` is replaced rather
+    than subclassing ``gr.Slider``: Gradio writes a ``.pyi`` file beside every module that defines a component class.)
 
-    def preprocess(self, payload: Any) -> Any:
-        """Pass the value on unchanged (the handler checks it)."""
-        return payload
+    Args:
+        *args: ``gr.Slider``'s arguments.
+        **kwargs: ``gr.Slider``'s keyword arguments.
+
+    Returns:
+        The slider.
+    """
+    slider = gr.Slider(*args, **kwargs)
+    slider.preprocess = lambda payload: payload
+    return slider
 
 
 def checked_control(value: Any, name: str, low: float = 0.0, high: float = 1.0, low_open: bool = False) -> float:
@@ -670,7 +677,7 @@ class DemoApp:
                             inputs=[files],
                             label="Examples (synthetic parts)",
                         )
-                    image_threshold = ControlSlider(
+                    image_threshold = control_slider(
                         0.0,
                         1.0,
                         value=threshold,
@@ -679,7 +686,7 @@ class DemoApp:
                         info=f"Anomalous when score >= threshold. Starts at {source}.",
                         elem_id="image-threshold",
                     )
-                    pixel_threshold = ControlSlider(
+                    pixel_threshold = control_slider(
                         0.0,
                         1.0,
                         value=DEFAULT_PIXEL_THRESHOLD,
@@ -687,7 +694,7 @@ class DemoApp:
                         label="Pixel threshold",
                         info="Mask: anomaly map >= threshold.",
                     )
-                    opacity = ControlSlider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                    opacity = control_slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
                     with gr.Accordion("Calibrate the image threshold", open=False):
                         gr.Markdown(
                             "Normal images only: the threshold becomes a quantile of their scores. With anomalous "
@@ -702,7 +709,7 @@ class DemoApp:
                             visible=self.folder_calibration,
                             placeholder="e.g. mvtec/bottle/test: good/ is normal, other subfolders anomalous",
                         )
-                        quantile = ControlSlider(0.5, 1.0, value=0.99, step=0.005, label="Quantile of normal scores")
+                        quantile = control_slider(0.5, 1.0, value=0.99, step=0.005, label="Quantile of normal scores")
                         calibrate_button = gr.Button("Calibrate")
                         calibration_message = gr.Markdown()
                 with gr.Column(scale=3):

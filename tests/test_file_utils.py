@@ -86,3 +86,44 @@ def test_staged_directory_failure_leaves_the_folder_untouched(tmp_path):
         raise ValueError("serialisation failed")
     assert (folder / "config.json").read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_stale_staging_folders_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    from faprompt_hf.file_utils import remove_stale_staging
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    dead = tmp_path / f".out.{dead_pid}-abc.tmp"
+    live = tmp_path / f".out.{os.getpid()}-def.tmp"
+    other = tmp_path / f".other.{dead_pid}-ghi.tmp"  # another destination's: not ours to remove
+    for folder in (dead, live, other):
+        folder.mkdir()
+    assert remove_stale_staging(tmp_path / "out") == [dead]
+    assert not dead.exists() and live.is_dir() and other.is_dir()
+
+
+def test_staging_folders_carry_the_writers_pid(tmp_path):
+    from faprompt_hf.file_utils import staged_directory
+
+    with staged_directory(tmp_path / "out") as staging:
+        assert staging.name.startswith(f".out.{os.getpid()}-") and staging.name.endswith(".tmp")
+
+
+def test_file_digests_and_their_manifest(tmp_path):
+    import hashlib
+
+    from faprompt_hf.file_utils import (
+        INTEGRITY_FILE_NAME,
+        read_integrity_manifest,
+        verify_file_digest,
+        write_integrity_manifest,
+    )
+
+    (tmp_path / "a.bin").write_bytes(b"abc")
+    digests = write_integrity_manifest(tmp_path, ["a.bin"])
+    assert digests == {"a.bin": hashlib.sha256(b"abc").hexdigest()}
+    assert read_integrity_manifest(tmp_path / INTEGRITY_FILE_NAME) == digests
+    verify_file_digest(tmp_path / "a.bin", digests["a.bin"])
+    (tmp_path / "a.bin").write_bytes(b"abd")
+    with pytest.raises(OSError, match=r"a\.bin is damaged: its SHA-256 .*FAPROMPT_VERIFY_DIGESTS=0"):
+        verify_file_digest(tmp_path / "a.bin", digests["a.bin"], "Save it again.")

@@ -71,3 +71,34 @@ def test_detection_result_resizes_thresholds_and_draws():
     assert result["mask"][:, -1].all() and not result["mask"][:, 0].any()
     assert result["overlay"].size == (12, 6)
     assert detection_result(0.7, anomaly_map, image, threshold=0.71, return_overlay=False)["overlay"] is None
+
+
+def test_check_pixel_array_has_forwards_rules():
+    from faprompt_hf.inference_utils import check_pixel_array
+
+    good = check_pixel_array(np.zeros((2, 3, 8, 8), np.float64), (8, 8))
+    assert good.dtype == np.float32 and good.flags.c_contiguous
+    cases = [
+        (np.zeros((0, 3, 8, 8), np.float32), ValueError, "a batch of 0 images"),
+        ("abc", TypeError, "must be a numpy array"),
+        (np.full((1, 3, 8, 8), np.nan, np.float32), ValueError, "NaN or inf"),
+        (np.zeros((1, 3, 8, 8), np.uint8), ValueError, "raw integer pixels"),
+        (np.zeros((1, 8, 8, 3), np.float32), ValueError, "channels-last"),
+        (np.zeros((1, 3, 16, 16), np.float32), ValueError, r"\(B, 3, 8, 8\) \(the exported size\)"),
+    ]
+    for value, error, pattern in cases:
+        with pytest.raises(error, match=pattern):
+            check_pixel_array(value, (8, 8))
+
+
+def test_check_overlay_options_and_processor_settings():
+    from faprompt_hf.inference_utils import check_overlay_options, check_processor_settings
+
+    assert check_overlay_options(1, (0, 1)) == (1.0, (0.0, 1.0))
+    for alpha, normalize in ((0.5, "yes"), (0.5, (1, 0)), (0.5, (0, float("inf"))), (float("nan"), True), ("1", True)):
+        with pytest.raises(ValueError, match="overlay_"):
+            check_overlay_options(alpha, normalize)
+    settings = {"size": {"height": 8, "width": 8}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    assert check_processor_settings(settings, "p.json") == ((8, 8), "bicubic", [0.5] * 3, [0.5] * 3)
+    with pytest.raises(ValueError, match=r"p\.json: image_mean must be 3 finite numbers"):
+        check_processor_settings({**settings, "image_mean": [0.5, 0.5]}, "p.json")
