@@ -32,7 +32,7 @@ from transformers import CLIPModel, CLIPTokenizer, PreTrainedConfig, PreTrainedM
 from transformers.utils import cached_file, extract_commit_hash, logging
 
 from .configuration_faprompt import FAPromptConfig
-from .file_utils import is_hub_id, staged_directory
+from .file_utils import check_model_reference, is_hub_id, staged_directory
 from .processing_faprompt import TOKENIZER_FILES, prompt_token_ids
 from .remote_code import write_remote_code
 
@@ -351,6 +351,7 @@ def load_pretrained(
         if clip is not None:
             raise ValueError("clip= applies to compact checkpoints loaded from a folder or hub id.")
         return base_from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+    check_model_reference(pretrained_model_name_or_path)  # a missing local folder fails here, not after hub retries
     name_or_path = os.fspath(pretrained_model_name_or_path)
     hub_kwargs = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
     files = _weight_files(name_or_path, hub_kwargs)
