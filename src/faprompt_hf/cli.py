@@ -43,6 +43,12 @@ def load_package() -> None:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # "Loading weights" bars; --verbose keeps them
+    _quiet_third_party(_VERBOSE)  # again: importing torch sets its loggers' levels
+
+
+def _quiet_third_party(verbose: bool) -> None:
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -51,8 +57,7 @@ def _configure_logging(verbose: bool) -> None:
     _VERBOSE = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("faprompt_hf").setLevel(logging.DEBUG if verbose else logging.INFO)
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+    _quiet_third_party(verbose)
     if not verbose:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -100,6 +105,8 @@ def _export(args: argparse.Namespace) -> None:
         logger.info("%s has no preprocessor_config.json; using FAPromptImageProcessor defaults.", args.model)
         image_processor = None
     opset = args.opset or DEFAULT_ONNX_OPSET
+    if not args.verbose:
+        logging.getLogger("faprompt_hf.onnx").setLevel(logging.WARNING)  # the summary below says it
     chatter = io.StringIO()
     quiet = contextlib.nullcontext() if args.verbose else _redirected(chatter)
     with quiet:

@@ -434,6 +434,16 @@ def _append_lines(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         os.close(descriptor)
 
 
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line that a kill left without its newline, so that the next append starts a fresh line."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 def _read_lines(path: Path) -> list[dict[str, Any]]:
     """The complete JSON lines of a file (a line cut short by a kill is dropped)."""
     if not path.is_file():
@@ -497,14 +507,20 @@ def _prepare_output_dir(output_dir: Path, model_name: str, resume: bool, is_main
 # ---------------------------------------------------------------------------------------------------------- the run
 
 
-def _distributed() -> tuple[int, int, Any]:
-    """``(rank, world_size, state)`` under ``accelerate launch``/torchrun with several processes, else (0, 1, None)."""
+def _distributed(device: str | None) -> tuple[int, int, Any]:
+    """``(rank, world_size, state)`` under ``accelerate launch``/torchrun with several processes, else (0, 1, None).
+
+    On a machine without a GPU (or with ``device="cpu"``) the processes form a CPU (gloo) group, as
+    ``accelerate launch --multi_gpu --num_processes N ... --use_cpu`` does for training.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
         return 0, 1, None
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    cpu = (device or "").startswith("cpu") or (device is None and not torch.cuda.is_available())
+    state = PartialState(cpu=cpu)
     return state.process_index, state.num_processes, state
 
 
@@ -572,7 +588,7 @@ def predict(
     images = [item for item in inputs if isinstance(item, InputImage)]
     if len(images) != len(inputs):
         images = discover_inputs(inputs)  # type: ignore[arg-type]
-    rank, world, state = _distributed()
+    rank, world, state = _distributed(device)
     if state is not None and device is None:
         device = str(state.device)
     try:
@@ -590,6 +606,8 @@ def predict(
     shard = todo[rank::world]
     suffix = f".part{rank}" if world > 1 else ""
     own_jsonl, own_errors = Path(f"{jsonl}{suffix}"), Path(f"{errors_file}{suffix}")
+    for path in (own_jsonl, own_errors):
+        _drop_partial_line(path)
     if world == 1 and errors_file.is_file():
         # errors of an earlier run are retried: keep only those of images this run does not score again
         retried = {image.path for image in todo}

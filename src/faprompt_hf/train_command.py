@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> FAPrompt
     else:
         dataset, dataset_name = mix.load(resolve_dataset_arguments(script)[2], training.seed, training.image_size)
 
-    warn_if_fewer_processes(PartialState().num_processes)
+    warn_if_fewer_processes(int(os.environ.get("WORLD_SIZE", "1") or 1))  # before train() creates the Accelerator
     step_callback = None
     if script.simulate_crash_after_steps is not None:
 
