@@ -199,7 +199,9 @@ def _cli_error(argv: list[str], capsys) -> tuple[int, str]:
 
 def test_an_empty_folder_is_refused(model_dir, tmp_path, capsys):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
-    code, error = _cli_error(["predict", str(tmp_path / "empty"), "--model", str(model_dir), "--output_dir", "o"], capsys)
+    code, error = _cli_error(
+        ["predict", str(tmp_path / "empty"), "--model", str(model_dir), "--output_dir", "o"], capsys
+    )
     assert code == 2 and "empty" in error and "holds no images" in error
 
 
@@ -212,7 +214,9 @@ def test_a_glob_matching_nothing_is_refused(model_dir, tmp_path, capsys):
 def test_an_output_folder_that_is_a_file_is_refused(model_dir, image_tree, tmp_path, capsys):
     target = tmp_path / "taken"
     target.write_text("x")
-    code, error = _cli_error(["predict", str(image_tree), "--model", str(model_dir), "--output_dir", str(target)], capsys)
+    code, error = _cli_error(
+        ["predict", str(image_tree), "--model", str(model_dir), "--output_dir", str(target)], capsys
+    )
     assert code == 2 and str(target) in error and "is a file, not a folder" in error
 
 
@@ -226,12 +230,16 @@ def test_an_output_folder_that_is_a_file_is_refused(model_dir, image_tree, tmp_p
     ],
 )
 def test_bad_numbers_are_refused_by_the_parser(model_dir, image_tree, flag, value, message, capsys):
-    code, error = _cli_error(["predict", str(image_tree), "--model", str(model_dir), "--output_dir", "o", flag, value], capsys)
+    code, error = _cli_error(
+        ["predict", str(image_tree), "--model", str(model_dir), "--output_dir", "o", flag, value], capsys
+    )
     assert code == 2 and message in error
 
 
 def test_a_missing_input_names_close_names(model_dir, image_tree, capsys):
-    code, error = _cli_error(["predict", str(image_tree / "god"), "--model", str(model_dir), "--output_dir", "o"], capsys)
+    code, error = _cli_error(
+        ["predict", str(image_tree / "god"), "--model", str(model_dir), "--output_dir", "o"], capsys
+    )
     assert code == 2 and "no such file or folder" in error and "good" in error
 
 
@@ -260,7 +268,11 @@ def test_an_onnx_folder_runs_without_torch_and_scores_like_pytorch(model, model_
         f"faprompt_hf_cli.main(['predict', {str(image_tree)!r}, '--model', {str(tmp_path / 'onnx')!r}, "
         f"'--output_dir', {str(tmp_path / 'onnx_out')!r}, '--threshold', '0.5', '--no_progress'])\n"
     )
-    env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        **OFFLINE_ENV,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     onnx_rows, torch_rows = _rows(tmp_path / "onnx_out"), _rows(tmp_path / "torch_out")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from .defaults import DEFAULT_CLIP, __version__
+from .defaults import DEFAULT_CLIP
+from .defaults import __version__ as __version__
 
 
 def _is_importable(name: str) -> bool:

@@ -1,5 +1,5 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
-"""The ``faprompt-hf`` command line: ``predict``, ``train``, ``evaluate``, ``benchmark``, ``export``, ``convert``, ``app``.
+"""The ``faprompt-hf`` command line: predict, train, evaluate, benchmark, export, convert and app.
 
 The parsers come from :mod:`faprompt_hf.cli_flags` (the one definition of every flag); this module imports neither
 torch nor transformers, so ``--help`` and ``--version`` answer at once. Each command imports the library when it runs
@@ -120,7 +120,9 @@ def _export(args: argparse.Namespace) -> None:
         lines.append(f"  parity with PyTorch: {_onnx_parity(model, output)}")
     lines.append(f"  run it with: faprompt-hf predict IMAGES --model {output} --output_dir OUT")
     if not args.verbose and chatter.getvalue().strip():
-        lines.append(f"  ({len(chatter.getvalue().splitlines())} lines of exporter output hidden; --verbose shows them)")
+        lines.append(
+            f"  ({len(chatter.getvalue().splitlines())} lines of exporter output hidden; --verbose shows them)"
+        )
     print("\n".join(lines))  # noqa: T201 (the command's output)
 
 
@@ -197,7 +199,7 @@ def _app(args: argparse.Namespace) -> None:
     if script is None:
         raise SystemExit(
             "faprompt-hf app: the demo app is examples/app.py of the source checkout, which this installation does "
-            "not have: clone the repository and pip install -e \".[demo]\" there."
+            'not have: clone the repository and pip install -e ".[demo]" there.'
         )
     load_package()
     spec = importlib.util.spec_from_file_location("faprompt_hf_app", script)
@@ -248,18 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
     cli_flags.add_predict_arguments(predict)
     _add_verbose(predict)
     predict.set_defaults(handler=_predict)
-    _forwarding_parser(commands, "train", "Train FAPrompt's prompts (= examples/train.py).", cli_flags.add_train_arguments)
     _forwarding_parser(
-        commands, "evaluate", "Zero-shot evaluation on a dataset (= examples/evaluate.py).", cli_flags.add_evaluate_arguments
+        commands, "train", "Train FAPrompt's prompts (= examples/train.py).", cli_flags.add_train_arguments
+    )
+    _forwarding_parser(
+        commands,
+        "evaluate",
+        "Zero-shot evaluation on a dataset (= examples/evaluate.py).",
+        cli_flags.add_evaluate_arguments,
     )
     commands.add_parser(
         "benchmark",
         help="The paper's cross-dataset table (= examples/benchmark_paper.py); see its --help.",
         add_help=False,
     )
-    commands.add_parser(
-        "app", help="Start the Gradio demo (needs the demo extra); see its --help.", add_help=False
-    )
+    commands.add_parser("app", help="Start the Gradio demo (needs the demo extra); see its --help.", add_help=False)
     export = commands.add_parser(
         "export", help="Export a model to ONNX (model.onnx + its processor config and threshold) for onnxruntime."
     )

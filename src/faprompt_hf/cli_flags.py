@@ -50,6 +50,7 @@ __all__ = [
     "add_predict_arguments",
     "add_train_arguments",
     "dataclasses_from_namespace",
+    "show_defaults",
     "string_to_bool",
     "threshold_type",
     "with_default",
@@ -79,6 +80,22 @@ def with_default(help_text: str, default: Any) -> str:
         return help_text
     shown = "off" if default is False else ("not set" if default is None else default)
     return f"{help_text} (default: {shown})".strip()
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Append ``(default: X)`` to the help of every optional flag of ``parser`` that does not state its default.
+
+    Args:
+        parser: The parser.
+
+    Returns:
+        The same parser.
+    """
+    for action in parser._actions:
+        if action.option_strings and action.help not in (None, argparse.SUPPRESS) and action.dest != "help":
+            if not action.required:
+                action.help = with_default(action.help, action.default)
+    return parser
 
 
 def string_to_bool(text: str) -> bool:
@@ -296,9 +313,16 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         The same parser.
     """
     source = parser.add_argument_group("model")
-    source.add_argument("--model", help="Hub id or directory of a transformers FAPrompt checkpoint.")
-    source.add_argument("--original_checkpoint", help="Instead: an original FAPrompt epoch_N.pth, converted on load.")
-    source.add_argument("--clip", help="With --original_checkpoint: the CLIP it was trained on (id, dir or .pt file).")
+    source.add_argument(
+        "--model", help="Hub id or directory of a transformers FAPrompt checkpoint (this or --original_checkpoint)."
+    )
+    source.add_argument(
+        "--original_checkpoint", help="Instead: an original FAPrompt epoch_N.pth, converted on load (default: not set)."
+    )
+    source.add_argument(
+        "--clip",
+        help="With --original_checkpoint: the CLIP it was trained on, id, dir or .pt file (default: not set).",
+    )
     data = parser.add_argument_group("data")
     data.add_argument(
         "--dataset_format", required=True, choices=DATASET_FORMATS, help="How to read the data (as in train)."
@@ -372,7 +396,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         action="store_true",
         help="Run on CPU even when a GPU is available (default: off).",
     )
-    run.add_argument("--output_dir", default="outputs/evaluation", help="Where to write the metrics (default: %(default)s).")
+    run.add_argument(
+        "--output_dir", default="outputs/evaluation", help="Where to write the metrics (default: %(default)s)."
+    )
     run.add_argument(
         "--save_heatmaps",
         type=positive_int("--save_heatmaps", 0),
@@ -380,7 +406,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         metavar="N",
         help="Heatmap grid of N images per class (default: 0, none).",
     )
-    return parser
+    return show_defaults(parser)
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -469,7 +495,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         "run with exit code 1, naming the file (default: skip).",
     )
     run.add_argument("--no_progress", action="store_true", help="Hide the progress bar (default: shown).")
-    return parser
+    return show_defaults(parser)
 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -510,7 +536,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         help="Include the CLIP's weights (about 1.7 GB for ViT-L/14@336) for fully offline use. By default a CLIP "
         "given as a hub id is only named (with its revision and fingerprint) and downloaded on first load.",
     )
-    return parser
+    return show_defaults(parser)
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -541,4 +567,4 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         action="store_true",
         help="Also compare the ONNX outputs with PyTorch's on a random image (default: off).",
     )
-    return parser
+    return show_defaults(parser)

@@ -96,7 +96,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> Evaluati
             )
         protocol = result.protocol
         print(  # noqa: T201 (the command's output)
-            
             f"FAPrompt zero-shot, {protocol['num_images']} images, {protocol['num_classes']} classes, "
             f"{protocol['image_size']} px, sigma {protocol['gaussian_sigma']:g}, AUPRO {protocol['aupro']} "
             "(metrics per class, then the mean):\n"

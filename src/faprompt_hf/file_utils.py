@@ -38,7 +38,7 @@ def is_hub_id(name: str | os.PathLike | None) -> bool:
 
 
 def looks_like_local_path(name: str | os.PathLike) -> bool:
-    """Whether a model reference is meant as a local path rather than a hub id.
+    r"""Whether a model reference is meant as a local path rather than a hub id.
 
     A path: a ``PathLike``, or a string that starts with ``.``, ``/`` or ``~``, holds the OS separator where that is
     not ``/`` (``\\`` on Windows), holds more than one ``/`` or ends with one. A hub id is ``name`` or

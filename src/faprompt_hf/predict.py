@@ -7,9 +7,9 @@ a killed run loses at most the batch in flight and never leaves a broken line be
 ``predictions.csv`` in input order. Unreadable files go to ``errors.jsonl`` (``on_error="skip"``) or stop the run
 (``on_error="stop"``). ``resume=True`` skips the images already in ``predictions.jsonl`` of the same model.
 
-The scores are those of ``pipeline("anomaly-detection")``: the same decoding (:func:`~faprompt_hf.image_utils.to_rgb_image`),
-the same image processor and the same post-processing (:func:`~faprompt_hf.inference_utils.resize_anomaly_map`).
-An ONNX export folder as ``model`` runs through :class:`~faprompt_hf.onnx.ONNXAnomalyDetector`, without torch.
+The scores are those of ``pipeline("anomaly-detection")``: the same decoding
+(:func:`~faprompt_hf.image_utils.to_rgb_image`), the same image processor and the same post-processing
+(:func:`~faprompt_hf.inference_utils.resize_anomaly_map`). An ONNX export folder as ``model`` runs through :class:`~faprompt_hf.onnx.ONNXAnomalyDetector`, without torch.
 
 Under ``accelerate launch`` with N processes, each process scores every N-th input and writes its own part; the
 first process then merges them into one ``predictions.jsonl``/``predictions.csv`` in input order.
@@ -305,8 +305,11 @@ def _identity(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _batches(dataset: _ImageFiles, batch_size: int, num_workers: int) -> Iterator[list[dict[str, Any]]]:
-    """Batches of decoded items, in order, decoded by ``num_workers`` worker processes (torch's DataLoader when
-    torch is installed, else a process pool)."""
+    """Batches of decoded items, in order.
+
+    They are decoded by ``num_workers`` worker processes: torch's DataLoader when torch is installed, else a process
+    pool.
+    """
     try:
         from torch.utils.data import DataLoader
     except ImportError:
@@ -594,7 +597,8 @@ def predict(
     try:
         scorer = _Scorer(model, device, dtype, load_package)
     except (OSError, ValueError) as error:
-        raise PredictError(f"--model {os.fspath(model) if isinstance(model, (str, os.PathLike)) else model}: {error}")
+        name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else model
+        raise PredictError(f"--model {name}: {error}") from None
     _prepare_output_dir(output_dir, scorer.name, resume, rank == 0)
     if state is not None:
         state.wait_for_everyone()
@@ -633,7 +637,17 @@ def predict(
                 used, now_warned = resolve_threshold(threshold, scorer.calibrated, not warned)
                 warned |= now_warned
                 rows.append(
-                    _row(item, float(score), anomaly_map, used, pixel_threshold, output_dir, save_masks, save_overlays, save_maps)
+                    _row(
+                        item,
+                        float(score),
+                        anomaly_map,
+                        used,
+                        pixel_threshold,
+                        output_dir,
+                        save_masks,
+                        save_overlays,
+                        save_maps,
+                    )
                 )
         _append_lines(own_jsonl, rows)
         error_rows = [{"path": item["image"].path, "error": item["error"]} for item in bad]

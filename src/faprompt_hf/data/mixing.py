@@ -173,8 +173,9 @@ def build_mix_request(
 
 
 def extract_mix_arguments(argv: Sequence[str]) -> tuple[list[str], MixRequest | None]:
-    """Take a mix of datasets out of a training command line (the parser of ``faprompt-hf train`` reads the mix
-    flags itself; this is for callers that hold a raw command line).
+    """Take a mix of datasets out of a training command line.
+
+    The parser of ``faprompt-hf train`` reads the mix flags itself; this is for callers that hold a raw command line.
 
     Args:
         argv: The command-line arguments.
@@ -202,5 +203,7 @@ def extract_mix_arguments(argv: Sequence[str]) -> tuple[list[str], MixRequest | 
     mix = build_mix_request(formats, paths, strategies[0] if strategies else None, single)
     if mix is None:
         return list(argv), None
-    first = ["--dataset_format", mix.formats[0]] + ([] if mix.paths[0] is None else ["--dataset_path", os.fspath(mix.paths[0])])
+    first = ["--dataset_format", mix.formats[0]] + (
+        [] if mix.paths[0] is None else ["--dataset_path", os.fspath(mix.paths[0])]
+    )
     return rest + first, mix
