@@ -9,7 +9,8 @@ a killed run loses at most the batch in flight and never leaves a broken line be
 
 The scores are those of ``pipeline("anomaly-detection")``: the same decoding
 (:func:`~faprompt_hf.image_utils.to_rgb_image`), the same image processor and the same post-processing
-(:func:`~faprompt_hf.inference_utils.resize_anomaly_map`). An ONNX export folder as ``model`` runs through :class:`~faprompt_hf.onnx.ONNXAnomalyDetector`, without torch.
+(:func:`~faprompt_hf.inference_utils.resize_anomaly_map`). An ONNX export folder as ``model`` runs through
+:class:`~faprompt_hf.onnx.ONNXAnomalyDetector`, without torch.
 
 Under ``accelerate launch`` with N processes, each process scores every N-th input and writes its own part; the
 first process then merges them into one ``predictions.jsonl``/``predictions.csv`` in input order.
