@@ -424,7 +424,11 @@ class _Scorer:
 
 
 def _append_lines(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Append rows as JSON lines with one ``write`` and an fsync (a kill never leaves half a batch)."""
+    """Append rows as JSON lines with one ``write`` (a killed process never leaves half a batch).
+
+    No fsync per batch: what a killed process wrote is in the page cache; the final files are written (and synced)
+    by :func:`~faprompt_hf.file_utils.atomic_write` at the end.
+    """
     if not rows:
         return
     data = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows).encode("utf-8")
@@ -433,7 +437,6 @@ def _append_lines(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         written = os.write(descriptor, data)
         if written != len(data):
             raise OSError(f"Short write to {path}: {written} of {len(data)} bytes (is the disk full?).")
-        os.fsync(descriptor)
     finally:
         os.close(descriptor)
 
