@@ -8,9 +8,11 @@ Writes ``--num_images`` random PNGs (``--image_size`` px) to a temporary folder,
 - ``predict``: :func:`faprompt_hf.predict.predict` on the folder (decoding and resizing in ``--num_workers``
   DataLoader workers, the forward, the maps and the per-batch JSONL appends), timed over its scoring loop,
 
-and prints one JSON line per measurement and the predict/forward ratio. The two alternate, round after round; the
-rates are those of the fastest round of each (on a shared machine the other users' load only ever slows a round down,
-so the fastest round is the closest to the machine's speed), with the medians beside them. The model is the tiny
+and prints one JSON line per measurement and the predict/forward ratio. The two alternate, round after round, and the
+ratio is the median over rounds of (forward time / predict time) of the same round, so that a shared machine's load,
+which changes from minute to minute, affects both sides of each ratio alike. ``forward_share`` is the part of
+predict's time spent in the model's forward (timed by forward hooks inside the same run): what is left is decoding
+waits, post-processing and writing. The model is the tiny
 random FAPrompt of :mod:`faprompt_hf.tiny` at ``--image_size`` (nothing is downloaded).
 
 Usage:
@@ -69,9 +71,19 @@ def main() -> None:
             array = rng.integers(0, 256, (args.image_size, args.image_size, 3), dtype=np.uint8)
             Image.fromarray(array).save(images / f"{index:04d}.png")
         _forward_seconds(model, args.batch_size * 2, args.batch_size, args.image_size)  # warm-up
-        forward, scored = [], []
+        forward, scored, inside = [], [], []
+        clock = {"start": 0.0, "total": 0.0}
+
+        def before(*_: object) -> None:
+            clock["start"] = time.perf_counter()
+
+        def after(*_: object) -> None:
+            clock["total"] += time.perf_counter() - clock["start"]
+
         for round_index in range(args.rounds):
             forward.append(_forward_seconds(model, args.num_images, args.batch_size, args.image_size))
+            hooks = [model.register_forward_pre_hook(before), model.register_forward_hook(after)]
+            clock["total"] = 0.0
             summary = predict(
                 [images],
                 model,
@@ -81,7 +93,10 @@ def main() -> None:
                 threshold=0.5,
                 progress=False,
             )
+            for hook in hooks:
+                hook.remove()
             scored.append(summary.seconds)
+            inside.append(clock["total"])
     common = {
         "num_images": args.num_images,
         "image_size": args.image_size,
@@ -94,7 +109,17 @@ def main() -> None:
         extra = {"num_workers": args.num_workers} if mode == "predict" else {}
         median = round(args.num_images / statistics.median(seconds), 1)
         print(json.dumps({"mode": mode, **common, **extra, "images_per_s": round(rates[mode], 1), "median": median}))
-    print(json.dumps({"predict_over_forward": round(rates["predict"] / rates["forward"], 3)}))
+    ratios = [bare / run for bare, run in zip(forward, scored, strict=True)]
+    shares = [part / run for part, run in zip(inside, scored, strict=True)]
+    print(
+        json.dumps(
+            {
+                "predict_over_forward": round(statistics.median(ratios), 3),
+                "per_round": [round(ratio, 2) for ratio in ratios],
+                "forward_share": round(statistics.median(shares), 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
