@@ -124,6 +124,20 @@ def test_sixteen_bit_and_grayscale_pngs_are_scored(model_dir, tmp_path):
     assert all(0 <= float(row["score"]) <= 1 for row in _rows(tmp_path / "out"))
 
 
+def test_a_dataset_as_input(model_dir, tmp_path):
+    root = tmp_path / "data"
+    _save_rgb(root / "screw" / "good" / "0.png", 0)
+    _save_rgb(root / "screw" / "crack" / "1.png", 1)
+    cli_main(
+        ["predict", "--dataset_format", "folder", "--dataset_path", str(root), "--model", str(model_dir)]
+        + ["--output_dir", str(tmp_path / "out"), "--num_workers", "0", "--threshold", "0.5", "--no_progress"]
+    )
+    assert sorted(Path(row["path"]).relative_to(root).as_posix() for row in _rows(tmp_path / "out")) == [
+        "screw/crack/1.png",
+        "screw/good/0.png",
+    ]
+
+
 # ------------------------------------------------------------------------------------------------ resume and errors
 
 

@@ -238,7 +238,8 @@ def _dataset_inputs(
     """The image paths of a dataset read by :func:`faprompt_hf.data.load_dataset_by_format` (files only)."""
     from .data import load_dataset_by_format
 
-    dataset = load_dataset_by_format(dataset_format, dataset_path, split, classes)
+    kwargs = {"require_masks": False} if dataset_format in ("folder", "meta_json") else {}  # scoring needs no masks
+    dataset = load_dataset_by_format(dataset_format, dataset_path, split, classes, **kwargs)
     root = Path(dataset_path) if dataset_path and Path(dataset_path).is_dir() else None
     images = []
     for row_path in dataset["path"]:
