@@ -21,9 +21,24 @@ An original checkpoint, converted on the fly:
 
 from __future__ import annotations
 
-from faprompt_hf.evaluate_command import build_parser, main
+import importlib
+import sys
+from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main"]  # noqa: F822  (resolved by __getattr__)
+
+
+def __getattr__(name: str) -> Any:
+    """The library's names, imported on first use (so that ``--help`` does not import torch)."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module("faprompt_hf.evaluate_command"), name)
+
 
 if __name__ == "__main__":
-    main()
+    try:
+        import faprompt_hf_cli  # the launcher that parses (and answers --help) before importing torch
+    except ImportError:  # an older installation without it
+        __getattr__("main")()
+    else:
+        faprompt_hf_cli.main(["evaluate", *sys.argv[1:]])

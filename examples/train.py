@@ -14,27 +14,35 @@ The flags are defined in ``faprompt_hf.cli_flags`` and the command in ``faprompt
 
 from __future__ import annotations
 
-from faprompt_hf.cli_flags import SYNTHETIC_TRAIN_DOMAINS
-from faprompt_hf.cli_flags import TrainScriptArguments as ScriptArguments
-from faprompt_hf.train_command import (
-    build_model,
-    build_parser,
-    check_script_arguments,
-    load_training_data,
-    main,
-    resolve_dataset_arguments,
-)
+import importlib
+import sys
+from typing import Any
 
-__all__ = [
-    "SYNTHETIC_TRAIN_DOMAINS",
-    "ScriptArguments",
-    "build_model",
-    "build_parser",
-    "check_script_arguments",
-    "load_training_data",
-    "main",
-    "resolve_dataset_arguments",
-]
+_NAMES = {
+    "SYNTHETIC_TRAIN_DOMAINS": "faprompt_hf.cli_flags",
+    "ScriptArguments": "faprompt_hf.cli_flags:TrainScriptArguments",
+    "build_model": "faprompt_hf.train_command",
+    "build_parser": "faprompt_hf.train_command",
+    "check_script_arguments": "faprompt_hf.train_command",
+    "load_training_data": "faprompt_hf.train_command",
+    "main": "faprompt_hf.train_command",
+    "resolve_dataset_arguments": "faprompt_hf.train_command",
+}
+__all__ = sorted(_NAMES)  # noqa: F822  (resolved by __getattr__)
+
+
+def __getattr__(name: str) -> Any:
+    """The library's names, imported on first use (so that ``--help`` does not import torch)."""
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attribute = _NAMES[name].partition(":")
+    return getattr(importlib.import_module(module), attribute or name)
+
 
 if __name__ == "__main__":
-    main()
+    try:
+        import faprompt_hf_cli  # the launcher that parses (and answers --help) before importing torch
+    except ImportError:  # an older installation without it
+        __getattr__("main")()
+    else:
+        faprompt_hf_cli.main(["train", *sys.argv[1:]])
