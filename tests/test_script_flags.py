@@ -277,3 +277,18 @@ def test_model_keeps_its_image_size_unless_given(train_script, clip_without_toke
         processor = FAPromptProcessor.from_pretrained(tmp_path / name).image_processor
         sizes[name] = (FAPromptModel.from_pretrained(tmp_path / name).config.image_size, processor.size["height"])
     assert sizes == {"kept": (64, 64), "given": (32, 32)}
+
+
+# ------------------------------------------------------------------------------------------------ one definition
+
+
+def test_the_scripts_are_thin_wrappers_over_the_library(train_script, evaluate_script):
+    from faprompt_hf import evaluate_command, train_command
+    from faprompt_hf.cli_flags import TrainScriptArguments
+
+    assert train_script.ScriptArguments is TrainScriptArguments
+    assert train_script.main is train_command.main and evaluate_script.main is evaluate_command.main
+    help_text = " ".join(train_script.build_parser().format_help().split())
+    assert "(default: X) ... (default: None)" not in help_text
+    assert help_text.count("--per_device_train_batch_size PER_DEVICE_TRAIN_BATCH_SIZE, --batch_size") == 1
+    assert "Images per batch on each process. (default: 8)" in help_text

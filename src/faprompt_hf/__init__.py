@@ -15,9 +15,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-__version__ = "0.1.0"
-
-DEFAULT_CLIP = "openai/clip-vit-large-patch14-336"
+from .defaults import DEFAULT_CLIP
+from .defaults import __version__ as __version__
 
 
 def _is_importable(name: str) -> bool:

@@ -34,6 +34,7 @@ from transformers.utils import cached_file, extract_commit_hash, logging
 from .configuration_faprompt import FAPromptConfig
 from .file_utils import (
     INTEGRITY_FILE_NAME,
+    check_model_reference,
     digests_enabled,
     is_hub_id,
     read_integrity_manifest,
@@ -497,6 +498,7 @@ def _load_pretrained(
         if clip is not None:
             raise ValueError("clip= applies to compact checkpoints loaded from a folder or hub id.")
         return base_from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+    check_model_reference(pretrained_model_name_or_path)  # a missing local folder fails here, not after hub retries
     name_or_path = os.fspath(pretrained_model_name_or_path)
     if os.path.isfile(name_or_path):
         raise ValueError(

@@ -1,29 +1,75 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
-"""The ``faprompt-hf`` command line."""
+"""The ``faprompt-hf`` command line: predict, train, evaluate, benchmark, export, convert and app.
+
+The parsers come from :mod:`faprompt_hf.cli_flags` (the one definition of every flag); this module imports neither
+torch nor transformers, so ``--help`` and ``--version`` answer at once. Each command imports the library when it runs
+(through :func:`load_package`, which completes the package import that the ``faprompt-hf`` launcher defers).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import io
 import logging
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from . import DEFAULT_CLIP
-from .configuration_faprompt import DEFAULT_IMAGE_SIZE
-from .convert_original import convert_original_checkpoint
-from .file_utils import staged_directory
-from .hub import push_folder_to_hub, record_clip_source, write_model_card
-from .image_processing_faprompt import FAPromptImageProcessor
-from .modeling_faprompt import FAPromptModel
-from .onnx.export import export_onnx
-from .processing_faprompt import FAPromptProcessor
+from . import cli_flags
+from .defaults import DEFAULT_ONNX_OPSET, __version__
 
-__all__ = ["main"]
+__all__ = ["build_parser", "load_package", "main"]
 
 logger = logging.getLogger("faprompt_hf")
 
+DEFERRED_INIT_FLAG = "_faprompt_hf_deferred_init"
+"""Set on the ``faprompt_hf`` module by the ``faprompt-hf`` launcher while the package's ``__init__`` has not run."""
+
+_VERBOSE = False
+
+_QUIET_LOGGERS = ("onnxscript", "torch.onnx", "torch._dynamo", "torch.export", "onnx_ir", "transformers", "accelerate")
+
+
+def load_package() -> None:
+    """Run ``faprompt_hf/__init__.py`` if the launcher deferred it (registers the model with transformers)."""
+    package = sys.modules.get("faprompt_hf")
+    if package is not None and getattr(package, DEFERRED_INIT_FLAG, False):
+        setattr(package, DEFERRED_INIT_FLAG, False)
+        package.__spec__.loader.exec_module(package)
+    if not _VERBOSE:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights" bars; --verbose keeps them
+    _quiet_third_party(_VERBOSE)  # again: importing torch sets its loggers' levels
+
+
+def _quiet_third_party(verbose: bool) -> None:
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Our messages at INFO; third-party loggers at ERROR unless ``--verbose`` (then everything at DEBUG/INFO)."""
+    global _VERBOSE
+    _VERBOSE = verbose
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("faprompt_hf").setLevel(logging.DEBUG if verbose else logging.INFO)
+    _quiet_third_party(verbose)
+    if not verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
 
 def _convert(args: argparse.Namespace) -> None:
+    load_package()
+    from .checkpoints import record_clip_source
+    from .convert_original import convert_original_checkpoint
+    from .file_utils import staged_directory
+    from .hub import push_folder_to_hub, write_model_card
+    from .processing_faprompt import FAPromptProcessor
+
     overrides = {"image_size": args.image_size, "gaussian_sigma": args.gaussian_sigma}
     model = convert_original_checkpoint(
         args.checkpoint, args.clip, **{key: value for key, value in overrides.items() if value is not None}
@@ -40,66 +86,202 @@ def _convert(args: argparse.Namespace) -> None:
         logger.info("Pushed: %s", push_folder_to_hub(args.output, args.push_to_hub))
 
 
+def _folder_size(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
 def _export(args: argparse.Namespace) -> None:
+    load_package()
+    from .file_utils import check_model_reference
+    from .image_processing_faprompt import FAPromptImageProcessor
+    from .modeling_faprompt import FAPromptModel
+    from .onnx.export import export_onnx
+
+    check_model_reference(args.model)
     model = FAPromptModel.from_pretrained(args.model)
     try:
         image_processor = FAPromptImageProcessor.from_pretrained(args.model)
     except OSError:
         logger.info("%s has no preprocessor_config.json; using FAPromptImageProcessor defaults.", args.model)
         image_processor = None
-    path = export_onnx(model, args.output, image_size=args.image_size, opset=args.opset, processor=image_processor)
-    logger.info("Wrote %s (run it with faprompt_hf.onnx.ONNXAnomalyDetector(%r)).", path, args.output)
+    opset = args.opset or DEFAULT_ONNX_OPSET
+    if not args.verbose:
+        logging.getLogger("faprompt_hf.onnx").setLevel(logging.WARNING)  # the summary below says it
+    chatter = io.StringIO()
+    quiet = contextlib.nullcontext() if args.verbose else _redirected(chatter)
+    with quiet:
+        path = export_onnx(model, args.output, image_size=args.image_size, opset=opset, processor=image_processor)
+    output = Path(args.output)
+    lines = [
+        f"Exported {args.model} to {output}/",
+        f"  graph: {Path(path).name}, opset {opset}, {_folder_size(output) / 2**20:.1f} MB in the folder",
+    ]
+    if args.check:
+        lines.append(f"  parity with PyTorch: {_onnx_parity(model, output)}")
+    lines.append(f"  run it with: faprompt-hf predict IMAGES --model {output} --output_dir OUT")
+    if not args.verbose and chatter.getvalue().strip():
+        lines.append(
+            f"  ({len(chatter.getvalue().splitlines())} lines of exporter output hidden; --verbose shows them)"
+        )
+    print("\n".join(lines))  # noqa: T201 (the command's output)
+
+
+@contextlib.contextmanager
+def _redirected(buffer: io.StringIO):
+    """Send ``print`` output of third-party code (the ONNX exporter's progress) to ``buffer``."""
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        yield
+
+
+def _onnx_parity(model, folder: Path) -> str:
+    """The largest score and map differences between the ONNX graph and PyTorch on one random image."""
+    import numpy as np
+    import torch
+
+    from .onnx import ONNXAnomalyDetector
+
+    detector = ONNXAnomalyDetector(folder)
+    rng = np.random.default_rng(0)
+    pixels = rng.standard_normal((1, 3, *detector.image_size)).astype(np.float32)
+    scores, maps = detector.run(pixels)
+    with torch.no_grad():
+        outputs = model(pixel_values=torch.from_numpy(pixels).to(model.dtype))
+    score_error = float(np.abs(outputs.image_scores.float().numpy() - scores).max())
+    map_error = float(np.abs(outputs.anomaly_maps.float().numpy() - maps).max())
+    return f"max |score difference| {score_error:.2e}, max |map difference| {map_error:.2e}"
+
+
+def _train(args: argparse.Namespace) -> None:
+    load_package()
+    from .train_command import main as train_main
+
+    train_main(args.forwarded, prog="faprompt-hf train")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    load_package()
+    from .evaluate_command import main as evaluate_main
+
+    evaluate_main(args.forwarded, prog="faprompt-hf evaluate")
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    load_package()
+    from .paper_benchmark import main as benchmark_main
+
+    benchmark_main(args.forwarded)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from .predict import PredictError, predict_from_args  # torch only when the model is not an ONNX folder
+
+    try:
+        summary = predict_from_args(args, load_package=load_package)
+    except PredictError as error:
+        print(f"faprompt-hf predict: error: {error}", file=sys.stderr)  # noqa: T201 (the command's output)
+        raise SystemExit(error.exit_code) from None
+    print(summary)  # noqa: T201 (the command's output)
+
+
+def find_app_script() -> Path | None:
+    """``examples/app.py`` of the source checkout this package runs from (an editable install), if there is one."""
+    candidate = Path(__file__).resolve().parents[2] / "examples" / "app.py"
+    return candidate if candidate.is_file() else None
+
+
+def _app(args: argparse.Namespace) -> None:
+    if importlib.util.find_spec("gradio") is None:
+        raise SystemExit(
+            "faprompt-hf app: the demo needs gradio, which is not installed: pip install 'faprompt-hf[demo]' "
+            '(from a checkout: pip install -e ".[demo]").'
+        )
+    script = find_app_script()
+    if script is None:
+        raise SystemExit(
+            "faprompt-hf app: the demo app is examples/app.py of the source checkout, which this installation does "
+            'not have: clone the repository and pip install -e ".[demo]" there.'
+        )
+    load_package()
+    spec = importlib.util.spec_from_file_location("faprompt_hf_app", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    module.main(args.forwarded)
+
+
+def _forwarding_parser(
+    commands: argparse._SubParsersAction, name: str, help_text: str, add: Callable[[argparse.ArgumentParser], object]
+) -> argparse.ArgumentParser:
+    """A subcommand whose arguments its own ``main`` parses (with the same flag definitions); here for ``--help``."""
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    add(parser)
+    return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``--verbose`` after the command too (``faprompt-hf export ... --verbose``)."""
+    parser.add_argument(
+        "--verbose", action="store_true", default=argparse.SUPPRESS, help="As faprompt-hf --verbose (default: off)."
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``faprompt-hf``."""
-    parser = argparse.ArgumentParser(prog="faprompt-hf", description="FAPrompt zero-shot anomaly detection tools.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    convert = commands.add_parser(
-        "convert", help="Convert an original FAPrompt checkpoint (epoch_N.pth) into a transformers directory."
+    """The argument parser of ``faprompt-hf`` (torch-free: ``--help`` answers without loading the library).
+
+    Returns:
+        The parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="faprompt-hf",
+        description="FAPrompt zero-shot anomaly detection: score images, train, evaluate, export. See docs/cli.md.",
     )
-    convert.add_argument("--checkpoint", required=True, help="The original epoch_N.pth ({'prompt_learner': ...}).")
-    convert.add_argument(
-        "--clip",
-        default=DEFAULT_CLIP,
-        help="The CLIP it was trained on: an OpenAI-format state-dict file, a transformers CLIP id or directory "
-        f"(default {DEFAULT_CLIP}, the same weights as OpenAI's ViT-L-14-336px.pt).",
+    parser.add_argument("--version", action="version", version=f"faprompt-hf {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true", help="Show third-party log output and progress chatter (default: off)."
     )
-    convert.add_argument("--output", required=True, help="Output directory.")
-    convert.add_argument(
-        "--image_size",
-        type=int,
-        default=None,
-        help=f"Input side in pixels (default: {DEFAULT_IMAGE_SIZE}, the original evaluation's).",
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    predict = commands.add_parser(
+        "predict",
+        help="Score images, folders, globs or a dataset: predictions.csv/.jsonl, and masks, overlays, maps.",
+        description="Score images with an FAPrompt model (or its ONNX export) and write predictions.csv, "
+        "predictions.jsonl and errors.jsonl to --output_dir, and optionally masks, overlays and raw maps mirroring "
+        "the input folders.",
     )
-    convert.add_argument(
-        "--gaussian_sigma",
-        type=float,
-        default=None,
-        help="Anomaly-map smoothing in pixels, 0 turns it off (default: 10).",
+    cli_flags.add_predict_arguments(predict)
+    _add_verbose(predict)
+    predict.set_defaults(handler=_predict)
+    _forwarding_parser(
+        commands, "train", "Train FAPrompt's prompts (= examples/train.py).", cli_flags.add_train_arguments
     )
-    convert.add_argument("--push_to_hub", default=None, metavar="REPO_ID", help="Also push to this hub repository.")
-    convert.add_argument(
-        "--embed_clip",
-        action="store_true",
-        help="Include the CLIP's weights (about 1.7 GB for ViT-L/14@336) for fully offline use. By default a CLIP "
-        "given as a hub id is only named (with its revision and fingerprint) and downloaded on first load.",
+    _forwarding_parser(
+        commands,
+        "evaluate",
+        "Zero-shot evaluation on a dataset (= examples/evaluate.py).",
+        cli_flags.add_evaluate_arguments,
     )
-    convert.set_defaults(handler=_convert)
+    commands.add_parser(
+        "benchmark",
+        help="The paper's cross-dataset table (= examples/benchmark_paper.py); see its --help.",
+        add_help=False,
+    )
+    commands.add_parser("app", help="Start the Gradio demo (needs the demo extra); see its --help.", add_help=False)
     export = commands.add_parser(
         "export", help="Export a model to ONNX (model.onnx + its processor config and threshold) for onnxruntime."
     )
-    export.add_argument("--model", required=True, help="A saved FAPrompt model: local directory or hub id.")
-    export.add_argument("--output", required=True, help="Output directory.")
-    export.add_argument("--opset", type=int, default=None, help="ONNX opset (18 or newer; default: the exporter's).")
-    export.add_argument(
-        "--image_size",
-        type=int,
-        default=None,
-        help="Input side in pixels, a multiple of the patch size (default: the saved processor's, else the config's).",
-    )
+    cli_flags.add_export_arguments(export)
+    _add_verbose(export)
     export.set_defaults(handler=_export)
+    convert = commands.add_parser(
+        "convert", help="Convert an original FAPrompt checkpoint (epoch_N.pth) into a transformers directory."
+    )
+    cli_flags.add_convert_arguments(convert)
+    _add_verbose(convert)
+    convert.set_defaults(handler=_convert)
     return parser
+
+
+_FORWARDED = {"train": _train, "evaluate": _evaluate, "benchmark": _benchmark, "app": _app}
+"""Commands parsed again by their own ``main`` (the same flag definitions), so that their checks stay in one place."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -108,8 +290,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     Args:
         argv: Arguments (default: ``sys.argv[1:]``).
     """
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    command_index = next((index for index, item in enumerate(argv) if not item.startswith("-")), None)
+    if command_index is not None and argv[command_index] in _FORWARDED:
+        name, head, rest = argv[command_index], argv[:command_index], argv[command_index + 1 :]
+        if any(flag in head for flag in ("-h", "--help", "--version")):
+            parser.parse_args(head)
+        unknown = [item for item in head if item != "--verbose"]
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if name in ("train", "evaluate") and ("-h" in rest or "--help" in rest):
+            parser.parse_args([name, "--help"])  # the same flag definitions, without loading torch
+        _configure_logging("--verbose" in head)
+        _FORWARDED[name](argparse.Namespace(forwarded=rest, verbose="--verbose" in head))
+        return
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
     args.handler(args)
 
 

@@ -14,6 +14,7 @@ from huggingface_hub.dataclasses import strict
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import CLIPConfig, PreTrainedConfig
 
+from .defaults import DEFAULT_IMAGE_SIZE
 from .inference_utils import check_threshold
 
 __all__ = [
@@ -24,9 +25,9 @@ __all__ = [
     "clip_vit_large_patch14_336_config",
 ]
 
-DEFAULT_IMAGE_SIZE = 518
-"""The reference input side S in pixels (the released code's and the paper's), ``FAPromptConfig.image_size``'s
-default. Everything else that needs a size takes the model's ``config.image_size``."""
+# DEFAULT_IMAGE_SIZE (imported from .defaults, torch-free for the CLI help): the reference input side S in pixels
+# (the released code's and the paper's), ``FAPromptConfig.image_size``'s default. Everything else that needs a size
+# takes the model's ``config.image_size``.
 
 #: How the data-dependent prior picks its M patches (method §4).
 PRIOR_PATCH_SELECTIONS = ("top_m", "first_m")

@@ -26,9 +26,11 @@ __all__ = [
     "INTEGRITY_FILE_NAME",
     "VERIFY_DIGESTS_ENV",
     "atomic_write",
+    "check_model_reference",
     "digests_enabled",
     "file_sha256",
     "is_hub_id",
+    "looks_like_local_path",
     "read_integrity_manifest",
     "remove_stale_staging",
     "staged_directory",
@@ -54,6 +56,65 @@ def is_hub_id(name: str | os.PathLike | None) -> bool:
         return False
     name = os.fspath(name)
     return not os.path.exists(name) and re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
+
+
+def looks_like_local_path(name: str | os.PathLike) -> bool:
+    r"""Whether a model reference is meant as a local path rather than a hub id.
+
+    A path: a ``PathLike``, or a string that starts with ``.``, ``/`` or ``~``, holds the OS separator where that is
+    not ``/`` (``\\`` on Windows), holds more than one ``/`` or ends with one. A hub id is ``name`` or
+    ``owner/name``.
+
+    Args:
+        name: The reference (``--model``, ``model=``).
+
+    Returns:
+        True for a local path.
+    """
+    if not isinstance(name, str):
+        return True
+    separators = {os.sep, os.altsep} - {None, "/"}
+    return (
+        name.startswith((".", "/", "~"))
+        or any(separator in name for separator in separators)
+        or name.count("/") > 1
+        or name.endswith("/")
+    )
+
+
+def check_model_reference(name: str | os.PathLike) -> None:
+    """Fail at once, without hub requests, when a model reference is a local path that does not exist.
+
+    Args:
+        name: The reference (``--model``, ``model=``, ``from_pretrained``'s first argument).
+
+    Raises:
+        FileNotFoundError: A path-like reference (see :func:`looks_like_local_path`) that does not exist; the
+            message says "no such folder" and lists close names in its parent folder.
+    """
+    import difflib
+
+    if not looks_like_local_path(name):
+        return
+    path = Path(os.path.expanduser(os.fspath(name)))
+    if path.exists():
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    message = f"{os.fspath(name)!r}: no such folder"
+    if parent.is_dir():
+        entries = sorted(entry.name for entry in parent.iterdir())
+        close = difflib.get_close_matches(path.name, entries, n=5, cutoff=0.5)
+        if close:
+            message += f"; close names in {os.fspath(parent)}/: {', '.join(close)}"
+        else:
+            message += f" in {os.fspath(parent)}/"
+    else:
+        existing = next((folder for folder in path.parents if folder.is_dir()), None)
+        message += f" (nor its parent {os.fspath(parent)}/"
+        message += f"; the nearest existing folder is {os.fspath(existing)}/)" if existing is not None else ")"
+    raise FileNotFoundError(
+        message + ". Give an existing model folder, or a hub id (owner/name) for a model on the Hugging Face Hub."
+    )
 
 
 def _default_permissions() -> int:

@@ -53,6 +53,12 @@ from scipy import ndimage
 from transformers.utils import logging
 
 from ..image_utils import to_rgb_image
+from ..training_args import (
+    SYNTHETIC_ANOMALY_KINDS,
+    check_synthetic_anomaly_ratio,
+    parse_foreground_threshold,
+    parse_synthetic_anomaly_weights,
+)
 from .schema import decode_image_value, defer_decoding
 from .synthetic import _TEXTURES, _VISIBLE_CHANGE, MIN_DEFECT_AREA_FRACTION, _quantise
 
@@ -73,9 +79,6 @@ __all__ = [
     "synthesize_anomaly",
 ]
 
-SYNTHETIC_ANOMALY_KINDS: tuple[str, ...] = ("perlin_texture", "perlin_image", "cutpaste", "seamless")
-"""The defect kinds, in a fixed order (the weights and the random draws follow it)."""
-
 MIN_SYNTHESIS_SIDE = 32
 """Smallest image side (pixels) synthetic defects are painted on: the smallest defect is about 8 pixels across and is
 placed with a margin."""
@@ -95,120 +98,6 @@ _MAX_TRIES = 30
 _SELECTION_STREAM = 7_001  # mixed into the seed of the choice of normal images that get a copy
 _DEFECT_STREAM = 7_002  # mixed into the seed of each image's defect
 _FOREGROUND_MIN_FRACTION = 0.01
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Options
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def check_synthetic_anomaly_ratio(ratio: Any, name: str = "synthetic_anomaly_ratio") -> float:
-    """Check the fraction of normal images that get a synthetic anomalous copy.
-
-    Args:
-        ratio: The value to check.
-        name: The option's name, for the message.
-
-    Returns:
-        ``ratio`` as a float in (0, 1].
-
-    Raises:
-        ValueError: Not a finite number in (0, 1] (the message names the value and the range).
-    """
-    try:
-        value = float(ratio)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(ratio, bool) or not (math.isfinite(value) and 0.0 < value <= 1.0):
-        raise ValueError(
-            f"{name} must be a number in (0, 1], the fraction of normal images that also appear as a synthetic "
-            f"anomalous copy (1: every normal image gets one); got {ratio!r}."
-        )
-    return value
-
-
-def parse_synthetic_anomaly_weights(weights: str | Mapping[str, float] | None) -> dict[str, float]:
-    """Read per-kind weights, e.g. ``"perlin_texture=2,cutpaste=1"`` or ``{"seamless": 1}``.
-
-    Kinds that are not named get weight 0; ``None`` or ``""`` weighs every kind of :data:`SYNTHETIC_ANOMALY_KINDS`
-    equally.
-
-    Args:
-        weights: Comma-separated ``kind=weight`` pairs, a mapping, or None.
-
-    Returns:
-        ``{kind: probability}`` for every kind, in :data:`SYNTHETIC_ANOMALY_KINDS` order, summing to 1.
-
-    Raises:
-        ValueError: An unknown kind, a malformed pair, a negative or non-finite weight, or all weights 0.
-    """
-    if weights is None or (isinstance(weights, str) and not weights.strip()):
-        return {kind: 1.0 / len(SYNTHETIC_ANOMALY_KINDS) for kind in SYNTHETIC_ANOMALY_KINDS}
-    example = "e.g. 'perlin_texture=1,perlin_image=1,cutpaste=2,seamless=1'"
-    if isinstance(weights, str):
-        pairs: dict[str, Any] = {}
-        for item in weights.split(","):
-            kind, separator, value = item.partition("=")
-            if not separator or not kind.strip():
-                raise ValueError(f"synthetic_anomaly_weights: cannot read {item.strip()!r} as kind=weight ({example}).")
-            pairs[kind.strip()] = value.strip()
-    elif isinstance(weights, Mapping):
-        pairs = dict(weights)
-    else:
-        raise ValueError(f"synthetic_anomaly_weights must be a string or a mapping ({example}); got {weights!r}.")
-    unknown = sorted(set(pairs) - set(SYNTHETIC_ANOMALY_KINDS))
-    if unknown:
-        raise ValueError(
-            f"synthetic_anomaly_weights names unknown kind(s) {unknown}; the kinds are {SYNTHETIC_ANOMALY_KINDS}."
-        )
-    parsed: dict[str, float] = {}
-    for kind in SYNTHETIC_ANOMALY_KINDS:
-        raw = pairs.get(kind, 0.0)
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            value = math.nan
-        if isinstance(raw, bool) or not math.isfinite(value) or value < 0:
-            raise ValueError(
-                f"synthetic_anomaly_weights: the weight of {kind!r} must be a finite number >= 0; got {raw!r}."
-            )
-        parsed[kind] = value
-    total = sum(parsed.values())
-    if total <= 0:
-        raise ValueError(
-            f"synthetic_anomaly_weights gives every kind weight 0; give at least one a weight > 0 ({example})."
-        )
-    return {kind: value / total for kind, value in parsed.items()}
-
-
-def parse_foreground_threshold(value: str | float | None) -> str | float | None:
-    """Read the foreground option: None (defects anywhere), ``"otsu"`` or a threshold in grey levels.
-
-    Args:
-        value: None or ``""`` (no foreground mask), ``"otsu"`` (any case), or a number (or numeric string) in
-            [0, 255]: how far, in grey levels on the most different channel, a pixel's blurred colour must be from the
-            background's to count as the object.
-
-    Returns:
-        None, ``"otsu"`` or the threshold as a float.
-
-    Raises:
-        ValueError: Anything else (the message names the value).
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, str) and value.strip().lower() == "otsu":
-        return "otsu"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not (math.isfinite(number) and 0.0 <= number <= 255.0):
-        raise ValueError(
-            f"foreground_threshold must be 'otsu' (automatic) or a number of grey levels in [0, 255] (how far a "
-            f"pixel's colour must be from the background's to count as the object, e.g. 30); got {value!r}."
-        )
-    return number
 
 
 # ----------------------------------------------------------------------------------------------------------------------

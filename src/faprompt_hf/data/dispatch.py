@@ -13,6 +13,7 @@ from typing import Any
 
 from datasets import Dataset
 
+from ..defaults import DATASET_FORMATS, PAPER_DATASET_FORMATS
 from .hub import load_hub_dataset
 from .loaders import load_folder, load_meta_json, load_mvtec_ad, load_visa
 from .paper_datasets import EXTRA_DATASETS, PAPER_DATASETS, load_paper_dataset
@@ -20,13 +21,8 @@ from .synthetic import make_synthetic_dataset
 
 __all__ = ["DATASET_FORMATS", "PAPER_DATASET_FORMATS", "load_dataset_by_format"]
 
-PAPER_DATASET_FORMATS: tuple[str, ...] = tuple(
-    key for key in (*PAPER_DATASETS, *EXTRA_DATASETS) if key not in ("mvtec", "visa")
-)
-"""Formats of the paper's other datasets, each in its public layout (see :mod:`faprompt_hf.data.paper_datasets`)."""
-
-DATASET_FORMATS: tuple[str, ...] = ("mvtec", "visa", "meta_json", "folder", "hub", "synthetic", *PAPER_DATASET_FORMATS)
-"""Values of ``dataset_format`` understood by :func:`load_dataset_by_format`."""
+if PAPER_DATASET_FORMATS != tuple(key for key in (*PAPER_DATASETS, *EXTRA_DATASETS) if key not in ("mvtec", "visa")):
+    raise ImportError("faprompt_hf.defaults.PAPER_DATASET_FORMATS is out of date with data.paper_datasets.")
 
 
 def load_dataset_by_format(

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from datasets import Dataset, concatenate_datasets
 
-__all__ = ["MIX_STRATEGIES", "MixRequest", "extract_mix_arguments", "mix_datasets"]
+from ..defaults import MIX_STRATEGIES
 
-MIX_STRATEGIES: tuple[str, ...] = ("proportional", "equal")
-"""``proportional``: every image once (a source's share is its size); ``equal``: every source the same share."""
+__all__ = ["MIX_STRATEGIES", "MixRequest", "build_mix_request", "extract_mix_arguments", "mix_datasets"]
+
 
 _NO_PATH_FORMATS = ("synthetic",)
 
@@ -120,38 +120,43 @@ def _take(argv: list[str], flag: str) -> tuple[list[str], list[str]]:
     return rest, values
 
 
-def extract_mix_arguments(argv: Sequence[str]) -> tuple[list[str], MixRequest | None]:
-    """Take a mix of datasets out of a training command line.
+def build_mix_request(
+    formats: Sequence[str],
+    paths: Sequence[str],
+    strategy: str | None = None,
+    single_dataset_flags: Sequence[str] = (),
+) -> MixRequest | None:
+    """The mix that repeated ``--dataset_format``/``--dataset_path`` flags ask for, or None for one dataset.
 
-    A mix is ``--dataset_format`` given more than once: the formats are paired in order with the
-    ``--dataset_path`` values (``synthetic`` takes none), and ``--mix_strategy`` (default ``proportional``) says how
-    to sample. The returned command line keeps only the first format and path, so the script's usual checks run on
-    it; without a mix it is ``argv`` unchanged (minus a ``--mix_strategy``, which then is an error).
+    The formats are paired in order with the paths (``synthetic`` takes none).
 
     Args:
-        argv: The command-line arguments.
+        formats: Every ``--dataset_format`` value, in order.
+        paths: Every ``--dataset_path`` value, in order.
+        strategy: ``--mix_strategy`` (None: ``proportional``).
+        single_dataset_flags: Flags given that apply to one dataset only (``--classes``, ...), refused with a mix.
 
     Returns:
-        ``(argv, MixRequest or None)``.
+        The :class:`MixRequest`, or None when at most one format is given.
 
     Raises:
-        ValueError: ``--mix_strategy`` without several datasets, an unknown strategy, paths that do not pair with the
-            formats, or ``--classes``/``--dataset_kwargs``/``--column_mapping`` with a mix.
+        ValueError: ``--mix_strategy`` or several ``--dataset_path`` without several datasets, an unknown strategy,
+            paths that do not pair with the formats, or a one-dataset flag with a mix.
     """
-    rest, formats = _take(list(argv), "--dataset_format")
-    rest, paths = _take(rest, "--dataset_path")
-    rest, strategies = _take(rest, "--mix_strategy")
     if len(formats) <= 1:
-        if strategies:
+        if strategy is not None:
             raise ValueError(
                 "--mix_strategy mixes several datasets: give --dataset_format (and --dataset_path) once per dataset, "
                 "e.g. --dataset_format mvtec --dataset_path /data/mvtec --dataset_format visa --dataset_path "
                 "/data/visa --mix_strategy equal."
             )
-        return list(argv), None
-    if len(strategies) > 1:
-        raise ValueError(f"--mix_strategy given {len(strategies)} times; give it once.")
-    strategy = strategies[0] if strategies else "proportional"
+        if len(paths) > 1:
+            raise ValueError(
+                f"--dataset_path given {len(paths)} times with one --dataset_format: give --dataset_format once per "
+                "dataset to train on a mix."
+            )
+        return None
+    strategy = strategy or "proportional"
     if strategy not in MIX_STRATEGIES:
         raise ValueError(f"--mix_strategy must be one of {', '.join(MIX_STRATEGIES)}, got {strategy!r}.")
     needing = [fmt for fmt in formats if fmt not in _NO_PATH_FORMATS]
@@ -160,10 +165,45 @@ def extract_mix_arguments(argv: Sequence[str]) -> tuple[list[str], MixRequest | 
             f"A mix of {len(formats)} datasets ({', '.join(formats)}) needs one --dataset_path per format other than "
             f"synthetic, in the same order: {len(needing)} expected, {len(paths)} given."
         )
-    for flag in ("--classes", "--dataset_kwargs", "--column_mapping", "--dataset", "--synthetic_domains"):
-        if any(item == flag or item.startswith(flag + "=") for item in rest):
-            raise ValueError(f"{flag} applies to one dataset; it cannot be combined with a mix of datasets.")
+    for flag in single_dataset_flags:
+        raise ValueError(f"{flag} applies to one dataset; it cannot be combined with a mix of datasets.")
     path_iter = iter(paths)
     paired: list[str | None] = [None if fmt in _NO_PATH_FORMATS else next(path_iter) for fmt in formats]
-    first = ["--dataset_format", formats[0]] + ([] if paired[0] is None else ["--dataset_path", os.fspath(paired[0])])
-    return rest + first, MixRequest(formats, paired, strategy)
+    return MixRequest(list(formats), paired, strategy)
+
+
+def extract_mix_arguments(argv: Sequence[str]) -> tuple[list[str], MixRequest | None]:
+    """Take a mix of datasets out of a training command line.
+
+    The parser of ``faprompt-hf train`` reads the mix flags itself; this is for callers that hold a raw command line.
+
+    Args:
+        argv: The command-line arguments.
+
+    Returns:
+        ``(argv, MixRequest or None)``: the command line with only the first format and path kept (unchanged without
+        a mix), and the mix.
+
+    Raises:
+        ValueError: As :func:`build_mix_request`; also ``--mix_strategy`` given more than once.
+    """
+    rest, formats = _take(list(argv), "--dataset_format")
+    rest, paths = _take(rest, "--dataset_path")
+    rest, strategies = _take(rest, "--mix_strategy")
+    if len(strategies) > 1:
+        raise ValueError(f"--mix_strategy given {len(strategies)} times; give it once.")
+    single = [
+        flag
+        for flag in ("--classes", "--dataset_kwargs", "--column_mapping", "--dataset", "--synthetic_domains")
+        if any(item == flag or item.startswith(flag + "=") for item in rest)
+    ]
+    if len(formats) <= 1 and len(paths) <= 1:
+        build_mix_request(formats, paths, strategies[0] if strategies else None)
+        return list(argv), None
+    mix = build_mix_request(formats, paths, strategies[0] if strategies else None, single)
+    if mix is None:
+        return list(argv), None
+    first = ["--dataset_format", mix.formats[0]] + (
+        [] if mix.paths[0] is None else ["--dataset_path", os.fspath(mix.paths[0])]
+    )
+    return rest + first, mix

@@ -1,0 +1,111 @@
+# Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
+"""``faprompt-hf evaluate`` and ``examples/evaluate.py``: zero-shot evaluation from the command line.
+
+The flags are defined once, in :func:`faprompt_hf.cli_flags.add_evaluate_arguments`. The protocol is the released
+evaluation's; see ``docs/evaluation.md`` and ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from accelerate import Accelerator
+
+from .cli_flags import add_evaluate_arguments
+from .data import load_dataset_by_format
+from .evaluation import EvaluationResult, evaluate_model, load_evaluation_model, save_heatmaps
+from .launch import warn_if_fewer_processes
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``faprompt-hf evaluate`` / ``examples/evaluate.py``.
+
+    Args:
+        prog: The program name shown in messages.
+
+    Returns:
+        The parser.
+    """
+    return add_evaluate_arguments(
+        argparse.ArgumentParser(prog=prog, description="Zero-shot evaluation of an FAPrompt model on a dataset.")
+    )
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> EvaluationResult:
+    """Run the evaluation.
+
+    Args:
+        argv: Command-line arguments (default: ``sys.argv[1:]``).
+        prog: The program name shown in messages (default: the script's).
+
+    Returns:
+        The evaluation result (the same on every process).
+    """
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if (args.model is None) == (args.original_checkpoint is None):
+        parser.error("give exactly one of --model and --original_checkpoint")
+    if args.original_checkpoint and not args.clip:
+        parser.error("--original_checkpoint needs --clip")
+    classes = [name for item in args.classes or [] for name in item.split(",") if name] or None
+
+    accelerator = Accelerator(cpu=args.use_cpu)
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(message)s")
+    warn_if_fewer_processes(accelerator.num_processes)
+    model, image_processor = load_evaluation_model(args.model, args.original_checkpoint, args.clip)
+    with accelerator.main_process_first():
+        dataset = load_dataset_by_format(
+            args.dataset_format, args.dataset_path, args.split, classes, args.column_mapping, **args.dataset_kwargs
+        )
+    result = evaluate_model(
+        model,
+        dataset,
+        image_processor,
+        batch_size=args.batch_size,
+        aupro=args.aupro,
+        accelerator=accelerator,
+        pixel_metrics=not args.no_pixel_metrics,
+        pixel_metrics_size=args.pixel_metrics_size,
+        image_size=args.image_size,
+        gaussian_sigma=args.gaussian_sigma,
+        num_workers=args.num_workers,
+        resize_mismatched_masks=args.resize_mismatched_masks,
+        heatmaps_per_class=args.save_heatmaps,
+        show_progress=True,
+    )
+    if accelerator.is_main_process:
+        run = {
+            "model": args.model,
+            "original_checkpoint": args.original_checkpoint,
+            "clip": args.clip,
+            "dataset_format": args.dataset_format,
+            "dataset_path": args.dataset_path,
+            "split": args.split,
+            "classes": classes,
+            "batch_size": args.batch_size,
+            "num_processes": accelerator.num_processes,
+        }
+        written = result.save(args.output_dir, extra=run)
+        if args.save_heatmaps:
+            written.update(
+                {f"heatmap {path.stem}": path for path in save_heatmaps(result, dataset, f"{args.output_dir}/heatmaps")}
+            )
+        protocol = result.protocol
+        print(  # noqa: T201 (the command's output)
+            f"FAPrompt zero-shot, {protocol['num_images']} images, {protocol['num_classes']} classes, "
+            f"{protocol['image_size']} px, sigma {protocol['gaussian_sigma']:g}, AUPRO {protocol['aupro']} "
+            "(metrics per class, then the mean):\n"
+        )
+        print(result.table)  # noqa: T201
+        for name, why in protocol.get("pixel_metrics_missing", {}).items():
+            print(f"{name}: no pixel metrics, {why}")  # noqa: T201
+        print()  # noqa: T201
+        for kind, path in written.items():
+            print(f"{kind}: {path}")  # noqa: T201
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return result
