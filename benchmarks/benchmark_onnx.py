@@ -213,7 +213,12 @@ def main() -> None:
         results[name] = {
             "median_s": round(statistics.median(seconds), 4),
             "min_s": round(min(seconds), 4),
+            "times_s": [round(value, 3) for value in seconds],
             "speedup_vs_eager": round(eager / statistics.median(seconds), 3),
+            # eager / variant within each round (the two ran back to back), then the median: steadier on a busy CPU
+            "paired_speedup_median": round(
+                statistics.median(a / b for a, b in zip(times["torch_eager"], seconds, strict=True)), 3
+            ),
             "max_abs_diff_scores": float(np.abs(scores - reference_scores).max()),
             "max_abs_diff_maps": float(np.abs(maps - reference_maps).max()),
             "map_cosine": float(flat @ flat_reference / (np.linalg.norm(flat) * np.linalg.norm(flat_reference))),

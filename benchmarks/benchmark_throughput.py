@@ -45,9 +45,9 @@ from faprompt_hf import (
     FAPromptImageProcessor,
     FAPromptModel,
     clip_vit_large_patch14_336_config,
-    evaluate_model,
 )
 from faprompt_hf.data import DOMAINS, make_synthetic_dataset
+from faprompt_hf.evaluation import evaluate_model
 from faprompt_hf.tiny import tiny_clip_config, tiny_clip_tokenizer, tiny_faprompt_config
 
 
