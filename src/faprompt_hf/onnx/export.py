@@ -140,8 +140,8 @@ def quantize_onnx_file(onnx_path: str | os.PathLike, quantize: str = "int8") -> 
     each run quantises their input activations to uint8 with the activations' own range. Attention products of two
     activations, the softmaxes, the maps and the smoothing stay float32. The graph keeps its input and outputs, so
     :class:`~faprompt_hf.onnx.ONNXAnomalyDetector` loads it unchanged. Dynamic quantisation needs no calibration
-    images; on the development CPU (AVX2, no VNNI) it was measured against static QDQ quantisation in
-    ``docs/performance.md``.
+    images; because the activation ranges are measured per run, an image's result depends slightly on the other
+    images of its batch. Speed and accuracy: ``docs/deployment.md`` (int8) and ``docs/performance.md``.
 
     Args:
         onnx_path: ``model.onnx`` of an export folder (a ``model.onnx.data`` beside it is replaced as well).
