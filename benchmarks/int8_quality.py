@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -36,6 +37,33 @@ from faprompt_hf.metrics import compute_per_class_metrics
 from faprompt_hf.onnx import ONNXAnomalyDetector
 
 TEST_DOMAINS = ("blobs", "rings", "dots", "capsule")  # the quickstart's held-out domains
+TRAIN_DOMAINS = ("gradient", "stripes", "checker", "nut", "plate")  # the quickstart's training domains
+
+
+def quantize_static_qdq(float32_dir: Path, output_dir: Path, calibration: np.ndarray) -> None:
+    """Static int8 (QDQ) quantisation of the MatMuls, activation ranges calibrated (min-max) on ``calibration``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"pixel_values": image[None]} for image in calibration])
+
+        def get_next(self) -> dict | None:
+            return next(self.items, None)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for file in float32_dir.iterdir():
+        if file.suffix == ".json":
+            shutil.copy2(file, output_dir / file.name)
+    quantize_static(
+        str(float32_dir / "model.onnx"),
+        str(output_dir / "model.onnx"),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -52,6 +80,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="The quickstart's seed (it draws the test images).")
     parser.add_argument("--num_test_images", type=int, default=40, help="Normal (and as many anomalous) per domain.")
     parser.add_argument("--domains", nargs="+", default=list(TEST_DOMAINS))
+    parser.add_argument(
+        "--static",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Also measure static QDQ int8, calibrated on N images of the quickstart's training domains.",
+    )
     parser.add_argument("--results", default=None, help="Append the JSON line to this file too.")
     parser.add_argument("--label", default="", help="A note stored in the output (e.g. 'machine shared').")
     args = parser.parse_args()
@@ -65,7 +100,19 @@ def main() -> None:
         start = time.perf_counter()
         export_onnx(model, export_root / name, image_size=size, quantize=quantize)
         export_seconds[name] = round(time.perf_counter() - start, 1)
-    detectors = {name: ONNXAnomalyDetector(export_root / name) for name in ("float32", "int8")}
+    names = ["float32", "int8"]
+    if args.static:
+        per_domain = max(1, args.static // (2 * len(TRAIN_DOMAINS)))
+        calibration_set = make_synthetic_dataset(
+            TRAIN_DOMAINS, per_domain, per_domain, image_size=max(64, size), seed=args.seed, split="train"
+        )
+        collate = FAPromptCollator(FAPromptImageProcessor(size=size))
+        calibration = collate([calibration_set[index] for index in range(len(calibration_set))])["pixel_values"]
+        start = time.perf_counter()
+        quantize_static_qdq(export_root / "float32", export_root / "int8_static", calibration.numpy())
+        export_seconds["int8_static"] = round(time.perf_counter() - start, 1)
+        names.append("int8_static")
+    detectors = {name: ONNXAnomalyDetector(export_root / name) for name in names}
 
     dataset = make_synthetic_dataset(
         args.domains,
@@ -79,8 +126,9 @@ def main() -> None:
         defer_decoding(dataset), batch_size=16, collate_fn=FAPromptCollator(FAPromptImageProcessor(size=size))
     )
     collected: dict[str, dict[str, list]] = {name: {"scores": [], "maps": []} for name in ("torch", *detectors)}
-    labels, masks, class_names = [], [], []
+    labels, masks, class_names, pixel_batches = [], [], [], []
     for batch in loader:
+        pixel_batches.append(batch["pixel_values"].numpy())
         with torch.no_grad():
             outputs = model(pixel_values=batch["pixel_values"])
         collected["torch"]["scores"].append(outputs.image_scores.numpy())
@@ -92,6 +140,7 @@ def main() -> None:
         labels.append(batch["labels"].numpy())
         masks.append(batch["masks"].numpy())
         class_names.extend(batch["class_names"])
+    all_pixels = np.concatenate(pixel_batches)
     labels_all = np.concatenate(labels).astype(np.int64)
     masks_all = (np.concatenate(masks) > 0.5).astype(np.int64)
 
@@ -110,6 +159,12 @@ def main() -> None:
         }
     int8_scores, int8_maps = arrays["int8"]
     fp32_scores, fp32_maps = arrays["float32"]
+    # batch dependence: the same images one at a time (dynamic ranges are per run; static ones are fixed)
+    singles = {
+        name: np.concatenate([detectors[name].run(image[None])[0] for image in all_pixels])
+        for name in detectors
+        if name != "float32"
+    }
     record = {
         "benchmark": "int8_quality",
         "model": args.model,
@@ -122,8 +177,26 @@ def main() -> None:
         },
         "spearman_image_scores_int8_vs_float32": round(float(spearmanr(int8_scores, fp32_scores).statistic), 6),
         "map_cosine_int8_vs_float32": round(cosine(int8_maps, fp32_maps), 6),
+        **(
+            {
+                "int8_static_minus_float32_points": {
+                    key: round(runtimes["int8_static"][key] - runtimes["float32"][key], 3)
+                    for key in ("image_auroc", "pixel_auroc")
+                },
+                "spearman_image_scores_int8_static_vs_float32": round(
+                    float(spearmanr(arrays["int8_static"][0], fp32_scores).statistic), 6
+                ),
+                "map_cosine_int8_static_vs_float32": round(cosine(arrays["int8_static"][1], fp32_maps), 6),
+                "static_calibration_images": len(calibration),
+            }
+            if args.static
+            else {}
+        ),
         "map_cosine_float32_vs_torch": round(cosine(fp32_maps, arrays["torch"][1]), 8),
         "max_abs_diff_scores_int8_vs_float32": float(np.abs(int8_scores - fp32_scores).max()),
+        "max_abs_diff_scores_batch16_vs_batch1": {
+            name: float(np.abs(values - arrays[name][0]).max()) for name, values in singles.items()
+        },
         "quantization": detectors["int8"].config.get("quantization"),
         "export_s": export_seconds,
         "device": f"cpu ({platform.processor() or platform.machine()})",
