@@ -140,8 +140,9 @@ def quantize_onnx_file(onnx_path: str | os.PathLike, quantize: str = "int8") -> 
     each run quantises their input activations to uint8 with the activations' own range. Attention products of two
     activations, the softmaxes, the maps and the smoothing stay float32. The graph keeps its input and outputs, so
     :class:`~faprompt_hf.onnx.ONNXAnomalyDetector` loads it unchanged. Dynamic quantisation needs no calibration
-    images; because the activation ranges are measured per run, an image's result depends slightly on the other
-    images of its batch. Speed and accuracy: ``docs/deployment.md`` (int8) and ``docs/performance.md``.
+    images; because the activation ranges are measured per run, an image's result depends on the other images of
+    its batch (up to 0.22 in score on the tiny test model; run batch 1 where that matters). Speed and accuracy:
+    ``docs/deployment.md`` (int8) and ``docs/performance.md``.
 
     Args:
         onnx_path: ``model.onnx`` of an export folder (a ``model.onnx.data`` beside it is replaced as well).
@@ -215,8 +216,9 @@ def export_onnx(
         processor: The image processor (or processor) whose settings to save; default
             ``FAPromptImageProcessor(size=image_size)``. Its size is set to the exported size.
         quantize: None (default: a float32 graph) or ``"int8"``: the MatMul weights stored as int8 and their inputs
-            quantised per run (onnxruntime dynamic quantisation, :func:`quantize_onnx_file`); about 4x smaller, and
-            faster on CPUs (see ``docs/performance.md``). Recorded as ``"quantization"`` in ``onnx_config.json``.
+            quantised per run (onnxruntime dynamic quantisation, :func:`quantize_onnx_file`): weights 4x smaller,
+            faster on CPUs, and results that depend on the batch's other images (see ``docs/deployment.md``).
+            Recorded as ``"quantization"`` in ``onnx_config.json``.
 
     Returns:
         The path of the ONNX file.
