@@ -11,9 +11,17 @@ or from the tiny test configuration with ``--tiny``. Prints one JSON line per me
 77-token prompts, the static prompts re-encoded for every image, the normal prompt re-encoded with the prior's
 prompts, Gaussian smoothing with scipy on the host); the script checks that the fast path gives its outputs.
 
+``throughput`` measures images per second through the ``"anomaly-detection"`` pipeline and ``evaluate_model``
+against the bare forward at the same batch (``benchmarks/benchmark_throughput.py``). After the measurements one
+``mode=summary`` line gives the speed issue's ratios and goals (eager bf16 batch 32 against the tower, fp32 batch 1
+against the reference path, training speed and peak memory, pipeline and evaluation against the forward).
+``--results FILE`` appends every line to FILE as well.
+
 Usage:
     python benchmarks/benchmark.py                    # GPU: ViT-L/14@336 at 518 px, every measurement
     python benchmarks/benchmark.py --tiny --device cpu  # CPU: fast path vs reference path on the tiny config
+    # GPU, every figure of the speed issue in one call (a few minutes on an H200), recorded:
+    python benchmarks/benchmark.py --compile --results benchmarks/results/gpu.jsonl
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -210,7 +219,11 @@ def main() -> None:
         metavar="DIR",
         help="Write torch.profiler tables of fp32 inference (batch 1) and the training step here.",
     )
-    parser.add_argument("--only", nargs="*", default=None, help="Subset of: infer train tower reference.")
+    parser.add_argument("--only", nargs="*", default=None, help="Subset of: infer train tower reference throughput.")
+    parser.add_argument(
+        "--num_workers", type=int, default=4, help="DataLoader workers of the pipeline and evaluation (throughput)."
+    )
+    parser.add_argument("--results", default=None, help="Append every JSON line to this file too.")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -221,12 +234,24 @@ def main() -> None:
         "commit": commit_id(),
         "image_size": image_size,
         "model": "tiny" if args.tiny else "vit-l-14-336",
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python benchmarks/benchmark.py " + " ".join(sys.argv[1:]),
     }
-    wanted = set(args.only or ["infer", "train", "tower", "reference"])
+    # throughput runs by default on a GPU or with --tiny (ViT-L through the pipeline on a CPU takes many minutes)
+    default = ["infer", "train", "tower", "reference"] + (["throughput"] if device.type == "cuda" or args.tiny else [])
+    wanted = set(args.only or default)
+    records: list[dict] = []
 
     def report(mode: str, dtype: str, batch: int, result: dict, **extra: object) -> None:
         record = {"mode": mode, "dtype": dtype, "batch": batch, **result, **common, **extra}
-        print(json.dumps(_json_safe(record), allow_nan=False), flush=True)
+        records.append(record)
+        line = json.dumps(_json_safe(record), allow_nan=False)
+        print(line, flush=True)
+        if args.results:
+            Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+            with open(args.results, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
 
     def pixels(batch: int) -> torch.Tensor:
         return torch.randn(batch, 3, image_size, image_size, device=device)
@@ -327,6 +352,57 @@ def main() -> None:
                 args.warmup,
             )
         report("tower", "bfloat16", batch, result)
+        model.float()
+    if "throughput" in wanted:
+        from benchmark_throughput import measure_throughput  # the script folder is on sys.path
+
+        low = model.to(torch.bfloat16) if device.type == "cuda" else model
+        batch = 4 if args.tiny else 32 if device.type == "cuda" else 1
+        result = measure_throughput(
+            low, device, batch, num_workers=(args.num_workers,), num_images=4 * batch, rounds=3, warmup=1
+        )
+        report("throughput", result.pop("dtype"), result.pop("batch"), result)
+        model.float()
+    report("summary", "-", 0, summarize(records))
+
+
+def summarize(records: list[dict]) -> dict:
+    """The speed issue's ratios and goals from this run's records (None where a measurement is missing)."""
+
+    def speed(mode: str, dtype: str, batch: int, compiled: bool = False) -> float | None:
+        for record in records:
+            if (record["mode"], record["dtype"], record["batch"], bool(record.get("compiled"))) == (
+                mode,
+                dtype,
+                batch,
+                compiled,
+            ):
+                return record.get("images_per_s")
+        return None
+
+    def ratio(numerator: float | None, denominator: float | None) -> float | None:
+        return round(numerator / denominator, 3) if numerator and denominator else None
+
+    tower = next((r for r in records if r["mode"] == "tower"), None)
+    big = tower["batch"] if tower else 32
+    train = next((r for r in records if r["mode"] == "train" and not r.get("compiled")), None)
+    throughput = next((r for r in records if r["mode"] == "throughput"), None)
+    goals = {
+        "eager_bf16_vs_tower": ratio(speed("infer", "bfloat16", big), tower and tower["images_per_s"]),
+        "eager_bf16_vs_tower_goal": 0.9,
+        "eager_fp32_b1_vs_reference": ratio(speed("infer", "float32", 1), speed("reference", "float32", 1)),
+        "eager_fp32_b1_vs_reference_goal": 2.5,
+        "compiled_fp32_b1_vs_reference": ratio(
+            speed("infer", "float32", 1, compiled=True), speed("reference", "float32", 1)
+        ),
+        "train_bf16_b8_images_per_s": train and train["images_per_s"],
+        "train_bf16_b8_peak_gib": train and train["peak_mem_gib"],
+        "train_goal": ">= 150 images/s, <= 2 GiB",
+    }
+    if throughput:
+        goals.update({f"{name}_vs_forward": row["ratio_vs_forward"] for name, row in throughput["results"].items()})
+        goals["pipeline_vs_forward_goal"] = 0.8
+    return goals
 
 
 if __name__ == "__main__":

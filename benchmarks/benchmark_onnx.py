@@ -15,15 +15,21 @@ every variant runs once per round, in turn, so that all of them see the same mac
   model type ``clip``), with the ``ort_threads`` settings.
 - ``ort_opset23``: the opset-23 graph, where attention is one ONNX ``Attention`` operator, with the ``ort_threads``
   settings.
-- ``ort_int8`` (``--int8``): the opset-18 graph with its MatMul weights quantised to int8 (dynamic quantisation,
-  ``onnxruntime.quantization``).
+- ``ort_int8`` (``--int8``): the opset-18 graph quantised as ``export_onnx(..., quantize="int8")`` does it
+  (:func:`faprompt_hf.onnx.export.quantize_onnx_file`: dynamic int8 quantisation of the MatMul weights), with the
+  ``ort_threads`` settings.
 
-Prints one JSON object: per variant the median and minimum seconds per image, the ratio ``torch_eager / variant``
-(> 1: faster than eager), the largest differences from PyTorch's scores and maps and the maps' cosine similarity.
+``--variants`` keeps only the named onnxruntime variants (``torch_eager`` always runs). Prints one JSON object: per
+variant the median and minimum seconds per image, the ratio ``torch_eager / variant`` (> 1: faster than eager), the
+largest differences from PyTorch's scores and maps and the maps' cosine similarity; ``--results FILE`` appends it to
+FILE as one line.
 
 Usage:
     python benchmarks/benchmark_onnx.py --export_dir onnx_bench   # ViT-L/14@336 at 518 px (exports: minutes)
     python benchmarks/benchmark_onnx.py --tiny --rounds 5          # a quick check that the script works
+    # int8 against PyTorch eager and the float32 graph, recorded:
+    python benchmarks/benchmark_onnx.py --export_dir /tmp/onnx_bench --opsets 18 --int8 --no_fused
+        --variants ort_threads ort_int8 --rounds 3 --results benchmarks/results/onnx_cpu.jsonl   (one line)
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,6 +53,7 @@ import torch
 from benchmark import commit_id  # the script folder is on sys.path when run as a script
 from faprompt_hf import FAPromptConfig, FAPromptModel, clip_vit_large_patch14_336_config, export_onnx
 from faprompt_hf.onnx import ONNX_FILE_NAME
+from faprompt_hf.onnx.export import quantize_onnx_file
 from faprompt_hf.tiny import tiny_faprompt_config
 
 
@@ -95,12 +104,21 @@ def fuse_transformer(path: Path, output: Path, model: FAPromptModel) -> Path:
     return output
 
 
-def quantize_int8(path: Path, output: Path) -> Path:
-    """Dynamic int8 quantisation of the MatMul weights."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def quantize_int8(path: Path, folder: Path) -> tuple[Path, float]:
+    """A copy of the graph at ``path``, quantised as ``export_onnx(..., quantize="int8")`` does; and the seconds taken.
 
-    quantize_dynamic(str(path), str(output), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-    return output
+    An int8 graph already in ``folder`` is reused (seconds: None).
+    """
+    output = folder / ONNX_FILE_NAME
+    if output.is_file():
+        return output, None
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, output)
+    if path.with_name(f"{path.name}.data").is_file():
+        shutil.copy2(path.with_name(f"{path.name}.data"), output.with_name(f"{output.name}.data"))
+    start = time.perf_counter()
+    quantize_onnx_file(output, "int8")
+    return output, round(time.perf_counter() - start, 1)
 
 
 def main() -> None:
@@ -118,8 +136,19 @@ def main() -> None:
     parser.add_argument("--opsets", type=int, nargs="+", default=[18, 23], help="Opsets to export (18 is required).")
     parser.add_argument("--no_fused", action="store_true", help="Skip the transformer-optimiser variant.")
     parser.add_argument("--int8", action="store_true", help="Also measure dynamic int8 quantisation.")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        help="Keep only these onnxruntime variants (ort_default ort_threads ort_fused ort_opset23 ort_int8).",
+    )
+    parser.add_argument("--results", default=None, help="Append the JSON object to this file as one line.")
     parser.add_argument("--label", default="", help="A note stored in the output (e.g. 'under contention').")
     args = parser.parse_args()
+    wanted = set(args.variants) if args.variants else None
+
+    def keep(name: str) -> bool:
+        return wanted is None or name in wanted
 
     model, side = build_model(args.tiny)
     threads = args.threads or physical_cores()
@@ -145,13 +174,18 @@ def main() -> None:
         reference = model(pixel_values=pixel_values)
     reference_scores, reference_maps = reference.image_scores.numpy(), reference.anomaly_maps.numpy()
 
-    sessions = {"ort_default": session(graph, None), "ort_threads": session(graph, threads)}
-    if not args.no_fused:
+    sessions = {}
+    if keep("ort_default"):
+        sessions["ort_default"] = session(graph, None)
+    if keep("ort_threads"):
+        sessions["ort_threads"] = session(graph, threads)
+    if not args.no_fused and keep("ort_fused"):
         sessions["ort_fused"] = session(fuse_transformer(graph, work / "fused.onnx", model), threads)
-    if 23 in graphs:
+    if 23 in graphs and keep("ort_opset23"):
         sessions["ort_opset23"] = session(graphs[23], threads)
-    if args.int8:
-        sessions["ort_int8"] = session(quantize_int8(graph, work / "int8.onnx"), threads)
+    if args.int8 and keep("ort_int8"):
+        int8_graph, export_seconds["int8_quantize"] = quantize_int8(graph, export_root / "int8")
+        sessions["ort_int8"] = session(int8_graph, threads)
 
     def torch_step() -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
@@ -179,7 +213,12 @@ def main() -> None:
         results[name] = {
             "median_s": round(statistics.median(seconds), 4),
             "min_s": round(min(seconds), 4),
+            "times_s": [round(value, 3) for value in seconds],
             "speedup_vs_eager": round(eager / statistics.median(seconds), 3),
+            # eager / variant within each round (the two ran back to back), then the median: steadier on a busy CPU
+            "paired_speedup_median": round(
+                statistics.median(a / b for a, b in zip(times["torch_eager"], seconds, strict=True)), 3
+            ),
             "max_abs_diff_scores": float(np.abs(scores - reference_scores).max()),
             "max_abs_diff_maps": float(np.abs(maps - reference_maps).max()),
             "map_cosine": float(flat @ flat_reference / (np.linalg.norm(flat) * np.linalg.norm(flat_reference))),
@@ -201,9 +240,16 @@ def main() -> None:
         },
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
         "commit": commit_id(),
+        "device": f"cpu ({platform.processor() or platform.machine()}, {physical_cores()} physical cores)",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python benchmarks/benchmark_onnx.py " + " ".join(sys.argv[1:]),
         "label": args.label,
     }
     print(json.dumps(report, indent=2))
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.results, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(report) + "\n")
 
 
 if __name__ == "__main__":

@@ -110,11 +110,19 @@ def _export(args: argparse.Namespace) -> None:
     chatter = io.StringIO()
     quiet = contextlib.nullcontext() if args.verbose else _redirected(chatter)
     with quiet:
-        path = export_onnx(model, args.output, image_size=args.image_size, opset=opset, processor=image_processor)
+        path = export_onnx(
+            model,
+            args.output,
+            image_size=args.image_size,
+            opset=opset,
+            processor=image_processor,
+            quantize=args.quantize,
+        )
     output = Path(args.output)
     lines = [
         f"Exported {args.model} to {output}/",
-        f"  graph: {Path(path).name}, opset {opset}, {_folder_size(output) / 2**20:.1f} MB in the folder",
+        f"  graph: {Path(path).name}, opset {opset}, {args.quantize or 'float32'}, "
+        f"{_folder_size(output) / 2**20:.1f} MB in the folder",
     ]
     if args.check:
         lines.append(f"  parity with PyTorch: {_onnx_parity(model, output)}")

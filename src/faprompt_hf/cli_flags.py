@@ -564,6 +564,13 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         help="Input side in pixels, a multiple of the patch size (default: the saved processor's, else the config's).",
     )
     parser.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=None,
+        help="Quantise the graph's MatMuls to int8 (onnxruntime dynamic quantisation; docs/deployment.md#int8) "
+        "(default: not set, a float32 graph).",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="Also compare the ONNX outputs with PyTorch's on a random image (default: off).",

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import cached_file, logging
@@ -211,12 +213,23 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         return {"pixel_values": pixel_values, "image": rgb}
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        """Run the model on a batch; image scores (B,) and smoothed anomaly maps (B, S, S) come back as float32."""
+        """Run the model on a batch; scores and maps come back as float32, the maps already at each image's size.
+
+        The maps are smoothed (in ``forward``) and resized (bilinear) to their image's original size on the model's
+        device, before they leave it: the host only thresholds them and draws the overlay.
+
+        Returns:
+            ``image_scores`` (B,), ``anomaly_maps`` ((B, H, W) when the images share a size, else a list of (H, W)
+            tensors) and the RGB ``image`` (or list of them).
+        """
         outputs = self.model(pixel_values=model_inputs["pixel_values"].to(self.model.dtype))
+        images = model_inputs["image"]
         return {
             "image_scores": outputs.image_scores.float(),
-            "anomaly_maps": outputs.anomaly_maps.float(),
-            "image": model_inputs["image"],
+            "anomaly_maps": _resize_maps(
+                outputs.anomaly_maps.float(), images if isinstance(images, list) else [images]
+            ),
+            "image": images,
         }
 
     def _resolve_threshold(self, threshold: float | None) -> float:
@@ -236,7 +249,7 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         overlay_alpha: float = 0.5,
         overlay_normalize: bool | tuple[float, float] = True,
     ) -> dict[str, Any]:
-        """Turn one image's outputs into the result dict (maps resized to the original size)."""
+        """Turn one image's outputs into the result dict (its map arrives resized to the image's size)."""
         return detection_result(
             score=float(model_outputs["image_scores"].reshape(-1)[0]),
             anomaly_map=model_outputs["anomaly_maps"].reshape(model_outputs["anomaly_maps"].shape[-2:]).numpy(),
@@ -247,6 +260,32 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
             overlay_alpha=overlay_alpha,
             overlay_normalize=overlay_normalize,
         )
+
+
+def _resize_maps(maps: torch.Tensor, images: Sequence[Any]) -> torch.Tensor | list[torch.Tensor]:
+    """Resize maps (B, S_h, S_w) to their images' sizes with bilinear interpolation, where the maps are.
+
+    This is :func:`faprompt_hf.inference_utils.resize_anomaly_map` (``align_corners=False``), run on the maps'
+    device; ``detection_result`` then finds each map at its image's size and leaves it as it is.
+
+    Args:
+        maps: Anomaly maps (B, S_h, S_w), float32.
+        images: The B PIL images, whose sizes the maps take.
+
+    Returns:
+        One tensor (B, H, W) when every image has the same size (H, W), else a list of B tensors (H_i, W_i).
+    """
+    sizes = [(image.height, image.width) for image in images]
+    if len(set(sizes)) == 1:
+        return _resize(maps, sizes[0])
+    return [_resize(anomaly_map[None], size)[0] for anomaly_map, size in zip(maps, sizes, strict=True)]
+
+
+def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Maps (B, h, w) resized to (B, size[0], size[1]) (bilinear, ``align_corners=False``); unchanged at that size."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 def register_pipeline() -> None:
