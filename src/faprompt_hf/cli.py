@@ -267,10 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Zero-shot evaluation on a dataset (= examples/evaluate.py).",
         cli_flags.add_evaluate_arguments,
     )
-    commands.add_parser(
+    _forwarding_parser(
+        commands,
         "benchmark",
-        help="The paper's cross-dataset table (= examples/benchmark_paper.py); see its --help.",
-        add_help=False,
+        "The paper's cross-dataset table (= examples/benchmark_paper.py).",
+        cli_flags.add_benchmark_arguments,
     )
     commands.add_parser("app", help="Start the Gradio demo (needs the demo extra); see its --help.", add_help=False)
     export = commands.add_parser(
@@ -308,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         unknown = [item for item in head if item != "--verbose"]
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        if name in ("train", "evaluate") and ("-h" in rest or "--help" in rest):
+        if name in ("train", "evaluate", "benchmark") and ("-h" in rest or "--help" in rest):
             parser.parse_args([name, "--help"])  # the same flag definitions, without loading torch
         _configure_logging("--verbose" in head)
         _FORWARDED[name](argparse.Namespace(forwarded=rest, verbose="--verbose" in head))

@@ -25,6 +25,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .defaults import (
@@ -34,6 +35,7 @@ from .defaults import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_ONNX_OPSET,
     MIX_STRATEGIES,
+    PAPER_DATASET_FORMATS,
 )
 from .script_flags import argparse_type, non_negative_float, parse_column_mapping, parse_json_object, positive_int
 from .training_args import FAPromptTrainingArguments
@@ -575,4 +577,80 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         action="store_true",
         help="Also compare the ONNX outputs with PyTorch's on a random image (default: off).",
     )
+    return show_defaults(parser)
+
+
+PAPER_BENCHMARK_DATASETS = ("mvtec", "visa", *PAPER_DATASET_FORMATS)
+"""The datasets ``faprompt-hf benchmark --datasets`` names (the paper's 19, then MVTec AD 2 and MVTec LOCO AD)."""
+
+PAPER_NUMBERS_FILE = str(Path(__file__).resolve().parent / "data" / "paper_numbers.json")
+"""The published FAPrompt numbers the benchmark's ``--paper_numbers`` reads by default."""
+
+
+def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the flags of ``faprompt-hf benchmark`` (and ``examples/benchmark_paper.py``) to ``parser``.
+
+    ``--datasets`` values are checked against the known datasets when the command runs
+    (:func:`faprompt_hf.paper_benchmark.run_from_args`), so that ``--help`` needs none of the loaders.
+
+    Args:
+        parser: The parser to extend.
+
+    Returns:
+        The same parser.
+    """
+    parser.add_argument("--data_root", help="Folder holding the dataset folders (by their usual names).")
+    parser.add_argument("--model", required=True, help="FAPrompt model for every dataset but MVTec AD (dir or hub id).")
+    parser.add_argument("--mvtec_model", help="Model for MVTec AD (the paper: prompts trained on VisA).")
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        metavar="NAME[=FOLDER]",
+        help=f"Datasets to evaluate (default: every one present): {', '.join(PAPER_BENCHMARK_DATASETS)}; "
+        "NAME=FOLDER for a folder with another name (relative to --data_root).",
+    )
+    parser.add_argument("--include_extra", action="store_true", help="Also look for MVTec AD 2 and MVTec LOCO AD.")
+    parser.add_argument("--output_dir", default="outputs/benchmark", help="Where the tables are written.")
+    parser.add_argument("--resume", action="store_true", help="Skip datasets finished by an earlier run.")
+    parser.add_argument(
+        "--paper_numbers",
+        nargs="?",
+        const=PAPER_NUMBERS_FILE,
+        default=None,
+        metavar="FILE",
+        help="Put the published FAPrompt numbers beside ours (the file: faprompt_hf/data/paper_numbers.json).",
+    )
+    parser.add_argument(
+        "--synthetic_domains",
+        nargs="+",
+        metavar="DOMAIN",
+        help="Also evaluate these synthetic domains (faprompt_hf.data.make_synthetic_dataset, 8+8 images, 64 px).",
+    )
+    parser.add_argument(
+        "--make_replicas",
+        metavar="DIR",
+        help="Write the miniature replicas of every layout into DIR first and use DIR as --data_root (testing aid).",
+    )
+    parser.add_argument("--batch_size", type=positive_int("--batch_size"), default=8, help="Images per forward pass.")
+    parser.add_argument(
+        "--num_workers", type=positive_int("--num_workers", 0), default=0, help="Data-loader worker processes."
+    )
+    parser.add_argument(
+        "--image_size", type=positive_int("--image_size"), help="Evaluation side in px (default: the model's, 518)."
+    )
+    parser.add_argument(
+        "--gaussian_sigma",
+        "--sigma",
+        dest="gaussian_sigma",
+        type=non_negative_float("--gaussian_sigma"),
+        help="Map smoothing in px, >= 0 (default: the model's, 10; --sigma is an alias).",
+    )
+    parser.add_argument("--aupro", choices=("original", "exact"), default=DEFAULT_AUPRO, help="AUPRO definition.")
+    parser.add_argument(
+        "--pixel_metrics_size",
+        type=positive_int("--pixel_metrics_size"),
+        help="Pool maps to this side before pixel metrics.",
+    )
+    parser.add_argument("--resize_mismatched_masks", action="store_true", help="Resize masks of another size.")
+    parser.add_argument("--use_cpu", action="store_true", help="Run on the CPU even when a GPU is available.")
     return show_defaults(parser)

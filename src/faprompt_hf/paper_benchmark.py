@@ -36,6 +36,7 @@ from typing import Any
 from datasets import Dataset
 from transformers.utils import logging
 
+from .cli_flags import add_benchmark_arguments
 from .data.paper_datasets import (
     FoundDatasets,
     all_dataset_specs,
@@ -376,7 +377,7 @@ def run_benchmark(
     batch_size: int = 8,
     num_workers: int = 0,
     image_size: int | None = None,
-    sigma: float | None = None,
+    gaussian_sigma: float | None = None,
     aupro: str = "original",
     pixel_metrics_size: int | None = None,
     resize_mismatched_masks: bool = False,
@@ -404,7 +405,7 @@ def run_benchmark(
         batch_size: Images per forward pass.
         num_workers: Data-loader workers.
         image_size: Evaluation side (default: the model's, 518 for the released models).
-        sigma: Map smoothing (default: the model's, 10).
+        gaussian_sigma: Map smoothing in px (default: the model's, 10).
         aupro: ``"original"`` (the released evaluation) or ``"exact"``.
         pixel_metrics_size: Pool maps before the pixel metrics (an approximation; see ``evaluate_model``).
         resize_mismatched_masks: Resize masks whose size differs from their image instead of marking the dataset
@@ -455,7 +456,7 @@ def run_benchmark(
         "data_root": None if data_root is None else os.fspath(data_root),
         "protocol": {
             "image_size": image_size,
-            "sigma": sigma,
+            "gaussian_sigma": gaussian_sigma,
             "aupro": aupro,
             "pixel_metrics_size": pixel_metrics_size,
         },
@@ -502,7 +503,7 @@ def run_benchmark(
                     pixel_metrics=pixel,
                     pixel_metrics_size=pixel_metrics_size if pixel else None,
                     image_size=image_size,
-                    sigma=sigma,
+                    gaussian_sigma=gaussian_sigma,
                     num_workers=num_workers,
                     resize_mismatched_masks=resize_mismatched_masks,
                 )
@@ -545,65 +546,14 @@ def _notes(notes: Sequence[str], outcomes: Sequence[DatasetOutcome]) -> list[str
 
 
 def _dataset_choice(text: str) -> tuple[str, str | None]:
+    """``NAME[=FOLDER]`` -> (the dataset's key, the folder or None); a ValueError lists the known names."""
     name, _, path = text.partition("=")
-    try:
-        key = get_dataset_spec(name).key
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return key, path or None
+    return get_dataset_spec(name).key, path or None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the benchmark's options to ``parser`` (a script's parser or a ``faprompt-hf benchmark`` subparser).
-
-    Args:
-        parser: The parser to extend.
-
-    Returns:
-        The same parser.
-    """
-    parser.add_argument("--data_root", help="Folder holding the dataset folders (by their usual names).")
-    parser.add_argument("--model", required=True, help="FAPrompt model for every dataset but MVTec AD (dir or hub id).")
-    parser.add_argument("--mvtec_model", help="Model for MVTec AD (the paper: prompts trained on VisA).")
-    parser.add_argument(
-        "--datasets",
-        nargs="+",
-        type=_dataset_choice,
-        metavar="NAME[=FOLDER]",
-        help=f"Datasets to evaluate (default: every one present): {', '.join(all_dataset_specs())}; NAME=FOLDER "
-        "for a folder with another name (relative to --data_root).",
-    )
-    parser.add_argument("--include_extra", action="store_true", help="Also look for MVTec AD 2 and MVTec LOCO AD.")
-    parser.add_argument("--output_dir", default="outputs/benchmark")
-    parser.add_argument("--resume", action="store_true", help="Skip datasets finished by an earlier run.")
-    parser.add_argument(
-        "--paper_numbers",
-        nargs="?",
-        const=str(PAPER_NUMBERS_FILE),
-        default=None,
-        metavar="FILE",
-        help="Put the published FAPrompt numbers beside ours (default file: faprompt_hf/data/paper_numbers.json).",
-    )
-    parser.add_argument(
-        "--synthetic_domains",
-        nargs="+",
-        metavar="DOMAIN",
-        help="Also evaluate these synthetic domains (faprompt_hf.data.make_synthetic_dataset, 8+8 images, 64 px).",
-    )
-    parser.add_argument(
-        "--make_replicas",
-        metavar="DIR",
-        help="Write the miniature replicas of every layout into DIR first and use DIR as --data_root (testing aid).",
-    )
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--num_workers", type=int, default=0)
-    parser.add_argument("--image_size", type=int, help="Evaluation side in px (default: the model's, 518).")
-    parser.add_argument("--sigma", type=float, help="Map smoothing in px (default: the model's, 10).")
-    parser.add_argument("--aupro", choices=("original", "exact"), default="original")
-    parser.add_argument("--pixel_metrics_size", type=int, help="Pool maps to this side before pixel metrics.")
-    parser.add_argument("--resize_mismatched_masks", action="store_true", help="Resize masks of another size.")
-    parser.add_argument("--use_cpu", action="store_true", help="Run on the CPU even when a GPU is available.")
-    return parser
+    """Add the benchmark's options to ``parser``: :func:`faprompt_hf.cli_flags.add_benchmark_arguments`."""
+    return add_benchmark_arguments(parser)
 
 
 def run_from_args(args: argparse.Namespace) -> BenchmarkResult:
@@ -645,8 +595,9 @@ def run_from_args(args: argparse.Namespace) -> BenchmarkResult:
         synthetic = make_synthetic_dataset(
             args.synthetic_domains, n_normal=8, n_anomalous=8, image_size=64, split="test"
         )
-    datasets = [key for key, _ in args.datasets or []] or None
-    paths = {key: path for key, path in args.datasets or [] if path}
+    chosen = [_dataset_choice(text) for text in args.datasets or []]
+    datasets = [key for key, _ in chosen] or None
+    paths = {key: path for key, path in chosen if path}
     result = run_benchmark(
         model,
         data_root,
@@ -665,7 +616,7 @@ def run_from_args(args: argparse.Namespace) -> BenchmarkResult:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         image_size=args.image_size,
-        sigma=args.sigma,
+        gaussian_sigma=args.gaussian_sigma,
         aupro=args.aupro,
         pixel_metrics_size=args.pixel_metrics_size,
         resize_mismatched_masks=args.resize_mismatched_masks,
