@@ -130,6 +130,27 @@ print(json.dumps(classes))
 
 
 @pytest.mark.integration
+def test_a_syntax_error_in_a_saved_code_file_names_that_file(tiny_model, tmp_path):
+    """A damaged remote-code file is named by the error of a Python without the package (and by the manifest check)."""
+    folder = tmp_path / "model"
+    save_with_processor(tiny_model, folder)
+    (folder / "validation.py").write_text("def broken(:\n", encoding="utf-8")
+    code = (
+        "import sys\n"
+        'sys.modules["faprompt_hf"] = None\n'
+        "from transformers import AutoModel\n"
+        "AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    assert child.returncode != 0
+    assert "SyntaxError" in child.stderr and "validation.py" in child.stderr, child.stderr[-2000:]
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["embedded, saved by the pipeline", "compact, saved by the model"])
 def test_saved_folder_loads_without_the_package_with_identical_outputs(
     kind, hub_clip_model, hub_cache, tmp_path, images_dir
