@@ -44,6 +44,22 @@ from faprompt_hf import FAPromptConfig, FAPromptModel, clip_vit_large_patch14_33
 from faprompt_hf.tiny import tiny_clip_config, tiny_faprompt_config
 
 
+def write_result(record: dict, results: str | None) -> None:
+    """Print one benchmark result as a JSON line, and append it to the ``results`` file (``--results``) if given.
+
+    Args:
+        record: The measurement; the commit and the UTC date are added when absent.
+        results: A ``.jsonl`` file under ``benchmarks/results/`` (created if needed), or None.
+    """
+    record = {"commit": commit_id(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
+    line = json.dumps(record)
+    print(line, flush=True)
+    if results:
+        Path(results).parent.mkdir(parents=True, exist_ok=True)
+        with open(results, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+
 def commit_id() -> str:
     """The short commit of this checkout (or $FAPROMPT_COMMIT), stored with every benchmark result."""
     if os.environ.get("FAPROMPT_COMMIT"):

@@ -26,7 +26,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark import commit_id  # the script folder is on sys.path when run as a script
+from benchmark import write_result  # the script folder is on sys.path when run as a script
 from faprompt_hf import (
     FAPromptAnomalyDetectionPipeline,
     FAPromptConfig,
@@ -203,17 +202,10 @@ def main() -> None:
         if device.type == "cuda"
         else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs)",
         "versions": {"torch": torch.__version__},
-        "commit": commit_id(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python benchmarks/benchmark_throughput.py " + " ".join(sys.argv[1:]),
         "label": args.label,
     }
-    line = json.dumps(record)
-    print(line, flush=True)
-    if args.results:
-        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.results, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+    write_result(record, args.results)
 
 
 if __name__ == "__main__":

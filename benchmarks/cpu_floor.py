@@ -16,18 +16,16 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark import commit_id  # the script folder is on sys.path when run as a script
+from benchmark import write_result  # the script folder is on sys.path when run as a script
 from faprompt_hf import FAPromptConfig, FAPromptModel, clip_vit_large_patch14_336_config
 
 
@@ -79,17 +77,10 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs)",
         "versions": {"torch": torch.__version__},
-        "commit": commit_id(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python benchmarks/cpu_floor.py " + " ".join(sys.argv[1:]),
         "label": args.label,
     }
-    line = json.dumps(record)
-    print(line, flush=True)
-    if args.results:
-        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.results, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+    write_result(record, args.results)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import time
@@ -30,7 +29,7 @@ import torch
 from scipy.stats import spearmanr
 from torch.utils.data import DataLoader
 
-from benchmark import commit_id  # the script folder is on sys.path when run as a script
+from benchmark import write_result  # the script folder is on sys.path when run as a script
 from faprompt_hf import FAPromptImageProcessor, FAPromptModel, export_onnx
 from faprompt_hf.data import FAPromptCollator, defer_decoding, make_synthetic_dataset
 from faprompt_hf.metrics import compute_per_class_metrics
@@ -201,16 +200,9 @@ def main() -> None:
         "export_s": export_seconds,
         "device": f"cpu ({platform.processor() or platform.machine()})",
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
-        "commit": commit_id(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "label": args.label,
     }
-    line = json.dumps(record)
-    print(line, flush=True)
-    if args.results:
-        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.results, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+    write_result(record, args.results)
 
 
 if __name__ == "__main__":

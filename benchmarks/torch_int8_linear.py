@@ -13,19 +13,17 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from benchmark import commit_id  # the script folder is on sys.path when run as a script
+from benchmark import write_result  # the script folder is on sys.path when run as a script
 
 
 def main() -> None:
@@ -71,17 +69,10 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs)",
         "versions": {"torch": torch.__version__},
-        "commit": commit_id(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python benchmarks/torch_int8_linear.py " + " ".join(sys.argv[1:]),
         "label": args.label,
     }
-    line = json.dumps(record)
-    print(line, flush=True)
-    if args.results:
-        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.results, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+    write_result(record, args.results)
 
 
 if __name__ == "__main__":

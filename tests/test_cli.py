@@ -35,15 +35,6 @@ def _env() -> dict[str, str]:
     return {**os.environ, **OFFLINE_ENV, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 def _subparser(name: str) -> argparse.ArgumentParser:
     actions = [action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)]
     return actions[0].choices[name]
