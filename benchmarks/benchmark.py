@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -73,23 +74,29 @@ def commit_id() -> str:
         return "unknown"
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA), so that a timer measures it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def cpu_description() -> str:
+    """The CPU as benchmark results record it: processor (or architecture) and logical CPU count."""
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs)"
 
 
 def _time(step: Callable[[], object], device: torch.device, batch: int, min_seconds: float, warmup: int) -> dict:
     """Images per second of ``step`` (run at least ``min_seconds`` after ``warmup`` runs) and peak memory."""
     for _ in range(warmup):
         step()
-    _synchronize(device)
+    synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     runs, start = 0, time.perf_counter()
     while True:
         step()
         runs += 1
-        _synchronize(device)
+        synchronize(device)
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds and runs >= 3:
             break
@@ -115,11 +122,11 @@ def _profile(step: Callable[[], object], device: torch.device, path: Path) -> No
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     for _ in range(2):
         step()
-    _synchronize(device)
+    synchronize(device)
     with torch.profiler.profile(activities=activities) as profiler:
         for _ in range(3):
             step()
-        _synchronize(device)
+        synchronize(device)
     sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(profiler.key_averages().table(sort_by=sort, row_limit=25))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,11 @@ from pathlib import Path
 
 import torch
 
-from benchmark import write_result  # the script folder is on sys.path when run as a script
+from benchmark import (  # the script folder is on sys.path when run as a script
+    cpu_description,
+    synchronize,
+    write_result,
+)
 from faprompt_hf import (
     FAPromptAnomalyDetectionPipeline,
     FAPromptConfig,
@@ -62,11 +65,6 @@ def vit_l_model() -> FAPromptModel:
     """FAPrompt on a ViT-L/14@336-shaped CLIP with seeded random weights (518 px)."""
     torch.manual_seed(0)
     return FAPromptModel(FAPromptConfig(clip_config=clip_vit_large_patch14_336_config().to_dict())).eval()
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure_throughput(
@@ -115,7 +113,7 @@ def measure_throughput(
             for start in range(0, count, batch):
                 outputs = model(pixel_values=pixels[: min(batch, count - start)])
             outputs.anomaly_maps.sum().item()
-        _synchronize(device)
+        synchronize(device)
 
     steps: dict[str, Callable[[], object]] = {"forward": forward}
     for workers in num_workers:
@@ -131,7 +129,7 @@ def measure_throughput(
         for name, step in steps.items():
             start = time.perf_counter()
             step()
-            _synchronize(device)
+            synchronize(device)
             if round_index >= warmup:
                 times[name].append(time.perf_counter() - start)
     forward_s = statistics.median(times["forward"])
@@ -198,9 +196,7 @@ def main() -> None:
         "model": args.model or ("vit-l-14-336" if args.vit_l else "quickstart-tiny"),
         **record,
         "torch_threads": torch.get_num_threads(),
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs)",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description(),
         "versions": {"torch": torch.__version__},
         "command": "python benchmarks/benchmark_throughput.py " + " ".join(sys.argv[1:]),
         "label": args.label,

@@ -16,8 +16,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -25,7 +23,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark import write_result  # the script folder is on sys.path when run as a script
+from benchmark import cpu_description, write_result  # the script folder is on sys.path when run as a script
 from faprompt_hf import FAPromptConfig, FAPromptModel, clip_vit_large_patch14_336_config
 
 
@@ -75,7 +73,7 @@ def main() -> None:
         "fraction_of_gemm_rate": [round(value, 3) for value in fractions],
         "fraction_of_gemm_rate_median": round(statistics.median(fractions), 3),
         "torch_threads": torch.get_num_threads(),
-        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs)",
+        "device": cpu_description(),
         "versions": {"torch": torch.__version__},
         "command": "python benchmarks/cpu_floor.py " + " ".join(sys.argv[1:]),
         "label": args.label,

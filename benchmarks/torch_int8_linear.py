@@ -13,8 +13,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -23,7 +21,7 @@ import warnings
 import torch
 from torch import nn
 
-from benchmark import write_result  # the script folder is on sys.path when run as a script
+from benchmark import cpu_description, write_result  # the script folder is on sys.path when run as a script
 
 
 def main() -> None:
@@ -67,7 +65,7 @@ def main() -> None:
             for name, seconds in times.items()
         },
         "torch_threads": torch.get_num_threads(),
-        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs)",
+        "device": cpu_description(),
         "versions": {"torch": torch.__version__},
         "command": "python benchmarks/torch_int8_linear.py " + " ".join(sys.argv[1:]),
         "label": args.label,

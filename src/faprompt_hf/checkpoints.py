@@ -435,24 +435,10 @@ def load_pretrained(
     base_from_pretrained: Callable[..., Any],
     pretrained_model_name_or_path: str | os.PathLike | None,
     *model_args: Any,
-    clip: str | os.PathLike | CLIPModel | None = None,
-    clip_revision: str | None = None,
-    verify_clip_fingerprint: bool = True,
-    verify_digests: bool | None = None,
     **kwargs: Any,
 ) -> PreTrainedModel:
-    """Implementation of ``FAPromptModel.from_pretrained`` (see there)."""
-    loaded = _load_pretrained(
-        model_class,
-        base_from_pretrained,
-        pretrained_model_name_or_path,
-        *model_args,
-        clip=clip,
-        clip_revision=clip_revision,
-        verify_clip_fingerprint=verify_clip_fingerprint,
-        verify_digests=verify_digests,
-        **kwargs,
-    )
+    """Implementation of ``FAPromptModel.from_pretrained`` (see there): load, then check the prompts' values."""
+    loaded = _load_pretrained(model_class, base_from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
     model = loaded[0] if isinstance(loaded, tuple) else loaded
     check_finite_prompts(model, pretrained_model_name_or_path)
     return loaded
@@ -493,7 +479,7 @@ def _load_pretrained(
     verify_digests: bool | None = None,
     **kwargs: Any,
 ) -> PreTrainedModel:
-    """``load_pretrained`` before the check of the prompts' values."""
+    """:func:`load_pretrained` before the check of the prompts' values (its keyword arguments are documented there)."""
     if pretrained_model_name_or_path is None or kwargs.get("state_dict") is not None:
         if clip is not None:
             raise ValueError("clip= applies to compact checkpoints loaded from a folder or hub id.")
