@@ -109,7 +109,7 @@ def check_gaussian_sigma(sigma: Any, name: str = "gaussian_sigma", size: tuple[i
 
 def _check_finite_outputs(pixel_values: torch.Tensor, image_scores: torch.Tensor, anomaly_maps: torch.Tensor) -> None:
     """Refuse scores or maps that overflowed to NaN or inf (finite but huge pixels, e.g. 1e30), naming the range."""
-    if bool(torch.isfinite(image_scores).all()) and bool(torch.isfinite(anomaly_maps).all()):
+    if bool(torch.isfinite(image_scores).all() & torch.isfinite(anomaly_maps).all()):  # one device sync
         return
     low, high = float(pixel_values.min()), float(pixel_values.max())
     raise ValueError(
