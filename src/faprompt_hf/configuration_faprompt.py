@@ -154,10 +154,26 @@ def _check_patch_selection(name: str, value: Any) -> None:
         raise ValueError(f"FAPromptConfig.{name} must be one of {PRIOR_PATCH_SELECTIONS}, got {value!r}.")
 
 
+def _check_class_names(name: str, value: Any) -> None:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) and item for item in value):
+        raise TypeError(f"FAPromptConfig.{name} must be a list of non-empty class names (str), got {value!r}.")
+    repeated = sorted({item for item in value if list(value).count(item) > 1})
+    if repeated:
+        raise ValueError(f"FAPromptConfig.{name} names {repeated} more than once; each class appears once.")
+
+
+def _check_counts(name: str, value: Any) -> None:
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in value
+    ):
+        raise TypeError(f"FAPromptConfig.{name} must be a list of counts (ints > 0), got {value!r}.")
+
+
 _positive_int = _number_rule(1, integer=True)
 _non_negative_int = _number_rule(0, integer=True)
 _positive_number = _number_rule(0.0, inclusive=False)
 _non_negative_number = _number_rule(0.0)
+_unit_interval = _number_rule(0.0, maximum=1.0)
 
 #: The rule of each field, checked at construction and on every assignment (``config.temperature = ...``); the
 #: rules that tie fields together (deep prompts within the context, sizes against the CLIP backbone) are checked
@@ -191,6 +207,11 @@ _FIELD_RULES: dict[str, Callable[[str, Any], None]] = {
     "prompt_init_std": _non_negative_number,
     "initializer_range": _non_negative_number,
     "anomaly_threshold": _check_anomaly_threshold,
+    "reference_map_weight": _unit_interval,
+    "reference_score_weight": _unit_interval,
+    "normal_reference_classes": _check_class_names,
+    "normal_reference_image_counts": _check_counts,
+    "normal_reference_patch_counts": _check_counts,
 }
 
 
@@ -261,6 +282,15 @@ class FAPromptConfig(PreTrainedConfig):
         prompt_init_std: Standard deviation of the learnable prompts at initialisation.
         initializer_range: Standard deviation used by transformers' default initialisation.
         anomaly_threshold: Optional image-score threshold used by the pipeline's ``is_anomalous``.
+        reference_map_weight: With normal references (``docs/few_shot.md``), the weight w of the reference map in
+            the anomaly map: ``(1 - w) * text map + w * reference map``.
+        reference_score_weight: With normal references, the weight of the reference map's maximum in the image
+            score: ``(1 - w) * FAPrompt's score + w * max(reference map)``.
+        normal_reference_classes: Names of the classes in the normal-reference bank, in bank order (written by
+            ``FAPromptModel.set_normal_references``; empty: zero-shot).
+        normal_reference_image_counts: Reference images of each class in the bank.
+        normal_reference_patch_counts: Patch features of each class in the bank (rows of
+            ``normal_references.features``).
         clip_name_or_path: Where the CLIP the prompts were trained on comes from: a hub id or a local directory
             (recorded by ``FAPromptModel.from_clip``; a compact checkpoint loads its CLIP from there).
         clip_revision: The hub revision (commit) of that CLIP, when known.
@@ -303,6 +333,11 @@ class FAPromptConfig(PreTrainedConfig):
     prompt_init_std: float | int = 0.02
     initializer_range: float | int = 0.02
     anomaly_threshold: float | int | None = None
+    reference_map_weight: float | int = 0.5
+    reference_score_weight: float | int = 0.5
+    normal_reference_classes: list[str] | tuple[str, ...] = ()
+    normal_reference_image_counts: list[int] | tuple[int, ...] = ()
+    normal_reference_patch_counts: list[int] | tuple[int, ...] = ()
     clip_name_or_path: str | None = None
     clip_revision: str | None = None
     clip_fingerprint: str | None = None
@@ -367,6 +402,9 @@ class FAPromptConfig(PreTrainedConfig):
             self.clip_config = CLIPConfig.from_dict(self.clip_config)
         self.normal_suffix_token_ids = [int(i) for i in self.normal_suffix_token_ids]
         self.abnormal_suffix_token_ids = [int(i) for i in self.abnormal_suffix_token_ids]
+        self.normal_reference_classes = list(self.normal_reference_classes)
+        self.normal_reference_image_counts = list(self.normal_reference_image_counts)
+        self.normal_reference_patch_counts = list(self.normal_reference_patch_counts)
         super().__post_init__(**kwargs)
 
     def validate_architecture(self) -> None:
@@ -381,6 +419,18 @@ class FAPromptConfig(PreTrainedConfig):
             raise ValueError(
                 f"deep_prompt_length ({self.deep_prompt_length}) must not exceed normal_context_length "
                 f"({self.normal_context_length}): deep prompts replace positions 1..length, inside the normal context."
+            )
+        lengths = {
+            len(self.normal_reference_classes),
+            len(self.normal_reference_image_counts),
+            len(self.normal_reference_patch_counts),
+        }
+        if len(lengths) > 1:
+            raise ValueError(
+                "normal_reference_classes, normal_reference_image_counts and normal_reference_patch_counts must have "
+                f"one entry per class, got {self.normal_reference_classes}, {self.normal_reference_image_counts} and "
+                f"{self.normal_reference_patch_counts}: set the bank with FAPromptModel.set_normal_references, not by "
+                "hand."
             )
         clip = self.clip_config
         if isinstance(clip, CLIPConfig):

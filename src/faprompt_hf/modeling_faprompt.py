@@ -30,7 +30,10 @@ from .loss_faprompt import binary_focal_loss, dice_loss, focal_loss, orthogonali
 from .validation import check_model_inputs
 
 __all__ = [
+    "DEFAULT_REFERENCE_CLASS",
+    "REFERENCE_BANK_KEY",
     "FAPromptModel",
+    "FAPromptNormalReferences",
     "FAPromptOutput",
     "FAPromptPreTrainedModel",
     "FAPromptStaticPrompts",
@@ -142,6 +145,9 @@ class FAPromptOutput(ModelOutput):
         loss_global: Image-level loss term (scalar).
         loss_orthogonality: Pairwise |cos| of the abnormal prompts (scalar, unweighted).
         loss_prior: Prior penalty on normal images (scalar, unweighted).
+        reference_maps: With normal references, each pixel's distance from the nearest normal reference patch,
+            upsampled and smoothed like ``anomaly_maps`` (B, H, W); None without references.
+        reference_scores: With normal references, the maximum of each reference map (B,); None without references.
     """
 
     loss: torch.Tensor | None = None
@@ -162,6 +168,8 @@ class FAPromptOutput(ModelOutput):
     loss_global: torch.Tensor | None = None
     loss_orthogonality: torch.Tensor | None = None
     loss_prior: torch.Tensor | None = None
+    reference_maps: torch.Tensor | None = None
+    reference_scores: torch.Tensor | None = None
 
 
 def resize_position_embeddings(position_embeddings: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -311,6 +319,52 @@ class FAPromptPromptLearner(nn.Module):
         self.register_buffer("abnormal_prompt_ids", torch.tensor(config.abnormal_prompt_ids()), persistent=False)
 
 
+#: The state-dict name of the normal-reference bank.
+REFERENCE_BANK_KEY = "normal_references.features"
+
+#: The class name used by :meth:`FAPromptModel.set_normal_references` when none is given.
+DEFAULT_REFERENCE_CLASS = "default"
+
+#: Largest similarity matrix (patches x bank rows) computed at once by :func:`normal_reference_distances`.
+_REFERENCE_CHUNK_ELEMENTS = 2**25
+
+
+class FAPromptNormalReferences(nn.Module):
+    """The bank of normal reference patch features: rows of every class, concatenated in config order.
+
+    ``features`` is None while the bank is empty, so a model without references has today's state dict. The class
+    names and row counts live in the config (``normal_reference_*``); this module only holds the tensor.
+    """
+
+    def __init__(self, config: FAPromptConfig) -> None:
+        super().__init__()
+        rows = sum(config.normal_reference_patch_counts)
+        width = config.clip_config.projection_dim
+        self.register_buffer("features", torch.zeros(rows, width) if rows else None)
+
+
+def normal_reference_distances(patch_tokens: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """Each patch's distance from its nearest normal reference patch: ``1 - max cosine``, clipped to [0, 1].
+
+    Batched matrix products over chunks of the bank (no loop over patches), so memory stays bounded for large banks.
+
+    Args:
+        patch_tokens: Normalised patch features (B, G, D).
+        bank: Normalised reference patch features (N, D), N >= 1.
+
+    Returns:
+        Distances (B, G) in float32.
+    """
+    queries = patch_tokens.float()
+    bank = bank.to(device=queries.device, dtype=torch.float32)
+    chunk = max(1, _REFERENCE_CHUNK_ELEMENTS // max(1, queries.shape[0] * queries.shape[1]))
+    best = None
+    for start in range(0, bank.shape[0], chunk):
+        similarity = (queries @ bank[start : start + chunk].T).amax(-1)
+        best = similarity if best is None else torch.maximum(best, similarity)
+    return (1.0 - best).clamp(0.0, 1.0)
+
+
 class FAPromptPreTrainedModel(FAPromptCheckpointMixin, PreTrainedModel):
     """Weight initialisation shared by FAPrompt models; loading and saving come from the checkpoint mixin."""
 
@@ -331,7 +385,10 @@ class FAPromptPreTrainedModel(FAPromptCheckpointMixin, PreTrainedModel):
         """The ``prompt_learner.*`` tensor names an FAPrompt checkpoint of ``config`` must hold (checkpoint hook)."""
         with torch.device("meta"):
             learner = FAPromptPromptLearner(config)
-        return {PROMPT_PREFIX + key for key in learner.state_dict()}
+        keys = {PROMPT_PREFIX + key for key in learner.state_dict()}
+        if config.normal_reference_classes:
+            keys.add(REFERENCE_BANK_KEY)
+        return keys
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -343,6 +400,9 @@ class FAPromptPreTrainedModel(FAPromptCheckpointMixin, PreTrainedModel):
             init.normal_(module.deep_prompts, std=config.prompt_init_std)
             init.copy_(module.normal_prompt_ids, torch.tensor(config.normal_prompt_ids()))
             init.copy_(module.abnormal_prompt_ids, torch.tensor(config.abnormal_prompt_ids()))
+        elif isinstance(module, FAPromptNormalReferences):
+            if module.features is not None:
+                init.zeros_(module.features)  # (the saved bank replaces it; only a bank-less load keeps zeros)
         elif isinstance(module, nn.Linear):
             # Only the prior network's layers reach here (CLIP's modules use CLIP's own initialisation):
             # PyTorch's default Linear initialisation, as the reference's prior network uses.
@@ -367,6 +427,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         super().__init__(config)
         self.clip = CLIPModel._from_config(config.clip_config)
         self.prompt_learner = FAPromptPromptLearner(config)
+        self.normal_references = FAPromptNormalReferences(config)
         self.clip.requires_grad_(False)
         self._static_text_cache: tuple[Any, FAPromptStaticPrompts] | None = None
         self.post_init()
@@ -448,6 +509,116 @@ class FAPromptModel(FAPromptPreTrainedModel):
         original = attention.out_proj(original.reshape(batch, length, -1))
         value_value = attention.out_proj(value_value.reshape(batch, length, -1))
         return original, value_value
+
+    # ------------------------------------------------------------------ normal references (few-shot)
+
+    @property
+    def normal_reference_classes(self) -> list[str]:
+        """Names of the classes in the normal-reference bank, in the order they were added."""
+        return list(self.config.normal_reference_classes)
+
+    @torch.no_grad()
+    def set_normal_references(self, pixel_values: torch.Tensor, class_name: str | None = None) -> None:
+        """Add normal reference images to the bank of ``class_name`` (few-shot; ``docs/few_shot.md``).
+
+        Their V-V patch features (the features the text maps use) are appended to the class's rows, in float32 (a
+        later ``model.to(dtype)`` casts them like any buffer; distances are always computed in float32). Other
+        classes are kept. The bank is saved with the model.
+
+        Args:
+            pixel_values: Normalised normal images (R, 3, H, W), R >= 1, as :class:`FAPromptProcessor` prepares them
+                (``processor(references=...)``); H, W multiples of the patch size.
+            class_name: The bank's key (default :data:`DEFAULT_REFERENCE_CLASS`).
+
+        Raises:
+            ValueError: No images, NaN/inf pixels or another input rule of ``forward``, a bad input size, or an
+                empty class name.
+        """
+        check_model_inputs(pixel_values)
+        self.config.check_input_size(tuple(pixel_values.shape[-2:]), name="reference input size")
+        name = DEFAULT_REFERENCE_CLASS if class_name is None else class_name
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"class_name must be a non-empty string or None, got {class_name!r}.")
+        was_training = self.training
+        self.eval()
+        try:
+            _, patch_embeds = self.encode_image(pixel_values)
+        finally:
+            self.train(was_training)
+        new_rows = patch_embeds[:, 1:].reshape(-1, patch_embeds.shape[-1]).float()
+        banks = self._reference_banks()
+        if name in banks:
+            new_rows = torch.cat([banks[name][1], new_rows.to(banks[name][1])])
+        banks[name] = (banks.get(name, (0, None))[0] + pixel_values.shape[0], new_rows)
+        self._store_reference_banks(banks)
+
+    def clear_normal_references(self, class_name: str | None = None) -> None:
+        """Remove one class from the normal-reference bank, or every class (``class_name=None``).
+
+        Raises:
+            ValueError: ``class_name`` is not in the bank (the message lists the classes it holds).
+        """
+        if class_name is None:
+            self._store_reference_banks({})
+            return
+        banks = self._reference_banks()
+        self._check_reference_class(class_name)
+        del banks[class_name]
+        self._store_reference_banks(banks)
+
+    def normal_reference_features(self, class_name: str | None = None) -> torch.Tensor:
+        """The bank rows of one class (N, D): the only class when the bank holds one, else ``class_name``.
+
+        Raises:
+            ValueError: The bank is empty, holds several classes and ``class_name`` is None, or does not hold
+                ``class_name`` (the message lists the classes it holds).
+        """
+        names = self.config.normal_reference_classes
+        if not names:
+            raise ValueError(
+                "The model holds no normal references: add some with model.set_normal_references(pixel_values, "
+                "class_name=...)."
+            )
+        if class_name is None:
+            if len(names) > 1:
+                raise ValueError(
+                    f"The model holds normal references of several classes {names}: choose one with "
+                    "normal_reference_class=NAME."
+                )
+            class_name = names[0]
+        self._check_reference_class(class_name)
+        index = names.index(class_name)
+        start = sum(self.config.normal_reference_patch_counts[:index])
+        return self.normal_references.features[start : start + self.config.normal_reference_patch_counts[index]]
+
+    def _check_reference_class(self, class_name: str) -> None:
+        names = self.config.normal_reference_classes
+        if class_name not in names:
+            known = f"it holds {names}" if names else "it is empty"
+            raise ValueError(f"No normal references of class {class_name!r} in the model's bank: {known}.")
+
+    def _reference_banks(self) -> dict[str, tuple[int, torch.Tensor]]:
+        """The bank as ``{class: (image count, rows (N, D))}``, in bank order."""
+        config = self.config
+        features = self.normal_references.features
+        banks, start = {}, 0
+        for name, images, rows in zip(
+            config.normal_reference_classes,
+            config.normal_reference_image_counts,
+            config.normal_reference_patch_counts,
+            strict=True,
+        ):
+            banks[name] = (images, features[start : start + rows])
+            start += rows
+        return banks
+
+    def _store_reference_banks(self, banks: dict[str, tuple[int, torch.Tensor]]) -> None:
+        """Write ``{class: (image count, rows)}`` into the buffer and the config together."""
+        config = self.config
+        config.normal_reference_classes = list(banks)
+        config.normal_reference_image_counts = [images for images, _ in banks.values()]
+        config.normal_reference_patch_counts = [rows.shape[0] for _, rows in banks.values()]
+        self.normal_references.features = torch.cat([rows for _, rows in banks.values()]) if banks else None
 
     # ------------------------------------------------------------------ text side
 
@@ -623,6 +794,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         static_prompts: FAPromptStaticPrompts | None = None,
         return_dict: bool | None = None,
         allow_missing_masks: bool = False,
+        normal_reference_class: str | None = None,
         **kwargs: Any,
     ) -> FAPromptOutput | tuple:
         """Score images for anomalies, and compute the training objective when labels are given.
@@ -647,6 +819,11 @@ class FAPromptModel(FAPromptPreTrainedModel):
                 the images whose ``mask_valid`` is True (default: normal images and, when ``masks`` are given, every
                 anomalous one), the image-level losses use every image. When no image has pixel ground truth,
                 ``loss_local`` is 0 and only the image-level objective trains.
+            normal_reference_class: Which class of the normal-reference bank to compare with (``docs/few_shot.md``);
+                needed only when the bank holds several classes. With references, ``anomaly_maps`` and
+                ``image_scores`` fuse the text scores with the reference distances (``config.reference_map_weight``,
+                ``config.reference_score_weight``); the loss uses the text scores alone. Without references the
+                outputs are those of the zero-shot model, unchanged.
             **kwargs: The collator's non-tensor keys (``class_names``, ``paths``, ``defect_types``) are accepted and
                 ignored; any other keyword is an error.
 
@@ -676,12 +853,28 @@ class FAPromptModel(FAPromptPreTrainedModel):
             sigma = check_gaussian_sigma(gaussian_sigma, size=size)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
+        bank = None
+        if normal_reference_class is not None or self.config.normal_reference_classes:
+            bank = self.normal_reference_features(normal_reference_class)
+
         image_embeds, patch_embeds = self.encode_image(pixel_values)
         scores = self._score(image_embeds, patch_embeds, static_prompts or self.static_prompts(), size)
         with _full_precision(pixel_values.device):
             static_maps, prior_maps, raw_anomaly_maps, anomaly_maps = self._anomaly_maps(scores, size, sigma)
+            image_scores, reference_maps, reference_scores = scores.image_scores, None, None
+            if bank is not None:
+                raw_anomaly_maps, anomaly_maps, reference_maps = self._fuse_reference_maps(
+                    normal_reference_distances(patch_embeds[:, 1:], bank),
+                    scores.grid,
+                    raw_anomaly_maps,
+                    anomaly_maps,
+                    sigma,
+                )
+                reference_scores = reference_maps.flatten(1).amax(1)
+                weight = self.config.reference_score_weight
+                image_scores = (1 - weight) * image_scores + weight * reference_scores
             if labels is None and not torch.compiler.is_compiling():  # (training reports a NaN loss with its step)
-                _check_finite_outputs(pixel_values, scores.image_scores, anomaly_maps)
+                _check_finite_outputs(pixel_values, image_scores, anomaly_maps)
             losses: dict[str, torch.Tensor] = {}
             if labels is not None:
                 pixel_valid = self._pixel_validity(labels, masks, mask_valid, allow_missing_masks)
@@ -689,7 +882,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
                 losses = self._objective(labels, targets, static_maps, prior_maps, scores, pixel_valid)
         output = FAPromptOutput(
             loss=losses.get("loss"),
-            image_scores=scores.image_scores,
+            image_scores=image_scores,
             anomaly_maps=anomaly_maps,
             raw_anomaly_maps=raw_anomaly_maps,
             static_patch_scores=scores.static_patch_scores,
@@ -706,6 +899,8 @@ class FAPromptModel(FAPromptPreTrainedModel):
             loss_global=losses.get("loss_global"),
             loss_orthogonality=losses.get("loss_orthogonality"),
             loss_prior=losses.get("loss_prior"),
+            reference_maps=reference_maps,
+            reference_scores=reference_scores,
         )
         return output if return_dict else output.to_tuple()
 
@@ -778,14 +973,44 @@ class FAPromptModel(FAPromptPreTrainedModel):
         raw = (static_maps[:, 1] + 1 - static_maps[:, 0] + prior_maps[:, 1] + 1 - prior_maps[:, 0]) / 4
         return static_maps, prior_maps, raw, gaussian_smooth(raw, sigma, self.config.gaussian_truncate)
 
+    def _fuse_reference_maps(
+        self,
+        distances: torch.Tensor,
+        grid: tuple[int, int],
+        raw_text_maps: torch.Tensor,
+        text_maps: torch.Tensor,
+        sigma: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fuse the text maps with the reference distances, upsampled and smoothed as the text maps are.
+
+        Args:
+            distances: Each patch's distance from the nearest reference patch (B, G).
+            grid: The patch grid (rows, columns).
+            raw_text_maps: The text anomaly maps before smoothing (B, H, W).
+            text_maps: The same maps smoothed (B, H, W).
+            sigma: Smoothing in pixels.
+
+        Returns:
+            ``(raw fused maps, smoothed fused maps, smoothed reference maps)``, each (B, H, W). Smoothing is linear,
+            so the smoothed fusion is the fusion of the smoothed maps.
+        """
+        raw_reference = self._upsample_scores(distances[..., None], grid, tuple(raw_text_maps.shape[-2:]))[:, 0]
+        reference_maps = gaussian_smooth(raw_reference, sigma, self.config.gaussian_truncate)
+        weight = self.config.reference_map_weight
+        return (
+            (1 - weight) * raw_text_maps + weight * raw_reference,
+            (1 - weight) * text_maps + weight * reference_maps,
+            reference_maps,
+        )
+
     @staticmethod
     def _upsample_scores(scores: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
-        """Patch scores (B, G, 2) -> bilinear maps (B, 2, H, W) (row-major patch order).
+        """Patch scores (B, G, C) -> bilinear maps (B, C, H, W) (row-major patch order).
 
         Equal to ``F.interpolate(..., mode="bilinear", align_corners=False)``, written as two matrix products so
         that its backward is a matrix product too (the interpolation's own backward scatters with atomics).
         """
-        maps = scores.transpose(1, 2).reshape(scores.shape[0], 2, *grid)
+        maps = scores.transpose(1, 2).reshape(scores.shape[0], scores.shape[-1], *grid)
         rows = bilinear_resize_matrix(size[0], grid[0], maps.device, maps.dtype)
         columns = bilinear_resize_matrix(size[1], grid[1], maps.device, maps.dtype)
         return rows @ maps @ columns.T
