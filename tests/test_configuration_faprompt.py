@@ -78,6 +78,14 @@ BAD_FIELD_VALUES = [
     ("round_deep_prompts_to_float16", "yes", TypeError, "must be True or False"),
     ("prior_patch_selection", "random", ValueError, "must be one of"),
     ("abnormal_suffix_token_ids", ["damaged"], TypeError, "must be a list of token ids"),
+    ("reference_map_weight", 1.5, ValueError, r"must be a finite number >= 0.0 and <= 1.0"),
+    ("reference_score_weight", NAN, ValueError, r"must be a finite number >= 0.0 and <= 1.0"),
+    ("reference_score_weight", -0.1, ValueError, r"must be a finite number >= 0.0 and <= 1.0"),
+    ("normal_reference_classes", ["screw", "screw"], ValueError, r"name each class once.*\['screw'\] repeated"),
+    ("normal_reference_classes", [""], TypeError, "must be a list of non-empty class names"),
+    ("normal_reference_classes", "screw", TypeError, "must be a list of non-empty class names"),
+    ("normal_reference_patch_counts", [0], TypeError, r"must be a list of counts \(ints > 0\)"),
+    ("normal_reference_image_counts", [1.0], TypeError, r"must be a list of counts \(ints > 0\)"),
 ]
 
 
@@ -123,6 +131,13 @@ def test_cross_field_rules_still_hold():
         FAPromptConfig(num_vv_blocks=30)
     with pytest.raises(StrictDataclassClassValidationError, match="multiple of the patch size"):
         FAPromptConfig(image_size=500)
+
+
+def test_the_reference_bank_layout_needs_one_entry_per_class():
+    with pytest.raises(ValueError, match=r"one entry per class, got \['a', 'b'\], \[1\] and \[4, 4\]"):
+        FAPromptConfig(
+            normal_reference_classes=["a", "b"], normal_reference_image_counts=[1], normal_reference_patch_counts=[4, 4]
+        )
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from transformers import AutoModel, CLIPModel
 
-from faprompt_hf import FAPromptConfig, FAPromptModel, FAPromptOutput
+from faprompt_hf import FAPromptConfig, FAPromptModel, FAPromptOutput, modeling_faprompt
 from faprompt_hf.modeling_faprompt import (
     FAPromptStaticPrompts,
     add_prior_to_prompts,
     bilinear_resize_matrix,
     gaussian_smooth,
+    normal_reference_distances,
     resize_position_embeddings,
 )
 from faprompt_hf.processing_faprompt import prompt_token_ids
@@ -547,3 +548,156 @@ def test_a_token_id_beyond_the_vocabulary_is_refused_naming_it(make_tiny_config,
     model = FAPromptModel(make_tiny_config(eos_token_id=10**9)).eval()
     with pytest.raises(ValueError, match=r"token ids from the config reach 1000000000, but the model's CLIP has only"):
         model(pixel_values=make_pixels(1))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Normal references (few-shot)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _reference_distances_by_hand(patch_tokens: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
+    """1 - the largest cosine to any bank row, patch by patch in numpy float64 (an independent reference)."""
+    queries = patch_tokens.double().numpy()
+    rows = bank.double().numpy()
+    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    out = np.empty(queries.shape[:2])
+    for image in range(queries.shape[0]):
+        for patch in range(queries.shape[1]):
+            query = queries[image, patch] / np.linalg.norm(queries[image, patch])
+            out[image, patch] = 1.0 - max(float(row @ query) for row in rows)
+    return np.clip(out, 0.0, 1.0)
+
+
+def test_reference_distances_equal_a_patch_by_patch_reference_in_chunks(monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    patch_tokens = F.normalize(torch.randn(2, 9, 8, generator=generator), dim=-1)
+    bank = F.normalize(torch.randn(23, 8, generator=generator), dim=-1)
+    expected = _reference_distances_by_hand(patch_tokens, bank)
+    whole = normal_reference_distances(patch_tokens, bank)
+    monkeypatch.setattr(modeling_faprompt, "_REFERENCE_CHUNK_ELEMENTS", 5)  # 5 // 18 -> one bank row at a time
+    chunked = normal_reference_distances(patch_tokens, bank)
+    np.testing.assert_allclose(whole.numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(chunked.numpy(), expected, atol=1e-6)
+
+
+def test_references_fuse_maps_and_scores_by_the_config_weights(tiny_model, make_pixels):
+    config = tiny_model.config
+    config.reference_map_weight, config.reference_score_weight = 0.3, 0.6
+    pixels, references = make_pixels(2, 48), make_pixels(3, 48, seed=1)
+    with torch.no_grad():
+        zero_shot = tiny_model(pixel_values=pixels)
+        reference_tokens = tiny_model(pixel_values=references).patch_embeds[:, 1:]
+    tiny_model.set_normal_references(references)
+    with torch.no_grad():
+        few_shot = tiny_model(pixel_values=pixels)
+
+    distances = _reference_distances_by_hand(zero_shot.patch_embeds[:, 1:], reference_tokens.reshape(-1, 16))
+    upsampled = F.interpolate(torch.from_numpy(distances).float().view(2, 1, 6, 6), size=(48, 48), mode="bilinear")
+    expected_maps = np.stack(
+        [gaussian_filter(m, config.gaussian_sigma, mode="reflect", truncate=4.0) for m in upsampled[:, 0].numpy()]
+    )
+    np.testing.assert_allclose(few_shot.reference_maps.numpy(), expected_maps, atol=1e-5)
+    np.testing.assert_allclose(few_shot.reference_scores.numpy(), expected_maps.reshape(2, -1).max(1), atol=1e-5)
+    torch.testing.assert_close(few_shot.anomaly_maps, 0.7 * zero_shot.anomaly_maps + 0.3 * few_shot.reference_maps)
+    torch.testing.assert_close(
+        few_shot.image_scores, 0.4 * zero_shot.image_scores + 0.6 * few_shot.reference_scores, atol=1e-6, rtol=0
+    )
+    assert torch.equal(few_shot.static_patch_scores, zero_shot.static_patch_scores)  # the text side is untouched
+
+
+def test_an_image_among_its_own_references_has_zero_reference_distance(tiny_model, make_pixels):
+    pixels = make_pixels(2, 48)
+    tiny_model.set_normal_references(pixels[:1], class_name="part")
+    with torch.no_grad():
+        out = tiny_model(pixel_values=pixels)
+    assert out.reference_maps[0].abs().max() < 1e-5
+    assert out.reference_scores[1] > 0.05  # another random image is far from it
+
+
+def test_without_references_outputs_and_state_dict_are_unchanged(tiny_model, make_pixels):
+    pixels = make_pixels(2)
+    keys = set(tiny_model.state_dict())
+    with torch.no_grad():
+        before = tiny_model(pixel_values=pixels)
+    tiny_model.set_normal_references(make_pixels(2, seed=3), class_name="a")
+    tiny_model.set_normal_references(make_pixels(1, seed=4), class_name="b")
+    tiny_model.clear_normal_references()
+    with torch.no_grad():
+        after = tiny_model(pixel_values=pixels)
+    assert set(tiny_model.state_dict()) == keys
+    assert after.reference_maps is None and after.reference_scores is None
+    for key in ("image_scores", "anomaly_maps", "raw_anomaly_maps"):
+        assert torch.equal(getattr(before, key), getattr(after, key)), key
+    assert tiny_model.config.normal_reference_classes == []
+
+
+def test_the_bank_keeps_classes_apart_and_appends(tiny_model, make_pixels):
+    first, second, third = make_pixels(2, seed=1), make_pixels(1, seed=2), make_pixels(3, seed=3)
+    tiny_model.set_normal_references(first, class_name="screw")
+    tiny_model.set_normal_references(second, class_name="nut")
+    screw_rows = tiny_model.normal_reference_features("screw").clone()
+    tiny_model.set_normal_references(third, class_name="screw")
+    grid = (32 // 8) ** 2
+    assert tiny_model.normal_reference_classes == ["screw", "nut"]
+    assert tiny_model.config.normal_reference_image_counts == [5, 1]
+    assert tiny_model.config.normal_reference_patch_counts == [5 * grid, grid]
+    assert torch.equal(tiny_model.normal_reference_features("screw")[: 2 * grid], screw_rows)
+    nut_rows = tiny_model.normal_reference_features("nut").clone()
+    tiny_model.clear_normal_references("screw")
+    assert tiny_model.normal_reference_classes == ["nut"]
+    assert torch.equal(tiny_model.normal_reference_features(), nut_rows)
+    assert tiny_model.normal_reference_features().dtype == torch.float32
+
+
+def test_reference_classes_are_chosen_by_name_with_errors_that_list_them(tiny_model, make_pixels):
+    pixels = make_pixels(1)
+    with pytest.raises(ValueError, match="holds no normal references: add some with model.set_normal_references"):
+        tiny_model(pixel_values=pixels, normal_reference_class="screw")
+    tiny_model.set_normal_references(make_pixels(1, seed=1), class_name="screw")
+    tiny_model.set_normal_references(make_pixels(1, seed=2), class_name="nut")
+    with pytest.raises(ValueError, match=r"several classes \['screw', 'nut'\]: choose one with normal_reference_cl"):
+        tiny_model(pixel_values=pixels)
+    with pytest.raises(ValueError, match=r"class 'bolt' in the model's bank: it holds \['screw', 'nut'\]"):
+        tiny_model(pixel_values=pixels, normal_reference_class="bolt")
+    with pytest.raises(ValueError, match=r"class 'bolt'.*it holds \['screw', 'nut'\]"):
+        tiny_model.clear_normal_references("bolt")
+    with torch.no_grad():
+        screw = tiny_model(pixel_values=pixels, normal_reference_class="screw")
+        nut = tiny_model(pixel_values=pixels, normal_reference_class="nut")
+    assert not torch.equal(screw.reference_maps, nut.reference_maps)
+
+
+@pytest.mark.parametrize(
+    "pixels, message",
+    [
+        (torch.zeros(0, 3, 32, 32), "B >= 1|at least one|empty"),
+        (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
+        (torch.zeros(1, 3, 30, 30), "reference input size 30 is not a multiple of the patch size 8"),
+    ],
+    ids=["empty", "nan", "size"],
+)
+def test_bad_references_are_refused_and_leave_the_bank_alone(tiny_model, pixels, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model.set_normal_references(pixels, class_name="part")
+    assert tiny_model.normal_reference_classes == []
+    assert tiny_model.normal_references.features is None
+
+
+def test_references_leave_the_training_loss_alone(tiny_model, make_pixels):
+    pixels = make_pixels(2)
+    labels, masks = torch.tensor([0, 1]), torch.zeros(2, 32, 32)
+    masks[1, 8:16, 8:16] = 1
+    with torch.no_grad():
+        before = tiny_model(pixel_values=pixels, labels=labels, masks=masks).loss
+        tiny_model.set_normal_references(make_pixels(2, seed=5))
+        after = tiny_model(pixel_values=pixels, labels=labels, masks=masks).loss
+    assert torch.equal(before, after)
+
+
+def test_a_config_that_lists_a_bank_builds_a_finite_zero_bank_on_meta_init(make_tiny_config):
+    config = make_tiny_config(
+        normal_reference_classes=["a", "b"], normal_reference_image_counts=[1, 2], normal_reference_patch_counts=[4, 8]
+    )
+    model = FAPromptModel.from_pretrained(None, config=config, state_dict={})
+    assert model.normal_references.features.shape == (12, config.clip_config.projection_dim)
+    assert torch.equal(model.normal_references.features, torch.zeros(12, config.clip_config.projection_dim))

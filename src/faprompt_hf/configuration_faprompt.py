@@ -159,7 +159,7 @@ def _check_class_names(name: str, value: Any) -> None:
         raise TypeError(f"FAPromptConfig.{name} must be a list of non-empty class names (str), got {value!r}.")
     repeated = sorted({item for item in value if list(value).count(item) > 1})
     if repeated:
-        raise ValueError(f"FAPromptConfig.{name} names {repeated} more than once; each class appears once.")
+        raise ValueError(f"FAPromptConfig.{name} must name each class once, got {value!r} ({repeated} repeated).")
 
 
 def _check_counts(name: str, value: Any) -> None:
