@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_PIXEL_THRESHOLD",
     "DEFAULT_THRESHOLD",
     "FAPromptAnomalyDetectionPipeline",
+    "reference_digest",
     "register_pipeline",
     "replace_normal_references",
 ]
@@ -103,8 +104,18 @@ def replace_normal_references(
     return name
 
 
-def _reference_digest(pixel_values: torch.Tensor, class_name: str) -> str:
-    """SHA-256 of prepared reference pixels (their shape and float32 bytes) and the class name: the cache key."""
+def reference_digest(pixel_values: torch.Tensor, class_name: str) -> str:
+    """SHA-256 of prepared reference pixels (their shape and float32 bytes) and a class name, as hex.
+
+    The pipeline's cache key for a reference set, and part of a ``faprompt-hf predict`` run's identity.
+
+    Args:
+        pixel_values: Prepared references (R, 3, S, S).
+        class_name: The class they are stored as.
+
+    Returns:
+        64 hex digits.
+    """
     digest = hashlib.sha256(f"{class_name}\0{tuple(pixel_values.shape)}\0".encode())
     digest.update(pixel_values.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -302,7 +313,7 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         name = DEFAULT_REFERENCE_CLASS if class_name is None else class_name
         pixel_values = self.image_processor.preprocess_references(references, return_tensors="pt")
         pixel_values = pixel_values["reference_pixel_values"]
-        key = (_reference_digest(pixel_values, name), pixel_values.shape[0])
+        key = (reference_digest(pixel_values, name), pixel_values.shape[0])
         config = self.model.config
         held = dict(zip(config.normal_reference_classes, config.normal_reference_image_counts, strict=True))
         if self._reference_digests.get(name) == key and held.get(name) == key[1]:
