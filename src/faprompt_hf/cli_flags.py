@@ -545,8 +545,7 @@ def add_references_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     parser.add_argument(
         "--class_name",
         metavar="NAME",
-        help="The bank's class of these references; a class the model already holds is replaced (default: "
-        "'default').",
+        help="The bank's class of these references; a class the model already holds is replaced (default: 'default').",
     )
     parser.add_argument(
         "--batch_size", type=positive_int("--batch_size"), default=8, help="Images per feature pass (default: 8)."
