@@ -45,7 +45,8 @@ def _subparser(name: str) -> argparse.ArgumentParser:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["train", "--help"], ["evaluate", "--help"],
-                                  ["export", "--help"], ["convert", "--help"], ["--version"]])  # fmt: skip
+                                  ["export", "--help"], ["convert", "--help"], ["references", "--help"],
+                                  ["--version"]])  # fmt: skip
 def test_help_and_version_import_neither_torch_nor_transformers(argv):
     code = (
         "import sys, faprompt_hf_cli\n"
@@ -66,7 +67,7 @@ def test_help_and_version_import_neither_torch_nor_transformers(argv):
         assert result.stdout.strip() == f"faprompt-hf {__version__}"
 
 
-@pytest.mark.parametrize("command", ["predict", "train", "evaluate", "export", "convert"])
+@pytest.mark.parametrize("command", ["predict", "train", "evaluate", "export", "convert", "references"])
 def test_every_help_line_shows_its_default_once(command):
     for action in _subparser(command)._actions:
         if action.help in (None, argparse.SUPPRESS) or action.dest == "help" or not action.option_strings:
@@ -237,3 +238,116 @@ def test_fewer_processes_than_asked_are_warned_about(caplog):
     assert warn_if_fewer_processes(2, environ, launcher) is None
     assert warn_if_fewer_processes(1, {}, launcher) is None  # not under accelerate launch
     assert requested_num_processes({**environ, "MASTER_ADDR": "127.0.0.1"}, []) == 2
+
+
+# ------------------------------------------------------------------------------------------------ references
+
+
+def _save_images(folder: Path, count: int, seed: int) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    return folder
+
+
+def _predict_scores(model: Path, images: Path, output_dir: Path, *extra: str) -> list[str]:
+    from faprompt_hf.predict import PREDICTIONS_CSV
+
+    cli_main(["predict", str(images), "--model", str(model), "--output_dir", str(output_dir), "--num_workers", "0"]
+             + ["--no_progress", "--threshold", "0.5", *extra])  # fmt: skip
+    return [line.split(",")[1] for line in (output_dir / PREDICTIONS_CSV).read_text().splitlines()[1:]]
+
+
+def test_references_saves_a_complete_model_folder_with_the_bank(model_dir, tmp_path, capsys):
+    good, parts = _save_images(tmp_path / "good", 3, 0), _save_images(tmp_path / "parts", 2, 1)
+    output = tmp_path / "with_refs"
+    cli_main(["references", "--model", str(model_dir), "--images", str(good), "--class_name", "screw"]
+             + ["--output_dir", str(output), "--device", "cpu"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "Stored 3 normal references as class 'screw'" in printed and "embedded CLIP" in printed
+    loaded = FAPromptModel.from_pretrained(output)
+    assert loaded.normal_reference_classes == ["screw"] and loaded.config.normal_reference_image_counts == [3]
+    assert loaded.normal_references.features.shape[0] == loaded.config.normal_reference_patch_counts[0] > 0
+    assert (output / "processor_config.json").is_file() and loaded.config.weights_include_clip is True
+    # the saved bank scores as the references given to predict do
+    with_bank = _predict_scores(output, parts, tmp_path / "p_bank")
+    given = _predict_scores(model_dir, parts, tmp_path / "p_given", "--references", str(good), "--reference_class", "x")
+    assert with_bank == given and with_bank != _predict_scores(model_dir, parts, tmp_path / "p_zero")
+    # another class is added to the bank, the same class replaced
+    cli_main(["references", "--model", str(output), "--images", str(good / "0.png"), "--output_dir", str(output)])
+    cli_main(["references", "--model", str(output), "--images", str(good / "1.png"), "--class_name", "screw"]
+             + ["--output_dir", str(output)])  # fmt: skip
+    again = FAPromptModel.from_pretrained(output)
+    bank = dict(zip(again.normal_reference_classes, again.config.normal_reference_image_counts, strict=True))
+    assert bank == {"screw": 1, "default": 1}
+
+
+def test_references_keeps_a_compact_checkpoint_compact_with_its_tokenizer(tiny_tokenizer, make_tiny_config, tmp_path):
+    import torch
+    from transformers import AutoProcessor, CLIPModel
+
+    from faprompt_hf import FAPromptConfig, FAPromptImageProcessor, FAPromptProcessor
+    from faprompt_hf.tiny import tiny_clip_config
+
+    clip_dir, compact = tmp_path / "clip", tmp_path / "compact"
+    torch.manual_seed(0)
+    CLIPModel(tiny_clip_config(tiny_tokenizer)).save_pretrained(clip_dir)
+    overrides = make_tiny_config().to_dict()
+    fields = {name for name in FAPromptConfig.__dataclass_fields__ if not name.startswith(("clip", "weights"))}
+    model = FAPromptModel.from_clip(str(clip_dir), **{key: overrides[key] for key in fields if key in overrides})
+    model.save_pretrained(compact, include_clip=False)
+    FAPromptProcessor(FAPromptImageProcessor(size=32), tokenizer=tiny_tokenizer).save_pretrained(compact)
+    output = tmp_path / "out"
+    cli_main(["references", "--model", str(compact), "--images", str(_save_images(tmp_path / "good", 2, 0))]
+             + ["--output_dir", str(output)])  # fmt: skip
+    loaded = FAPromptModel.from_pretrained(output)
+    assert loaded.config.weights_include_clip is False and loaded.normal_reference_classes == ["default"]
+    assert (output / "model.safetensors").stat().st_size < (compact / "model.safetensors").stat().st_size * 2
+    processor = AutoProcessor.from_pretrained(output)
+    assert isinstance(processor, FAPromptProcessor) and processor.tokenizer is not None
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("missing folder", ["--images", "nowhere", "no such file or folder"]),
+        ("empty folder", ["--images", "empty", "holds no images"]),
+        ("unreadable image", ["--images", "bad.png", "fix the file or leave it out"]),
+        ("output_dir is a file", ["--output_dir", "taken", "is a file, not a folder"]),
+    ],
+)
+def test_references_errors_name_the_input_and_the_fix(model_dir, tmp_path, capsys, case, words):
+    images, output = tmp_path / "nowhere", tmp_path / "out"
+    if case == "empty folder":
+        images = tmp_path / "empty"
+        images.mkdir()
+    elif case == "unreadable image":
+        images = _save_images(tmp_path / "good", 1, 0)
+        (images / "bad.png").write_bytes(b"not a png")
+    elif case == "output_dir is a file":
+        images, output = _save_images(tmp_path / "good", 1, 0), tmp_path / "taken"
+        output.write_text("x")
+    with pytest.raises(SystemExit) as raised:
+        cli_main(["references", "--model", str(model_dir), "--images", str(images), "--output_dir", str(output)])
+    error = capsys.readouterr().err
+    assert raised.value.code == 2 and error.startswith("faprompt-hf references: error:")
+    assert all(word in error for word in words), error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.integration
+def test_the_references_command_runs_from_the_console_launcher(model_dir, tmp_path):
+    good = _save_images(tmp_path / "good", 2, 0)
+    code = (
+        "import faprompt_hf_cli\n"
+        f"faprompt_hf_cli.main(['references', '--model', {str(model_dir)!r}, '--images', {str(good)!r}, "
+        f"'--class_name', 'screw', '--output_dir', {str(tmp_path / 'out')!r}])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Stored 2 normal references as class 'screw'" in result.stdout
+    assert FAPromptModel.from_pretrained(tmp_path / "out").normal_reference_classes == ["screw"]

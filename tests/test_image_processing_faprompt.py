@@ -216,3 +216,44 @@ def test_a_meta_device_tensor_is_refused_with_a_clear_error():
 
     with pytest.raises(ValueError, match=r"shape \(3, 32, 32\) on the meta device, which has a shape but no values"):
         FAPromptImageProcessor(size=32)(torch.empty(3, 32, 32, device="meta"), return_tensors="pt")
+
+
+# ---------------------------------------------------------------------------------------------------- references
+
+
+def test_references_are_prepared_like_images_whatever_their_kind_and_size(tmp_path):
+    processor = FAPromptProcessor(image_processor=FAPromptImageProcessor(size=16))
+    path = tmp_path / "good.png"
+    _rgb(seed=3).save(path)
+    sixteen = np.random.default_rng(0).integers(0, 65536, (20, 24), dtype=np.uint16)
+    references = [
+        str(path),  # 40 x 30, another size than the model's: resized, not refused
+        _rgb(width=64, height=48, seed=4).convert("RGBA"),
+        Image.fromarray(sixteen),  # PIL I;16
+        sixteen,  # numpy uint16
+        np.asarray(_rgb(seed=5).convert("L")),
+        torch.from_numpy(np.array(_rgb(seed=6))).permute(2, 0, 1),  # CHW uint8 tensor
+        np.asarray(_rgb(seed=7), dtype=np.float32) / 255.0,
+    ]
+    batch = processor(images=_rgb(), references=references, return_tensors="pt")
+    assert set(batch) == {"pixel_values", "reference_pixel_values"}
+    assert batch["reference_pixel_values"].shape == (len(references), 3, 16, 16)
+    as_images = processor(images=references, return_tensors="pt")["pixel_values"]
+    assert torch.equal(batch["reference_pixel_values"], as_images)
+    alone = processor(references=np.stack([np.asarray(_rgb(seed=s)) for s in (1, 2)]), return_tensors="pt")
+    assert set(alone) == {"reference_pixel_values"} and alone["reference_pixel_values"].shape == (2, 3, 16, 16)
+
+
+def test_bad_references_are_clear_errors(tmp_path):
+    processor = FAPromptProcessor(image_processor=FAPromptImageProcessor(size=16))
+    for empty in ([], np.zeros((0, 8, 8, 3), np.uint8)):
+        with pytest.raises(ValueError, match="references is empty .*give at least one normal image"):
+            processor(references=empty)
+    with pytest.raises(ValueError, match=r"Image reference #1 contains NaN or inf values.*nan_to_num"):
+        processor(references=[np.zeros((8, 8), np.float32), np.full((8, 8), np.nan, np.float32)])
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    with pytest.raises(ValueError, match="broken.png"):
+        processor(references=[str(broken)])
+    with pytest.raises(ValueError, match="Give images .*references or text"):
+        processor()

@@ -25,6 +25,7 @@ from faprompt_hf.pipeline_faprompt import (
     DEFAULT_THRESHOLD,
     FAPromptAnomalyDetectionPipeline,
     register_pipeline,
+    replace_normal_references,
 )
 from helpers import fresh_pipeline
 
@@ -295,3 +296,102 @@ def test_overlay_options_are_checked_with_their_names(detector):
         detector(image, threshold=0.5, overlay_normalize="yes")
     with pytest.raises(ValueError, match=r"overlay_alpha must be finite and lie in \[0, 1\]"):
         detector(image, threshold=0.5, overlay_alpha=2)
+
+
+# ---------------------------------------------------------------------------------------------------- references
+
+
+def _arrays(count: int, seed: int, size: tuple[int, int] = (40, 48)) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
+
+
+@pytest.fixture
+def few_shot_model(make_tiny_config):
+    """Fresh tiny models with the same weights, each with its own config (where the bank's layout lives)."""
+
+    def build() -> FAPromptModel:
+        torch.manual_seed(0)
+        return FAPromptModel(make_tiny_config()).eval()
+
+    return build
+
+
+def test_references_give_the_models_fused_scores(few_shot_model):
+    model, twin = few_shot_model(), few_shot_model()
+    detector = fresh_pipeline(model, threshold=0.5)
+    images, references = _arrays(3, 0), _arrays(2, 1, size=(50, 30))
+    zero_shot = detector(images)
+    results = detector(images, references=references, batch_size=2)
+    assert model.normal_reference_classes == ["default"] and model.config.normal_reference_image_counts == [2]
+    processor = detector.image_processor
+    twin.set_normal_references(
+        processor.preprocess_references(references, return_tensors="pt")["reference_pixel_values"]
+    )
+    with torch.no_grad():
+        expected = twin(pixel_values=processor(images=images, return_tensors="pt")["pixel_values"])
+    for index, result in enumerate(results):
+        assert result["score"] == pytest.approx(float(expected.image_scores[index]), abs=1e-6)
+        assert result["reference_score"] == pytest.approx(float(expected.reference_scores[index]), abs=1e-6)
+    assert [r["score"] for r in results] != pytest.approx([r["score"] for r in zero_shot], abs=1e-4)
+    assert "reference_score" not in zero_shot[0]
+
+
+def test_the_same_references_are_not_encoded_twice_and_a_new_set_replaces_the_old(few_shot_model, monkeypatch):
+    model = few_shot_model()
+    calls = []
+    encode_image = model.encode_image
+    monkeypatch.setattr(
+        model, "encode_image", lambda pixel_values: calls.append(len(pixel_values)) or encode_image(pixel_values)
+    )
+    detector = fresh_pipeline(model, threshold=0.5)
+    image, references = _arrays(1, 0)[0], _arrays(3, 1)
+    first = detector(image, references=references, class_name="screw")
+    assert calls == [3, 1]  # the references' features, then the image
+    again = detector(image, references=[reference.copy() for reference in references], class_name="screw")
+    assert calls == [3, 1, 1] and again["score"] == first["score"]  # same content: the bank is reused
+    other = detector(image, references=references[:2], class_name="screw")
+    assert calls == [3, 1, 1, 2, 1]
+    assert model.normal_reference_classes == ["screw"] and model.config.normal_reference_image_counts == [2]
+    assert other["score"] != first["score"]
+
+
+def test_class_name_selects_a_class_of_the_bank(few_shot_model, tmp_path):
+    model = few_shot_model()
+    processor = FAPromptImageProcessor(size=32)
+    for name, seed in (("screw", 1), ("nut", 2)):
+        pixels = processor.preprocess_references(_arrays(2, seed), return_tensors="pt")["reference_pixel_values"]
+        model.set_normal_references(pixels, name)
+    model.save_pretrained(tmp_path)
+    image = _arrays(1, 0)[0]
+    detector = pipeline(ANOMALY_DETECTION_TASK, model=str(tmp_path), threshold=0.5)
+    assert detector.model.normal_reference_classes == ["screw", "nut"]
+    with torch.no_grad():
+        expected = model(
+            pixel_values=processor(images=image, return_tensors="pt")["pixel_values"], normal_reference_class="nut"
+        )
+    assert detector(image, class_name="nut")["score"] == pytest.approx(float(expected.image_scores[0]), abs=1e-6)
+    with pytest.raises(ValueError, match=r"several classes \['screw', 'nut'\]: choose one with class_name=NAME"):
+        detector(image)
+    with pytest.raises(ValueError, match=r"No normal references of class 'bolt'.*it holds \['screw', 'nut'\]"):
+        detector(image, class_name="bolt")
+    by_default = pipeline(ANOMALY_DETECTION_TASK, model=str(tmp_path), threshold=0.5, class_name="nut")
+    assert by_default(image)["score"] == pytest.approx(float(expected.image_scores[0]), abs=1e-6)
+
+
+def test_bad_references_are_refused_and_leave_the_bank_as_it_was(few_shot_model):
+    model = few_shot_model()
+    detector = fresh_pipeline(model, threshold=0.5)
+    image, references = _arrays(1, 0)[0], _arrays(2, 1)
+    detector(image, references=references, class_name="screw")
+    bank = model.normal_references.features.clone()
+    with pytest.raises(ValueError, match="references is empty .*give at least one normal image"):
+        detector(image, references=[], class_name="screw")
+    with pytest.raises(ValueError, match="Image reference #1 contains NaN or inf values"):
+        detector(image, references=[references[0], np.full((8, 8), np.nan, np.float32)], class_name="screw")
+    with pytest.raises(ValueError, match="class_name must be a non-empty string"):
+        detector(image, references=references[:1], class_name="")
+    with pytest.raises(ValueError, match="NaN"):  # refused by the model after the old rows were cleared: restored
+        replace_normal_references(model, torch.full((1, 3, 32, 32), float("nan")), "screw")
+    assert model.normal_reference_classes == ["screw"] and torch.equal(model.normal_references.features, bank)
+    assert model.config.normal_reference_image_counts == [2]

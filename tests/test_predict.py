@@ -314,3 +314,99 @@ def test_two_processes_shard_the_inputs_and_write_one_csv_in_input_order(model_d
     assert result.returncode == 0, result.stderr[-3000:]
     assert _rows(tmp_path / "two") == _rows(tmp_path / "one")
     assert not list((tmp_path / "two").glob("*.part*"))
+
+
+# ------------------------------------------------------------------------------------------------ normal references
+
+
+@pytest.fixture
+def reference_folder(tmp_path) -> Path:
+    """good/: three normal images of another size than the inputs'."""
+    folder = tmp_path / "good"
+    for index in range(3):
+        _save_rgb(folder / f"{index}.png", 100 + index, size=(36, 30))
+    return folder
+
+
+def test_references_change_the_scores_and_equal_the_pipelines(model_dir, image_tree, reference_folder, tmp_path):
+    kwargs = {"num_workers": 0, "threshold": 0.5, "progress": False, "batch_size": 4}
+    predict([image_tree], model_dir, tmp_path / "zero", **kwargs)
+    predict([image_tree], model_dir, tmp_path / "few", references=[reference_folder], **kwargs)
+    zero_shot, few_shot = _jsonl(tmp_path / "zero" / PREDICTIONS_JSONL), _jsonl(tmp_path / "few" / PREDICTIONS_JSONL)
+    assert [row["score"] for row in few_shot] != pytest.approx([row["score"] for row in zero_shot], abs=1e-4)
+    detector = pipeline("anomaly-detection", model=str(model_dir))
+    references = sorted(str(path) for path in reference_folder.iterdir())
+    expected = detector([row["path"] for row in few_shot], references=references, threshold=0.5)
+    for row, result in zip(few_shot, expected, strict=True):
+        assert row["score"] == pytest.approx(result["score"], abs=1e-6)
+        assert row["anomalous_area"] == pytest.approx(float(result["mask"].mean()), abs=1e-6)
+    assert "normal references: class 'default'" in (tmp_path / "few" / "predict_run.json").read_text()
+
+
+def test_resume_with_other_references_is_refused(model_dir, image_tree, reference_folder, tmp_path):
+    kwargs = {"num_workers": 0, "threshold": 0.5, "progress": False}
+    predict([image_tree / "good"], model_dir, tmp_path / "out", references=[reference_folder], **kwargs)
+    with pytest.raises(PredictError, match="--resume: .*normal references"):
+        predict(
+            [image_tree / "good"],
+            model_dir,
+            tmp_path / "out",
+            references=[reference_folder / "0.png"],
+            resume=True,
+            **kwargs,
+        )
+
+
+def test_reference_class_selects_a_class_of_a_saved_bank(model_dir, image_tree, reference_folder, tmp_path, capsys):
+    from faprompt_hf import FAPromptModel
+
+    banked = FAPromptModel.from_pretrained(model_dir)
+    processor = pipeline("anomaly-detection", model=banked).image_processor
+    for name, files in (("screw", ["0.png", "1.png"]), ("nut", ["2.png"])):
+        paths = [str(reference_folder / file) for file in files]
+        banked.set_normal_references(
+            processor.preprocess_references(paths, return_tensors="pt")["reference_pixel_values"], name
+        )
+    banked.save_pretrained(tmp_path / "banked")
+    argv = [
+        "predict",
+        str(image_tree / "good"),
+        "--model",
+        str(tmp_path / "banked"),
+        "--num_workers",
+        "0",
+        "--no_progress",
+        "--threshold",
+        "0.5",
+    ]
+    cli_main([*argv, "--output_dir", str(tmp_path / "nut"), "--reference_class", "nut"])
+    cli_main([*argv, "--output_dir", str(tmp_path / "given"), "--references", str(reference_folder / "2.png")])
+    capsys.readouterr()
+    assert [row["score"] for row in _rows(tmp_path / "nut")] == [row["score"] for row in _rows(tmp_path / "given")]
+    code, error = _cli_error([*argv, "--output_dir", str(tmp_path / "o1")], capsys)
+    assert code == 2 and "several classes ['screw', 'nut']" in error and "--reference_class NAME" in error
+    code, error = _cli_error([*argv, "--output_dir", str(tmp_path / "o2"), "--reference_class", "bolt"], capsys)
+    assert code == 2 and "'bolt'" in error and "it holds ['screw', 'nut']" in error and "--references" in error
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda root: root / "missing", ["--references", "missing", "no such file or folder"]),
+        (lambda root: (root / "empty").mkdir() or root / "empty", ["--references", "empty", "holds no images"]),
+        (
+            lambda root: (root / "bad.png").write_bytes(b"not a png") and root / "bad.png",
+            ["--references", "bad.png", "fix the file or leave it out"],
+        ),
+    ],
+    ids=["missing folder", "empty folder", "unreadable image"],
+)
+def test_bad_references_are_refused_naming_them(model_dir, image_tree, tmp_path, capsys, make, words):
+    reference = make(tmp_path)
+    code, error = _cli_error(
+        ["predict", str(image_tree), "--model", str(model_dir), "--output_dir", str(tmp_path / "o")]
+        + ["--num_workers", "0", "--references", str(reference)],
+        capsys,
+    )
+    assert code == 2 and all(word in error for word in words), error
+    assert not (tmp_path / "o" / PREDICTIONS_JSONL).exists()

@@ -1,5 +1,5 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
-"""The ``faprompt-hf`` command line: predict, train, evaluate, benchmark, export, convert and app.
+"""The ``faprompt-hf`` command line: predict, train, evaluate, benchmark, export, convert, app and references.
 
 The parsers come from :mod:`faprompt_hf.cli_flags` (the one definition of every flag); this module imports neither
 torch nor transformers, so ``--help`` and ``--version`` answer at once. Each command imports the library when it runs
@@ -191,6 +191,18 @@ def _predict(args: argparse.Namespace) -> None:
     print(summary)  # noqa: T201 (the command's output)
 
 
+def _references(args: argparse.Namespace) -> None:
+    from .predict import PredictError
+    from .references_command import add_references_from_args
+
+    try:
+        summary = add_references_from_args(args, load_package=load_package)
+    except PredictError as error:
+        print(f"faprompt-hf references: error: {error}", file=sys.stderr)  # noqa: T201 (the command's output)
+        raise SystemExit(error.exit_code) from None
+    print(summary)  # noqa: T201 (the command's output)
+
+
 def find_app_script() -> Path | None:
     """``examples/app.py`` of the source checkout this package runs from (an editable install), if there is one."""
     candidate = Path(__file__).resolve().parents[2] / "examples" / "app.py"
@@ -286,6 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     cli_flags.add_convert_arguments(convert)
     _add_verbose(convert)
     convert.set_defaults(handler=_convert)
+    references = commands.add_parser(
+        "references",
+        help="Store a folder of normal images in a saved model's normal-reference bank (few-shot) and save it.",
+        description="Load a saved FAPrompt model, store the normal (defect-free) images of --images in its "
+        "normal-reference bank as --class_name, and save it to --output_dir in the same layout (compact or "
+        "embedded), with its processor. predict and the pipeline then use the references. See docs/few_shot.md.",
+    )
+    cli_flags.add_references_arguments(references)
+    _add_verbose(references)
+    references.set_defaults(handler=_references)
     return parser
 
 

@@ -13,6 +13,7 @@ Where a flag is defined:
 - ``faprompt-hf evaluate`` / ``examples/evaluate.py``: :func:`add_evaluate_arguments`.
 - ``faprompt-hf predict``: :func:`add_predict_arguments`.
 - ``faprompt-hf convert`` and ``export``: :func:`add_convert_arguments`, :func:`add_export_arguments`.
+- ``faprompt-hf references``: :func:`add_references_arguments`.
 
 Every help line shows the default (:func:`with_default`).
 """
@@ -50,6 +51,7 @@ __all__ = [
     "add_evaluate_arguments",
     "add_export_arguments",
     "add_predict_arguments",
+    "add_references_arguments",
     "add_train_arguments",
     "dataclasses_from_namespace",
     "show_defaults",
@@ -443,6 +445,22 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     data.add_argument("--dataset_path", help="Dataset folder, or hub id / path for hub (default: not set).")
     data.add_argument("--split", default="test", help="Split (default: test).")
     data.add_argument("--classes", nargs="+", help="Only these classes (default: all).")
+    few_shot = parser.add_argument_group("normal references (few-shot, docs/few_shot.md)")
+    few_shot.add_argument(
+        "--references",
+        nargs="+",
+        metavar="REFERENCE",
+        help="A few normal (defect-free) images of the inputs' kind: files, folders, glob patterns or .txt lists, as "
+        "INPUT. They are stored in the model's normal-reference bank as --reference_class (replacing that class's "
+        "earlier ones, for this run only) and the scores fuse the text and reference scores. PyTorch models only "
+        "(default: none, zero-shot; a model saved with references uses them).",
+    )
+    few_shot.add_argument(
+        "--reference_class",
+        metavar="NAME",
+        help="The bank's class of --references; without --references, the class of the model's bank to compare "
+        "with, needed when it holds several (default: 'default' with --references, else the bank's only class).",
+    )
     decision = parser.add_argument_group("decision")
     decision.add_argument(
         "--threshold",
@@ -498,6 +516,41 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         "run with exit code 1, naming the file (default: skip).",
     )
     run.add_argument("--no_progress", action="store_true", help="Hide the progress bar (default: shown).")
+    return show_defaults(parser)
+
+
+def add_references_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the flags of ``faprompt-hf references`` to ``parser``.
+
+    Args:
+        parser: The parser to extend.
+
+    Returns:
+        The same parser.
+    """
+    parser.add_argument("--model", required=True, help="A saved FAPrompt model: local directory or hub id.")
+    parser.add_argument(
+        "--images",
+        required=True,
+        nargs="+",
+        metavar="IMAGE",
+        help="The normal (defect-free) reference images: files, folders (searched recursively), glob patterns "
+        "(quoted) or .txt lists, as predict's INPUT.",
+    )
+    parser.add_argument(
+        "--output_dir",
+        required=True,
+        help="Where the model with its references is saved (created; may be --model's own folder to update it).",
+    )
+    parser.add_argument(
+        "--class_name",
+        metavar="NAME",
+        help="The bank's class of these references; a class the model already holds is replaced (default: 'default').",
+    )
+    parser.add_argument(
+        "--batch_size", type=positive_int("--batch_size"), default=8, help="Images per feature pass (default: 8)."
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present, else cpu).")
     return show_defaults(parser)
 
 

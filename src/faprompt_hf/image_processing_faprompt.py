@@ -192,13 +192,8 @@ class FAPromptImageProcessor(BaseImageProcessor):
         image_list = _as_list(images)
         if not image_list:
             raise ValueError("No images given (an empty list, or a batch of 0 images): give at least one image.")
-        pixel_values, image_sizes = [], []
-        for index, image in enumerate(image_list):
-            source = str(image) if isinstance(image, str) else f"#{index}"
-            rgb = to_rgb_image(image, source)
-            image_sizes.append((rgb.height, rgb.width))
-            pixel_values.append(self.preprocess_image(rgb, target, source))
-        data: dict[str, Any] = {"pixel_values": np.stack(pixel_values)}
+        pixel_values, image_sizes = self._pixel_values(image_list, target)
+        data: dict[str, Any] = {"pixel_values": pixel_values}
         if masks is not None:
             if isinstance(masks, (list, tuple)):
                 mask_list = list(masks)
@@ -223,6 +218,52 @@ class FAPromptImageProcessor(BaseImageProcessor):
                 ]
             )
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _pixel_values(
+        self, image_list: Sequence[ImageInput], target: tuple[int, int], prefix: str = ""
+    ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Images -> normalised pixels (N, 3, H, W) and each image's (height, width) before resizing.
+
+        Errors name each image by its path, else by ``f"{prefix}#{index}"``.
+        """
+        pixel_values, image_sizes = [], []
+        for index, image in enumerate(image_list):
+            source = str(image) if isinstance(image, str) else f"{prefix}#{index}"
+            rgb = to_rgb_image(image, source)
+            image_sizes.append((rgb.height, rgb.width))
+            pixel_values.append(self.preprocess_image(rgb, target, source))
+        return np.stack(pixel_values), image_sizes
+
+    def preprocess_references(
+        self,
+        references: ImageInput | Sequence[ImageInput],
+        size: int | dict[str, int] | None = None,
+        return_tensors: str | None = None,
+    ) -> BatchFeature:
+        """Prepare normal reference images (few-shot, ``docs/few_shot.md``) as :meth:`preprocess` prepares images.
+
+        Every input :meth:`preprocess` takes is accepted (paths, PIL images of any mode, arrays, tensors, a 4-D
+        batch); references of any size are resized to ``size`` like images.
+
+        Args:
+            references: One normal image or a list of them.
+            size: Override of ``self.size``.
+            return_tensors: ``"pt"`` for torch tensors, ``"np"`` or None for numpy arrays.
+
+        Returns:
+            ``BatchFeature`` with ``reference_pixel_values`` (R, 3, H, W), for ``model.set_normal_references``.
+
+        Raises:
+            ValueError: No references (the message says to give at least one normal image), or a reference that is
+                not an image (named by its path, else ``reference #i``).
+        """
+        reference_list = _as_list(references)
+        if not reference_list:
+            raise ValueError(
+                "references is empty (an empty list, or a batch of 0 images): give at least one normal image."
+            )
+        pixel_values, _ = self._pixel_values(reference_list, self._target_size(size), prefix="reference ")
+        return BatchFeature(data={"reference_pixel_values": pixel_values}, tensor_type=return_tensors)
 
     def __call__(self, images: Any = None, masks: Any = None, **kwargs: Any) -> BatchFeature:
         """Alias of :meth:`preprocess`."""

@@ -12,6 +12,7 @@ else 0.5 with a one-time warning that it is uncalibrated. The pixel ``mask`` is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from .inference_utils import (
     detection_result,
     resolve_threshold,
 )
-from .modeling_faprompt import FAPromptModel
+from .modeling_faprompt import DEFAULT_REFERENCE_CLASS, FAPromptModel
 
 logger = logging.get_logger(__name__)
 
@@ -44,11 +45,80 @@ __all__ = [
     "DEFAULT_PIXEL_THRESHOLD",
     "DEFAULT_THRESHOLD",
     "FAPromptAnomalyDetectionPipeline",
+    "reference_digest",
     "register_pipeline",
+    "replace_normal_references",
 ]
 
 
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+
+
+def replace_normal_references(
+    model: FAPromptModel, pixel_values: torch.Tensor, class_name: str | None = None, batch_size: int = 8
+) -> str:
+    """Make ``pixel_values`` the normal references of ``class_name`` in the model's bank (replacing its old ones).
+
+    ``model.set_normal_references`` appends; the pipeline, ``faprompt-hf predict --references`` and
+    ``faprompt-hf references`` replace a class's rows with the given set, so that giving a set twice does not count
+    it twice. Other classes are kept. Features are computed ``batch_size`` images at a time, on the model's device and
+    in its dtype.
+
+    Args:
+        model: The model whose bank is changed.
+        pixel_values: Prepared normal images (R, 3, S, S), R >= 1 (``processor(references=...)``).
+        class_name: The bank's key (default ``"default"``).
+        batch_size: Images per feature pass, >= 1.
+
+    Returns:
+        The class name used.
+
+    Raises:
+        ValueError: No images, NaN/inf pixels, a size the model refuses, or an empty class name (from
+            ``model.set_normal_references``; the bank is left as it was).
+    """
+    name = DEFAULT_REFERENCE_CLASS if class_name is None else class_name
+    if pixel_values.shape[0] == 0:
+        raise ValueError("references is empty (a batch of 0 images): give at least one normal image.")
+    pixel_values = pixel_values.to(model.device, model.dtype)
+    previous = (
+        list(model.config.normal_reference_classes),
+        list(model.config.normal_reference_image_counts),
+        list(model.config.normal_reference_patch_counts),
+        model.normal_references.features,
+    )
+    try:
+        if name in model.normal_reference_classes:
+            model.clear_normal_references(name)
+        for start in range(0, pixel_values.shape[0], batch_size):
+            model.set_normal_references(pixel_values[start : start + batch_size], name)
+    except Exception:
+        config = model.config
+        (
+            config.normal_reference_classes,
+            config.normal_reference_image_counts,
+            config.normal_reference_patch_counts,
+            model.normal_references.features,
+        ) = previous
+        raise
+    return name
+
+
+def reference_digest(pixel_values: torch.Tensor, class_name: str) -> str:
+    """SHA-256 of prepared reference pixels (their shape and float32 bytes) and a class name, as hex.
+
+    The pipeline's cache key for a reference set, and part of a ``faprompt-hf predict`` run's identity.
+
+    Args:
+        pixel_values: Prepared references (R, 3, S, S).
+        class_name: The class they are stored as.
+
+    Returns:
+        64 hex digits.
+    """
+    digest = hashlib.sha256(f"{class_name}\0{tuple(pixel_values.shape)}\0".encode())
+    digest.update(pixel_values.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _saved_image_processor(model: Any) -> FAPromptImageProcessor | None:
@@ -99,10 +169,19 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
     - ``mask`` (bool ndarray (H, W)): ``anomaly_map >= pixel_threshold``.
     - ``overlay`` (PIL RGB image of size W x H): the map as a "jet" heatmap over the image (None with
       ``return_overlay=False``).
+    - ``reference_score`` (float, only when the model has normal references): the distance of the image's least
+      normal patch from its nearest reference patch, in [0, 1]; ``score`` and ``anomaly_map`` then fuse the text and
+      reference scores (``docs/few_shot.md``).
 
     Call parameters (also accepted by the constructor as defaults): ``threshold``, ``pixel_threshold``,
-    ``return_overlay`` (default True), ``overlay_alpha`` (default 0.5) and ``overlay_normalize`` (default True: each
-    map min-max scaled, as the original visualisations; ``(vmin, vmax)`` for a fixed scale).
+    ``return_overlay`` (default True), ``overlay_alpha`` (default 0.5), ``overlay_normalize`` (default True: each
+    map min-max scaled, as the original visualisations; ``(vmin, vmax)`` for a fixed scale) and ``class_name`` (the
+    class of the model's normal-reference bank to compare with; needed when it holds several).
+
+    Normal references (few-shot): ``references=[...]`` (a call parameter only) stores a few normal images of the
+    class ``class_name`` (default ``"default"``) in the model's bank (:func:`replace_normal_references`, replacing that
+    class's earlier set) and scores against them. The features are computed once per set: a call with the same
+    references (same pixels) and class reuses them.
 
     Example:
         ```python
@@ -112,6 +191,9 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         detector = pipeline("anomaly-detection", model="path/to/faprompt-checkpoint")
         result = detector("part.png", threshold=0.42)
         result["score"], result["is_anomalous"], result["anomaly_map"].shape
+        # few-shot: a handful of known-good images of the same part
+        result = detector("part.png", references=["good1.png", "good2.png"], class_name="screw")
+        result["score"], result["reference_score"]
         ```
     """
 
@@ -128,6 +210,7 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
             logger.info("No image processor given or found; using the model's (FAPromptImageProcessor at image_size).")
             self.image_processor = FAPromptImageProcessor.from_model_config(self.model.config)
         self._warned_uncalibrated = False
+        self._reference_digests: dict[str, tuple[str, int]] = {}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Save the model and its image processor so that the folder loads with and without this package.
@@ -155,11 +238,16 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         return_overlay: bool | None = None,
         overlay_alpha: float | None = None,
         overlay_normalize: bool | tuple[float, float] | None = None,
+        class_name: str | None = None,
         **kwargs: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """Split call arguments into preprocess, forward and postprocess parameters."""
         if kwargs:
             raise TypeError(f"Unknown argument(s) {sorted(kwargs)} for the anomaly-detection pipeline.")
+        forward: dict[str, Any] = {}
+        if class_name is not None:
+            self.model.normal_reference_features(class_name)  # a ValueError listing the bank's classes if unknown
+            forward["class_name"] = class_name
         postprocess: dict[str, Any] = {}
         if threshold is not None:
             postprocess["threshold"] = check_threshold(threshold, "threshold")
@@ -176,30 +264,64 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
                 postprocess["overlay_alpha"] = alpha
             if overlay_normalize is not None:
                 postprocess["overlay_normalize"] = normalize
-        return {}, {}, postprocess
+        return {}, forward, postprocess
 
     def __call__(
-        self, images: ImageInput | Sequence[ImageInput], **kwargs: Any
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        references: ImageInput | Sequence[ImageInput] | None = None,
+        **kwargs: Any,
     ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Detect anomalies in one image or a list of images.
+        """Detect anomalies in one image or a list of images, optionally against a few normal references.
 
         Args:
             images: One image (path, PIL image, array or tensor) or a list (or tuple) of them.
+            references: Normal images of the same kind of object (any input kind and size ``images`` takes); they
+                become the normal references of ``class_name`` in the model's bank (see the class docstring).
             **kwargs: ``batch_size``, ``num_workers``, ``threshold``, ``pixel_threshold``, ``return_overlay``,
-                ``overlay_alpha``, ``overlay_normalize``.
+                ``overlay_alpha``, ``overlay_normalize``, ``class_name``.
 
         Returns:
             A result dict for one image (see the class docstring), a list of them for a list.
 
         Raises:
             FileNotFoundError: A path does not exist (the message names it).
-            ValueError: An input that is not an image (the message names it), or a bad threshold.
+            ValueError: An input or reference that is not an image (the message names it), an empty ``references``
+                list, NaN/inf reference pixels, a ``class_name`` the bank does not hold (the message lists those it
+                holds), several classes in the bank and no ``class_name``, or a bad threshold.
         """
+        class_name = kwargs.get("class_name", self._forward_params.get("class_name"))
+        if references is not None:
+            kwargs["class_name"] = self._set_references(references, class_name)
+        elif class_name is None and len(self.model.normal_reference_classes) > 1:
+            raise ValueError(
+                f"The model holds normal references of several classes {self.model.normal_reference_classes}: "
+                "choose one with class_name=NAME."
+            )
         if isinstance(images, tuple):
             images = list(images)
         if isinstance(images, list) and not images:
             return []
         return super().__call__(images, **kwargs)
+
+    def _set_references(self, references: ImageInput | Sequence[ImageInput], class_name: str | None) -> str:
+        """Prepare ``references`` and store them as ``class_name``'s, unless the bank already holds this very set.
+
+        Returns:
+            The class name used.
+        """
+        name = DEFAULT_REFERENCE_CLASS if class_name is None else class_name
+        pixel_values = self.image_processor.preprocess_references(references, return_tensors="pt")
+        pixel_values = pixel_values["reference_pixel_values"]
+        key = (reference_digest(pixel_values, name), pixel_values.shape[0])
+        config = self.model.config
+        held = dict(zip(config.normal_reference_classes, config.normal_reference_image_counts, strict=True))
+        if self._reference_digests.get(name) == key and held.get(name) == key[1]:
+            return name
+        self._reference_digests.pop(name, None)
+        replace_normal_references(self.model, pixel_values, name)
+        self._reference_digests[name] = key
+        return name
 
     def preprocess(self, image: ImageInput) -> dict[str, Any]:
         """Load and convert one image to RGB, and normalise it for the model.
@@ -212,23 +334,31 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         pixel_values = self.image_processor(images=[rgb], return_tensors="pt")["pixel_values"]
         return {"pixel_values": pixel_values, "image": rgb}
 
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+    def _forward(self, model_inputs: dict[str, Any], class_name: str | None = None) -> dict[str, Any]:
         """Run the model on a batch; scores and maps come back as float32, the maps already at each image's size.
 
         The maps are smoothed (in ``forward``) and resized (bilinear) to their image's original size on the model's
         device, before they leave it: the host only thresholds them and draws the overlay.
 
+        Args:
+            model_inputs: ``pixel_values`` (B, 3, S, S) and the RGB ``image`` (or list of them).
+            class_name: The normal-reference class to compare with (None: the bank's only class, or none).
+
         Returns:
             ``image_scores`` (B,), ``anomaly_maps`` ((B, H, W) when the images share a size, else a list of (H, W)
-            tensors) and the RGB ``image`` (or list of them).
+            tensors), ``reference_scores`` ((B,), or None without references) and the RGB ``image`` (or list).
         """
-        outputs = self.model(pixel_values=model_inputs["pixel_values"].to(self.model.dtype))
+        outputs = self.model(
+            pixel_values=model_inputs["pixel_values"].to(self.model.dtype), normal_reference_class=class_name
+        )
         images = model_inputs["image"]
+        reference_scores = outputs.reference_scores
         return {
             "image_scores": outputs.image_scores.float(),
             "anomaly_maps": _resize_maps(
                 outputs.anomaly_maps.float(), images if isinstance(images, list) else [images]
             ),
+            "reference_scores": None if reference_scores is None else reference_scores.float(),
             "image": images,
         }
 
@@ -250,7 +380,7 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         overlay_normalize: bool | tuple[float, float] = True,
     ) -> dict[str, Any]:
         """Turn one image's outputs into the result dict (its map arrives resized to the image's size)."""
-        return detection_result(
+        result = detection_result(
             score=float(model_outputs["image_scores"].reshape(-1)[0]),
             anomaly_map=model_outputs["anomaly_maps"].reshape(model_outputs["anomaly_maps"].shape[-2:]).numpy(),
             image=model_outputs["image"],
@@ -260,6 +390,9 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
             overlay_alpha=overlay_alpha,
             overlay_normalize=overlay_normalize,
         )
+        if model_outputs["reference_scores"] is not None:
+            result["reference_score"] = float(model_outputs["reference_scores"].reshape(-1)[0])
+        return result
 
 
 def _resize_maps(maps: torch.Tensor, images: Sequence[Any]) -> torch.Tensor | list[torch.Tensor]:

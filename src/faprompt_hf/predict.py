@@ -12,6 +12,9 @@ The scores are those of ``pipeline("anomaly-detection")``: the same decoding
 (:func:`~faprompt_hf.inference_utils.resize_anomaly_map`). An ONNX export folder as ``model`` runs through
 :class:`~faprompt_hf.onnx.ONNXAnomalyDetector`, without torch.
 
+With ``references`` (``--references``), a few normal images are stored in the model's normal-reference bank first
+(``docs/few_shot.md``) and every score fuses the text and reference scores, as the pipeline's ``references=`` does.
+
 Under ``accelerate launch`` with N processes, each process scores every N-th input and writes its own part; the
 first process then merges them into one ``predictions.jsonl``/``predictions.csv`` in input order.
 """
@@ -48,6 +51,7 @@ __all__ = [
     "discover_inputs",
     "predict",
     "predict_from_args",
+    "read_references",
 ]
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -361,6 +365,7 @@ class _Scorer:
     ) -> None:
         self.onnx = None
         self.model = None
+        self.reference_class: str | None = None
         if isinstance(model, (str, os.PathLike)):
             check_model_reference(model)
             self.name = os.fspath(Path(model).resolve()) if Path(model).exists() else os.fspath(model)
@@ -417,8 +422,94 @@ class _Scorer:
         import torch
 
         with torch.inference_mode():
-            outputs = self.model(pixel_values=torch.from_numpy(pixels).to(self.device, self.model.dtype))
+            outputs = self.model(
+                pixel_values=torch.from_numpy(pixels).to(self.device, self.model.dtype),
+                normal_reference_class=self.reference_class,
+            )
         return outputs.image_scores.float().cpu().numpy(), outputs.anomaly_maps.float().cpu().numpy()
+
+    def use_references(
+        self, references: Sequence[str | os.PathLike] | None, reference_class: str | None, batch_size: int
+    ) -> None:
+        """Store ``references`` in the model's bank as ``reference_class`` and/or score against that class.
+
+        The run's name (:data:`RUN_FILE`, checked by ``resume``) then names the class and the references' digest, so
+        that a run is never resumed with other references.
+
+        Raises:
+            PredictError: An ONNX model, unreadable references, a class the bank does not hold (listing those it
+                holds), or several classes in the bank and no ``reference_class``.
+        """
+        if self.onnx is not None:
+            raise PredictError(
+                "--references/--reference_class: an ONNX export has no normal-reference bank. Give the PyTorch model "
+                "folder as --model, or drop the flags."
+            )
+        from .pipeline_faprompt import reference_digest, replace_normal_references
+
+        classes = self.model.normal_reference_classes
+        identity = ""
+        if references is not None:
+            pixels = read_references(references, self.image_processor)
+            import torch
+
+            pixel_values = torch.from_numpy(pixels)
+            try:
+                self.reference_class = replace_normal_references(self.model, pixel_values, reference_class, batch_size)
+            except ValueError as error:
+                raise PredictError(f"--references: {error}") from None
+            identity = f", sha256 {reference_digest(pixel_values, self.reference_class)[:16]}"
+        elif reference_class is not None:
+            try:
+                self.model.normal_reference_features(reference_class)
+            except ValueError as error:
+                raise PredictError(
+                    f"--reference_class {reference_class}: {error} Give normal images of it with --references."
+                ) from None
+            self.reference_class = reference_class
+        elif len(classes) > 1:
+            raise PredictError(
+                f"--model {self.name} holds normal references of several classes {classes}: choose one with "
+                "--reference_class NAME."
+            )
+        if self.reference_class is not None:
+            self.name = f"{self.name} [normal references: class {self.reference_class!r}{identity}]"
+
+
+def read_references(
+    references: Sequence[str | os.PathLike], image_processor: Any, flag: str = "--references"
+) -> np.ndarray:
+    """The normal reference images that ``references`` name, prepared for ``model.set_normal_references``.
+
+    Args:
+        references: Image files, folders, glob patterns or ``.txt`` lists, as the inputs (:func:`discover_inputs`).
+        image_processor: The run's ``FAPromptImageProcessor`` (references are prepared and resized like images).
+        flag: The command-line flag that gave them, named in errors.
+
+    Returns:
+        Pixels (R, 3, S, S), float32, in the order :func:`discover_inputs` finds them.
+
+    Raises:
+        PredictError: No references, a missing path, an empty folder, a glob matching nothing, or a file that cannot
+            be read as an image (named), each with its fix.
+    """
+    if not references:
+        raise PredictError(
+            f"{flag} is empty: give at least one normal image (files, folders, glob patterns or a .txt list)."
+        )
+    try:
+        found = discover_inputs(references)
+    except PredictError as error:
+        raise PredictError(f"{flag}: {error}") from None
+    paths = [image.path for image in found]
+    try:
+        prepared = image_processor.preprocess_references(paths, return_tensors="np")
+    except (OSError, ValueError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise PredictError(
+            f"{flag}: {message} Every reference must be readable: fix the file or leave it out."
+        ) from None
+    return np.asarray(prepared["reference_pixel_values"], dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------- outputs
@@ -550,6 +641,8 @@ def predict(
     on_error: str = "skip",
     progress: bool = True,
     load_package: Callable[[], None] | None = None,
+    references: Sequence[str | os.PathLike] | None = None,
+    reference_class: str | None = None,
 ) -> PredictSummary:
     """Score images and write ``predictions.csv``, ``predictions.jsonl``, ``errors.jsonl`` and the requested maps.
 
@@ -571,6 +664,11 @@ def predict(
             code 1).
         progress: Show a progress bar.
         load_package: Called before a PyTorch model is loaded (the CLI's deferred package import).
+        references: Normal images of the inputs' kind (files, folders, globs or ``.txt`` lists, as ``inputs``),
+            stored in the model's bank as ``reference_class`` (replacing that class's rows) before scoring; scores
+            and maps then fuse the text and reference scores (``docs/few_shot.md``). PyTorch models only.
+        reference_class: The bank's class to store ``references`` as (default ``"default"``), or without
+            ``references`` the class of the model's bank to compare with (needed when it holds several).
 
     Returns:
         The :class:`PredictSummary`.
@@ -604,6 +702,8 @@ def predict(
     except (OSError, ValueError) as error:
         name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else model
         raise PredictError(f"--model {name}: {error}") from None
+    if references is not None or reference_class is not None or scorer.onnx is None:
+        scorer.use_references(references, reference_class, batch_size)
     _prepare_output_dir(output_dir, scorer.name, resume, rank == 0)
     if state is not None:
         state.wait_for_everyone()
@@ -796,4 +896,6 @@ def predict_from_args(args: Any, load_package: Callable[[], None] | None = None)
         on_error=args.on_error,
         progress=not args.no_progress,
         load_package=load_package,
+        references=args.references,
+        reference_class=args.reference_class,
     )

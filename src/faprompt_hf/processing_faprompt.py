@@ -124,28 +124,45 @@ class FAPromptProcessor(ProcessorMixin):
             logger.info("No tokenizer found at %s; the processor works without one.", pretrained_model_name_or_path)
             return None
 
-    def __call__(self, images: Any = None, text: Any = None, masks: Any = None, **kwargs: Any) -> BatchFeature:
-        """Process images and masks (and text, when a tokenizer is present).
+    def __call__(
+        self, images: Any = None, text: Any = None, masks: Any = None, references: Any = None, **kwargs: Any
+    ) -> BatchFeature:
+        """Process images and masks, normal references (few-shot) and text (when a tokenizer is present).
 
         Args:
             images: One image or a list (see [`FAPromptImageProcessor.preprocess`]).
             text: Optional text for the tokenizer.
             masks: Optional masks, one (or None) per image.
+            references: Optional normal reference images for ``model.set_normal_references`` (``docs/few_shot.md``):
+                one or a list, of any input kind and size ``images`` takes; they are prepared like images
+                ([`FAPromptImageProcessor.preprocess_references`]).
             **kwargs: ``return_tensors``, ``size``, ``resize_mismatched_masks``; tokenizer options with text.
 
         Returns:
-            ``BatchFeature`` with ``pixel_values``, ``masks`` (when given) and the tokenizer's outputs (when given).
+            ``BatchFeature`` with ``pixel_values`` (B, 3, S, S) and ``masks`` (B, S, S) (when images are given),
+            ``reference_pixel_values`` (R, 3, S, S) (when references are given) and the tokenizer's outputs (when
+            text is given).
+
+        Raises:
+            ValueError: Nothing to process, masks without images, an empty ``references`` list, an input that is not
+                an image (named), or text without a tokenizer.
         """
-        if images is None and text is None:
-            raise ValueError("Give images (and optionally masks) or text.")
+        if images is None and text is None and references is None:
+            raise ValueError("Give images (and optionally masks), references or text.")
         data: dict[str, Any] = {}
         return_tensors = kwargs.pop("return_tensors", None)
+        size = kwargs.pop("size", None)
         if images is not None:
-            image_keys = ("size", "resize_mismatched_masks")
-            image_kwargs = {key: kwargs.pop(key) for key in image_keys if key in kwargs}
+            image_kwargs = {"size": size}
+            if "resize_mismatched_masks" in kwargs:
+                image_kwargs["resize_mismatched_masks"] = kwargs.pop("resize_mismatched_masks")
             data.update(self.image_processor(images, masks=masks, return_tensors=return_tensors, **image_kwargs))
         elif masks is not None:
             raise ValueError("masks were given without images.")
+        if references is not None:
+            data.update(
+                self.image_processor.preprocess_references(references, size=size, return_tensors=return_tensors)
+            )
         if text is not None:
             if self.tokenizer is None:
                 raise ValueError(
