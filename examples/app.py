@@ -5,7 +5,9 @@ The page runs ``pipeline("anomaly-detection")`` once per batch of images and kee
 the image threshold, pixel threshold and overlay opacity sliders re-decide and re-draw from them without running the
 model again. "Calibrate" sets the image threshold from labelled images (uploaded, or a folder): the 0.99 quantile of
 normal images' scores (``calibrate_threshold``), or the best-F1 threshold when anomalous images are given too
-(``threshold_from_f1``). Downloads: each image's anomaly map (PNG and ``.npy``) and a CSV of the batch's scores.
+(``threshold_from_f1``). "Normal references" (few-shot): known-normal images of the part; when given, the scores
+and maps fuse FAPrompt's with each patch's distance from the nearest reference patch (``model.set_normal_references``,
+computed once per upload). Downloads: each image's anomaly map (PNG and ``.npy``) and a CSV of the batch's scores.
 
 Without ``--model`` the app uses a small FAPrompt on a seeded random tiny CLIP, trained for a few seconds on the
 package's synthetic parts and cached (``--cache_dir``), so it runs offline; its built-in examples are synthetic parts
@@ -24,7 +26,9 @@ As a hub Space's ``app.py``: see docs/inference.md ("The demo app").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import hashlib
 import logging
 import math
 import os
@@ -34,7 +38,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +88,15 @@ SKIPPED_FOLDER_NAMES = ("ground_truth",)
 PREVIEW_SIDE = 768  # overlays and masks are drawn at most this large; the downloads keep the full size
 RESULT_HEADERS = ["file", "score", "anomalous", "threshold", "anomalous pixels (%)", "pixel threshold"]
 
+REFERENCE_CLASS = "uploaded references"
+"""The bank class the page's normal references are stored under while they are used."""
+
+REFERENCE_CACHE_SIZE = 4
+"""Reference uploads whose features the app keeps (the last ones used), so that the same upload is not recomputed."""
+
+OPTIONAL_INPUT_IDS = ("references",)
+"""Inputs an API call may leave out at the end (the handler's default applies): the normal references."""
+
 CONTROL_NAMES = {
     "threshold": "The image threshold",
     "pixel_threshold": "The pixel threshold",
@@ -98,6 +112,9 @@ class DemoBlocks(gr.Blocks):
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
         """Refuse a call with missing inputs, naming them (Gradio's own error is hidden from API clients)."""
         expected = list(block_fn.inputs)
+        left_out = expected[len(inputs) :]
+        if left_out and all(getattr(block, "elem_id", None) in OPTIONAL_INPUT_IDS for block in left_out):
+            inputs.extend([None] * len(left_out))  # (an API client of the time before the references upload)
         if len(inputs) < len(expected):
             missing = [getattr(block, "label", None) or type(block).__name__ for block in expected[len(inputs) :]]
             raise gr.Error(
@@ -170,6 +187,7 @@ class Limits:
     max_megapixels: float = 12.0
     max_images: int = 16
     max_calibration_images: int = 500
+    max_reference_images: int = 64
 
 
 @dataclass
@@ -444,6 +462,79 @@ def write_scores_csv(rows: Sequence[Sequence[Any]], path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Normal references (few-shot)
+# ----------------------------------------------------------------------------------------------------------------------
+#
+# The page's normal references become the model's normal-reference bank while the page's images are scored, through
+# the processor and model.set_normal_references. When the pipeline takes references itself
+# (pipeline(..., references=[...], class_name=...)), ReferenceBanks.scoring becomes that call's arguments.
+
+ReferenceBank = dict[str, tuple[int, torch.Tensor]]
+"""A model's normal-reference bank: ``{class: (image count, patch features (N, D))}``, in bank order."""
+
+
+def upload_key(paths: Sequence[str]) -> str:
+    """A key of an upload's contents (SHA-256 of each file's bytes, in order): the same images give the same key."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def swapped_reference_bank(model: FAPromptModel, bank: ReferenceBank) -> Iterator[None]:
+    """Give ``model`` the normal-reference bank ``bank`` inside the block, then its own again (even on an error)."""
+    own = model._reference_banks()
+    model._store_reference_banks(bank)
+    try:
+        yield
+    finally:
+        model._store_reference_banks(own)
+
+
+def compute_reference_bank(detector: FAPromptAnomalyDetectionPipeline, images: Sequence[Image.Image]) -> ReferenceBank:
+    """The normal-reference bank of ``images``: the processor's pixels through ``model.set_normal_references``.
+
+    The model's own bank is left as it was.
+
+    Args:
+        detector: The pipeline (its image processor and model).
+        images: Normal RGB images of the part.
+
+    Returns:
+        ``{REFERENCE_CLASS: (len(images), patch features (N, D))}``.
+    """
+    model = detector.model
+    pixel_values = detector.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+    with swapped_reference_bank(model, {}):
+        model.set_normal_references(pixel_values.to(model.device, model.dtype), class_name=REFERENCE_CLASS)
+        return {name: (count, rows.clone()) for name, (count, rows) in model._reference_banks().items()}
+
+
+class ReferenceBanks:
+    """The reference banks of the last uploads, by :func:`upload_key`: an upload's features are computed once."""
+
+    def __init__(self, size: int = REFERENCE_CACHE_SIZE) -> None:
+        self.size = size
+        self._banks: OrderedDict[str, ReferenceBank] = OrderedDict()
+        self.computed = 0  # how many banks were computed (for tests and logs)
+
+    def bank(
+        self, key: str, detector: FAPromptAnomalyDetectionPipeline, images: Sequence[Image.Image]
+    ) -> ReferenceBank:
+        """The bank of the upload ``key`` (of ``images``), computed when it is not kept. Call under the model lock."""
+        if key in self._banks:
+            self._banks.move_to_end(key)
+            return self._banks[key]
+        bank = compute_reference_bank(detector, images)
+        self.computed += 1
+        self._banks[key] = bank
+        while len(self._banks) > self.size:
+            self._banks.popitem(last=False)
+        return bank
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # The app
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -483,6 +574,7 @@ class DemoApp:
         self.folder_calibration = folder_calibration
         self.load_error = load_error
         self._model_lock = threading.Lock()  # one forward pass at a time: the model is shared by all visitors
+        self.reference_banks = ReferenceBanks()
 
     # -- thresholds -------------------------------------------------------------------------------------------------
 
@@ -498,24 +590,68 @@ class DemoApp:
             raise gr.Error(self.load_error, title="The model could not be loaded")
         return self.detector
 
-    def _score(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
-        """Run the pipeline once on the images (maps at their full size, no overlays)."""
+    def _score(
+        self, images: Sequence[Image.Image], references: tuple[str, Sequence[Image.Image]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run the pipeline once on the images (maps at their full size, no overlays).
+
+        Args:
+            images: The images to score.
+            references: ``(upload key, normal images)``: score with these normal references (their bank is computed
+                once per key); None: the model as loaded.
+        """
         detector = self._require_detector()
         try:
             with self._model_lock:
-                results = detector(
-                    list(images), batch_size=8, return_overlay=False, threshold=DEFAULT_THRESHOLD
-                )  # the page decides; this only silences a warning
+                with contextlib.ExitStack() as stack:
+                    if references is not None:
+                        bank = self.reference_banks.bank(references[0], detector, references[1])
+                        stack.enter_context(swapped_reference_bank(detector.model, bank))
+                    results = detector(
+                        list(images), batch_size=8, return_overlay=False, threshold=DEFAULT_THRESHOLD
+                    )  # the page decides; this only silences a warning
         except (ValueError, RuntimeError) as error:
             raise gr.Error(f"Detection failed: {error}") from error
         return results if isinstance(results, list) else [results]
 
+    def _read_references(self, reference_files: Sequence[str] | None) -> tuple[str, list[Image.Image]] | None:
+        """The uploaded normal references as ``(upload key, images)``, or None when there are none."""
+        if reference_files is not None and (
+            not isinstance(reference_files, (list, tuple))
+            or not all(isinstance(path, (str, os.PathLike)) for path in reference_files)
+        ):
+            raise gr.Error(
+                f"references must be a list of uploaded files, got {reference_files!r}.", title="Invalid input"
+            )
+        paths = [os.fspath(path) for path in (reference_files or [])]
+        if not paths:
+            return None
+        if len(paths) > self.limits.max_reference_images:
+            raise gr.Error(
+                f"{len(paths)} normal references given; this app takes at most {self.limits.max_reference_images}. "
+                "A handful (4 to 16) of normal images of the part is enough."
+            )
+        references, problems = _read_all(paths, self.limits)
+        for problem in problems:
+            gr.Warning(problem, title="Normal reference skipped")
+        if not references:
+            raise gr.Error("No normal reference could be read:\n" + "\n".join(problems))
+        return upload_key(paths), [image for _, image in references]
+
     # -- event handlers ---------------------------------------------------------------------------------------------
 
     def detect(
-        self, files: Sequence[str] | None, threshold: float, pixel_threshold: float, opacity: float
+        self,
+        files: Sequence[str] | None,
+        threshold: float,
+        pixel_threshold: float,
+        opacity: float,
+        references: Sequence[str] | None = None,
     ) -> tuple[Any, ...]:
-        """Score uploaded images and show the results; the scores and maps go into the visitor's state."""
+        """Score uploaded images and show the results; the scores and maps go into the visitor's state.
+
+        With ``references`` (normal images of the part), the scores and maps are the fused few-shot ones.
+        """
         threshold = checked_control(threshold, "threshold")
         pixel_threshold = checked_control(pixel_threshold, "pixel_threshold")
         opacity = checked_control(opacity, "opacity")
@@ -532,6 +668,7 @@ class DemoApp:
                 "(--max_images). Upload them in smaller batches."
             )
         self._require_detector()
+        reference_upload = self._read_references(references)
         images, problems = _read_all(paths, self.limits)
         if not images:
             raise gr.Error("\n".join(problems), title="No image could be read")
@@ -540,7 +677,8 @@ class DemoApp:
         folder = _new_output_folder(self.output_root)
         detections = []
         used_stems: set[str] = set()
-        for (name, image), result in zip(images, self._score([image for _, image in images]), strict=True):
+        results = self._score([image for _, image in images], reference_upload)
+        for (name, image), result in zip(images, results, strict=True):
             stem, copy = _safe_stem(name), 1
             while stem in used_stems:  # two uploads with the same name keep separate downloads
                 stem, copy = f"{_safe_stem(name)}_{copy}", copy + 1
@@ -557,6 +695,8 @@ class DemoApp:
                 )
             )
         overlays, masks, rows, downloads, summary = self.render(detections, threshold, pixel_threshold, opacity)
+        if reference_upload is not None:
+            summary += f" With {len(reference_upload[1])} normal reference image(s)."
         if problems:
             summary += "\n\n**Skipped:**\n" + "\n".join(f"- {problem}" for problem in problems)
         return detections, overlays, masks, rows, downloads, summary
@@ -695,6 +835,17 @@ class DemoApp:
                         info="Mask: anomaly map >= threshold.",
                     )
                     opacity = control_slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                    with gr.Accordion("Normal references (few-shot)", open=False):
+                        gr.Markdown(
+                            "A few known-normal images of the same part: scores and maps then also compare each "
+                            "patch with its nearest normal patch. Clear them to go back to zero-shot."
+                        )
+                        reference_files = gr.File(
+                            label="Normal references",
+                            file_count="multiple",
+                            file_types=["image"],
+                            elem_id="references",
+                        )
                     with gr.Accordion("Calibrate the image threshold", open=False):
                         gr.Markdown(
                             "Normal images only: the threshold becomes a quantile of their scores. With anomalous "
@@ -741,8 +892,10 @@ class DemoApp:
 
             controls = [image_threshold, pixel_threshold, opacity]
             shown = [overlays, masks, table, downloads, summary]
-            files.change(self.detect, inputs=[files, *controls], outputs=[detections, *shown], api_name="detect")
-            detect_button.click(self.detect, inputs=[files, *controls], outputs=[detections, *shown], api_name=False)
+            detect_inputs = [files, *controls, reference_files]
+            files.change(self.detect, inputs=detect_inputs, outputs=[detections, *shown], api_name="detect")
+            reference_files.change(self.detect, inputs=detect_inputs, outputs=[detections, *shown], api_name=False)
+            detect_button.click(self.detect, inputs=detect_inputs, outputs=[detections, *shown], api_name=False)
             for slider in controls:
                 slider.change(
                     self.render,

@@ -61,9 +61,18 @@ def served(app, model_dir, tmp_path_factory):
     demo_app = app.DemoApp(detector, str(model_dir), limits=limits, output_root=tmp_path_factory.mktemp("downloads"))
     demo = demo_app.build()
     url = launch(demo)
-    yield url, detector, forward_calls
+    yield Served((url, detector, forward_calls), demo_app)
     hook.remove()
     demo.close()
+
+
+class Served(tuple):
+    """``(url, detector, forward_calls)``, with the ``DemoApp`` as ``.app``."""
+
+    def __new__(cls, values, demo_app):
+        served = super().__new__(cls, values)
+        served.app = demo_app
+        return served
 
 
 @pytest.fixture
@@ -113,6 +122,45 @@ def test_upload_gives_scores_verdicts_overlays_masks_and_downloads(served, clien
     np.testing.assert_allclose(exported, expected[0]["anomaly_map"], atol=1e-6)
     with Image.open(by_name[f"{parts[0].stem}_anomaly_map.png"]) as png:
         np.testing.assert_array_equal(np.asarray(png), np.round(np.clip(exported, 0, 1) * 255).astype(np.uint8))
+
+
+def test_normal_references_rescore_with_the_fused_outputs_computed_once_per_upload(served, client, parts, tmp_path):
+    import copy
+
+    from faprompt_hf.data.synthetic import generate_sample
+    from helpers import fresh_pipeline
+
+    _, detector, _ = served
+    references = []
+    for index in range(2):
+        image, _ = generate_sample("capsule", None, image_size=64, seed=300 + index)
+        references.append(tmp_path / f"normal_{index}.png")
+        Image.fromarray(image).save(references[-1])
+    zero_shot = call(client, upload(*parts), 0.5, 0.5, 0.5, api_name="/detect")[2]
+    before = served.app.reference_banks.computed
+    overlays, _, table, downloads, summary = call(
+        client, upload(*parts), 0.5, 0.5, 0.5, upload(*references), api_name="/detect"
+    )
+    assert "With 2 normal reference image(s)" in summary
+    assert served.app.reference_banks.computed == before + 1
+
+    # The same as the model with these references set through the processor and set_normal_references.
+    model = copy.deepcopy(detector.model)
+    pixels = detector.image_processor(
+        images=[Image.open(path).convert("RGB") for path in references], return_tensors="pt"
+    )
+    model.set_normal_references(pixels["pixel_values"])
+    expected = fresh_pipeline(model)([str(path) for path in parts], threshold=0.5, return_overlay=False)
+    assert [row[1] for row in table["data"]] == pytest.approx([result["score"] for result in expected], abs=1e-5)
+    assert [row[1] for row in table["data"]] != [row[1] for row in zero_shot["data"]]
+    exported = np.load(next(path for path in downloads if path.endswith(f"{parts[0].stem}_anomaly_map.npy")))
+    np.testing.assert_allclose(exported, expected[0]["anomaly_map"], atol=1e-5)
+
+    # The same upload again is not recomputed; the shared model keeps no references; without them: zero-shot.
+    again = call(client, upload(*parts), 0.5, 0.5, 0.5, upload(*references), api_name="/detect")[2]
+    assert served.app.reference_banks.computed == before + 1 and again["data"] == table["data"]
+    assert detector.model.normal_reference_classes == [] and detector.model.normal_references.features is None
+    assert call(client, upload(*parts), 0.5, 0.5, 0.5, [], api_name="/detect")[2]["data"] == zero_shot["data"]
 
 
 def test_same_named_uploads_keep_separate_downloads(client, parts):

@@ -24,16 +24,21 @@ def embedded_dir(tiny_model, tmp_path):
 
 
 @pytest.fixture
-def compact_dir(tiny_tokenizer, make_tiny_config, tmp_path):
-    """A compact checkpoint whose CLIP is a local folder (recorded with its fingerprint)."""
+def local_clip_model(tiny_tokenizer, make_tiny_config, tmp_path):
+    """An FAPromptModel built with from_clip on a local CLIP folder (which it records with its fingerprint)."""
     clip_dir = tmp_path / "clip"
     torch.manual_seed(0)
     CLIPModel(tiny_clip_config(tiny_tokenizer)).save_pretrained(clip_dir)
     overrides = make_tiny_config().to_dict()
     fields = {name for name in FAPromptConfig.__dataclass_fields__ if not name.startswith(("clip", "weights"))}
-    model = FAPromptModel.from_clip(str(clip_dir), **{key: overrides[key] for key in fields if key in overrides})
+    return FAPromptModel.from_clip(str(clip_dir), **{key: overrides[key] for key in fields if key in overrides}).eval()
+
+
+@pytest.fixture
+def compact_dir(local_clip_model, tmp_path):
+    """A compact checkpoint whose CLIP is a local folder (recorded with its fingerprint)."""
     folder = tmp_path / "compact"
-    model.save_pretrained(folder, include_clip=False)
+    local_clip_model.save_pretrained(folder, include_clip=False)
     return folder
 
 
@@ -195,3 +200,96 @@ def test_a_file_instead_of_the_folder_says_to_pass_the_folder(embedded_dir):
     with pytest.raises(ValueError, match=r"takes the model's folder .*not one of its files") as raised:
         FAPromptModel.from_pretrained(embedded_dir / "config.json")
     assert f"from_pretrained({str(embedded_dir)!r})" in str(raised.value)
+
+
+# ---------------------------------------------------------------------------------------------------- normal references
+
+REFERENCE_COUNTS = {"bottle": 3, "screw": 1, "cable": 2}
+
+
+def add_references(model: FAPromptModel, counts: dict[str, int] = REFERENCE_COUNTS) -> FAPromptModel:
+    """Give ``model`` a normal-reference bank of several classes (random normalised images, seeded)."""
+    generator = torch.Generator().manual_seed(7)
+    for name, count in counts.items():
+        model.set_normal_references(torch.randn(count, 3, 32, 32, generator=generator), class_name=name)
+    return model
+
+
+def fused_outputs(model: FAPromptModel, pixels: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each class's fused (image scores, anomaly maps)."""
+    with torch.no_grad():
+        return {
+            name: (out.image_scores, out.anomaly_maps)
+            for name in model.normal_reference_classes
+            for out in [model(pixel_values=pixels, normal_reference_class=name)]
+        }
+
+
+@pytest.mark.parametrize("include_clip", [True, False], ids=["embedded", "compact"])
+def test_normal_references_survive_save_and_load(local_clip_model, include_clip, tmp_path):
+    model = add_references(local_clip_model)
+    model.save_pretrained(tmp_path / "saved", include_clip=include_clip)
+    tensors = load_file(tmp_path / "saved" / "model.safetensors")
+    assert torch.equal(tensors["normal_references.features"], model.normal_references.features)
+    assert any(name.startswith("clip.") for name in tensors) is include_clip
+
+    loaded = FAPromptModel.from_pretrained(tmp_path / "saved")
+    assert loaded.normal_reference_classes == list(REFERENCE_COUNTS)
+    assert loaded.config.normal_reference_image_counts == list(REFERENCE_COUNTS.values())
+    assert loaded.config.normal_reference_patch_counts == model.config.normal_reference_patch_counts
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    expected, found = fused_outputs(model, pixels), fused_outputs(loaded, pixels)
+    assert list(found) == list(REFERENCE_COUNTS)
+    for name, (scores, maps) in expected.items():
+        assert torch.equal(found[name][0], scores) and torch.equal(found[name][1], maps), name
+    assert not torch.equal(expected["bottle"][1], expected["screw"][1])  # each class's own bank is in use
+
+
+def test_a_compact_checkpoint_with_references_refuses_another_clip(local_clip_model, tiny_tokenizer, tmp_path):
+    """The bank holds features of the CLIP that computed them: the fingerprint check guards it with the prompts."""
+    add_references(local_clip_model).save_pretrained(tmp_path / "compact", include_clip=False)
+    torch.manual_seed(1)
+    CLIPModel(tiny_clip_config(tiny_tokenizer)).save_pretrained(tmp_path / "other_clip")
+    with pytest.raises(ValueError, match="fingerprint") as raised:
+        FAPromptModel.from_pretrained(tmp_path / "compact", clip=str(tmp_path / "other_clip"))
+    message = str(raised.value)
+    assert "the normal-reference bank of ['bottle', 'screw', 'cable'] (features of that CLIP)" in message, message
+    assert local_clip_model.config.clip_fingerprint in message and "clip=" in message
+
+
+def test_a_checkpoint_listing_references_without_the_bank_is_refused_naming_it(local_clip_model, tmp_path):
+    add_references(local_clip_model)
+    for include_clip in (True, False):
+        folder = tmp_path / f"saved-{include_clip}"
+        local_clip_model.save_pretrained(folder, include_clip=include_clip)
+        tensors = load_file(folder / "model.safetensors")
+        del tensors["normal_references.features"]
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+        with pytest.raises(ValueError) as raised:
+            FAPromptModel.from_pretrained(folder, verify_digests=False)
+        message = str(raised.value)
+        assert "lacks the normal-reference bank ['normal_references.features']" in message, message
+        assert "'bottle' (3 image(s)), 'screw' (1 image(s)), 'cable' (2 image(s))" in message
+        assert "prompt tensor" not in message and "Save the model again" in message
+
+
+def test_normal_references_on_a_bfloat16_model_are_stored_in_float32_until_the_model_is_cast(tiny_model, tmp_path):
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    model = tiny_model.to(torch.bfloat16)
+    model.set_normal_references(pixels.bfloat16(), class_name="bottle")
+    assert model.normal_references.features.dtype == torch.float32  # float32 at set time
+    with torch.no_grad():
+        outputs = model(pixel_values=pixels.bfloat16())
+    assert outputs.reference_maps.dtype == torch.float32 and torch.isfinite(outputs.reference_maps).all()
+    assert 0 <= float(outputs.reference_scores.min()) and float(outputs.reference_scores.max()) <= 1
+    model.to(torch.bfloat16)  # a later cast casts the bank like any buffer
+    assert model.normal_references.features.dtype == torch.bfloat16
+    with torch.no_grad():
+        cast = model(pixel_values=pixels.bfloat16())
+    assert cast.reference_maps.dtype == torch.float32  # distances are computed in float32
+    torch.testing.assert_close(cast.reference_scores, outputs.reference_scores, atol=0.02, rtol=0)
+    model.set_normal_references(pixels[:1].bfloat16(), class_name="screw")  # adding a class to a cast bank
+    assert model.normal_reference_features("screw").shape[0] == model.config.normal_reference_patch_counts[1]
+    model.save_pretrained(tmp_path)
+    loaded = FAPromptModel.from_pretrained(tmp_path)
+    assert loaded.normal_reference_classes == ["bottle", "screw"]

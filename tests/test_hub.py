@@ -123,9 +123,19 @@ detected = detector(image, threshold=0.5)
 classes = [type(obj).__module__ for obj in (config, model, image_processor, processor, detector)]
 from transformers.pipelines import PIPELINE_REGISTRY
 assert "anomaly-detection" not in PIPELINE_REGISTRY.supported_tasks  # remote code does not claim the task globally
+references = {}
+if model.config.normal_reference_classes:  # the bank, and each class's fused outputs
+    references["bank"] = model.normal_references.features.numpy()
+    for name in model.config.normal_reference_classes:
+        with torch.no_grad():
+            fused = model(pixel_values=pixels, normal_reference_class=name)
+        references[f"{name}/image_scores"] = fused.image_scores.numpy()
+        references[f"{name}/anomaly_maps"] = fused.anomaly_maps.numpy()
+        references[f"{name}/reference_maps"] = fused.reference_maps.numpy()
 np.savez(out, pixels=pixels.numpy(), image_scores=result.image_scores.numpy(), anomaly_maps=result.anomaly_maps.numpy(),
-         pipeline_map=detected["anomaly_map"], pipeline_score=np.array(detected["score"]))
-print(json.dumps(classes))
+         pipeline_map=detected["anomaly_map"], pipeline_score=np.array(detected["score"]), **references)
+print(json.dumps({"modules": classes, "reference_classes": list(model.config.normal_reference_classes),
+                  "reference_image_counts": list(model.config.normal_reference_image_counts)}))
 """
 
 
@@ -151,11 +161,24 @@ def test_a_syntax_error_in_a_saved_code_file_names_that_file(tiny_model, tmp_pat
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("kind", ["embedded, saved by the pipeline", "compact, saved by the model"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "embedded, saved by the pipeline",
+        "compact, saved by the model",
+        "embedded with normal references, saved by the pipeline",
+        "compact with normal references, saved by the model",
+    ],
+)
 def test_saved_folder_loads_without_the_package_with_identical_outputs(
     kind, hub_clip_model, hub_cache, tmp_path, images_dir
 ):
     folder = tmp_path / "model"
+    # One class: the pipeline (which names no class) and the plain forward use it, so every output below is fused.
+    reference_counts = {"bottle": 2} if "references" in kind else {}
+    generator = torch.Generator().manual_seed(5)
+    for name, count in reference_counts.items():
+        hub_clip_model.set_normal_references(torch.randn(count, 3, 32, 32, generator=generator), class_name=name)
     if kind.startswith("embedded"):
         detector = pipeline(ANOMALY_DETECTION_TASK, model=hub_clip_model, image_processor=FAPromptImageProcessor(32))
         detector.save_pretrained(folder)
@@ -172,8 +195,11 @@ def test_saved_folder_loads_without_the_package_with_identical_outputs(
         timeout=600,
     )
     assert child.returncode == 0, child.stderr[-4000:]
-    modules = json.loads(child.stdout.strip().splitlines()[-1])
+    reported = json.loads(child.stdout.strip().splitlines()[-1])
+    modules = reported["modules"]
     assert all(module.startswith("transformers_modules.") for module in modules), modules
+    assert reported["reference_classes"] == list(reference_counts)
+    assert reported["reference_image_counts"] == list(reference_counts.values())
     remote = np.load(tmp_path / "out.npz")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -190,6 +216,19 @@ def test_saved_folder_loads_without_the_package_with_identical_outputs(
     np.testing.assert_array_equal(remote["anomaly_maps"], expected["anomaly_maps"].numpy())
     np.testing.assert_array_equal(remote["pipeline_map"], local["anomaly_map"])
     assert float(remote["pipeline_score"]) == local["score"]
+    if reference_counts:
+        np.testing.assert_array_equal(remote["bank"], hub_clip_model.normal_references.features.numpy())
+        for name in reference_counts:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with torch.no_grad():
+                    fused = package_model(pixel_values=torch.from_numpy(remote["pixels"]), normal_reference_class=name)
+            finally:
+                torch.set_num_threads(threads)
+            np.testing.assert_array_equal(remote[f"{name}/image_scores"], fused.image_scores.numpy())
+            np.testing.assert_array_equal(remote[f"{name}/anomaly_maps"], fused.anomaly_maps.numpy())
+            np.testing.assert_array_equal(remote[f"{name}/reference_maps"], fused.reference_maps.numpy())
 
 
 @pytest.fixture
@@ -456,6 +495,54 @@ def test_push_to_hub_uploads_exactly_the_saved_folder(hub_clip_model, hub_cache,
     pixels = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     reloaded = FAPromptModel.from_pretrained(uploaded, cache_dir=str(hub_cache))
     assert_same_outputs(outputs(reloaded, pixels), outputs(hub_clip_model, pixels))
+
+
+@pytest.mark.parametrize("include_clip", [None, True], ids=["compact", "embedded"])
+def test_push_to_hub_uploads_the_normal_reference_bank_and_the_card_lists_it(
+    hub_clip_model, hub_cache, tmp_path, monkeypatch, include_clip
+):
+    def create_repo(self, repo_id, **kwargs):
+        return type("RepoUrl", (), {"repo_id": f"user/{repo_id}"})()
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        shutil.copytree(folder_path, tmp_path / "uploaded")
+        return type("CommitInfo", (), {"commit_url": f"https://hub/{repo_id}/commit/1"})()
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    generator = torch.Generator().manual_seed(6)
+    for name, count in (("bottle", 3), ("screw", 2)):
+        hub_clip_model.set_normal_references(torch.randn(count, 3, 32, 32, generator=generator), class_name=name)
+    hub_clip_model.push_to_hub("faprompt-tiny", include_clip=include_clip)
+
+    uploaded = tmp_path / "uploaded"
+    tensors = load_file(uploaded / "model.safetensors")
+    assert torch.equal(tensors["normal_references.features"], hub_clip_model.normal_references.features)
+    assert any(name.startswith("clip.") for name in tensors) is bool(include_clip)
+    card = ModelCard.load(uploaded / "README.md").text
+    patches = hub_clip_model.config.normal_reference_patch_counts
+    assert "## Normal references" in card and "normal_references.features" in card
+    assert f"| bottle | 3 | {patches[0]} |" in card and f"| screw | 2 | {patches[1]} |" in card
+    assert 'normal_reference_class="bottle"' in card  # several classes: the card says how to choose one
+    reloaded = FAPromptModel.from_pretrained(uploaded, cache_dir=str(hub_cache))
+    assert reloaded.normal_reference_classes == ["bottle", "screw"]
+    # Compared with the same model saved and loaded here: an embedded from_pretrained model can differ from the
+    # in-memory one by float32 rounding (1e-7) on some inputs, with or without references.
+    hub_clip_model.save_pretrained(tmp_path / "local", include_clip=include_clip)
+    local = FAPromptModel.from_pretrained(tmp_path / "local", cache_dir=str(hub_cache))
+    pixels = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = local(pixel_values=pixels, normal_reference_class="screw")
+        found = reloaded(pixel_values=pixels, normal_reference_class="screw")
+        live = hub_clip_model(pixel_values=pixels, normal_reference_class="screw")
+    torch.testing.assert_close(found.anomaly_maps, live.anomaly_maps, atol=1e-6, rtol=0)
+    assert torch.equal(found.image_scores, expected.image_scores)
+    assert torch.equal(found.anomaly_maps, expected.anomaly_maps)
+
+
+def test_a_model_card_without_references_has_no_references_section(hub_clip_model, tmp_path):
+    hub_clip_model.save_pretrained(tmp_path, include_clip=False)
+    assert "Normal references" not in ModelCard.load(write_model_card(tmp_path)).text
 
 
 def test_config_ignores_transformers_custom_pipelines_key_in_the_package(tiny_config, tmp_path):

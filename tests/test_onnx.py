@@ -526,3 +526,106 @@ def test_export_removes_the_staging_folder_a_killed_export_left(top_m_model, tmp
     export_onnx(top_m_model, destination)
     assert [path.name for path in tmp_path.iterdir()] == ["out"]
     ONNXAnomalyDetector(destination)
+
+
+# -------------------------------------------------------------------------------------- normal references
+
+
+REFERENCE_COUNTS = {"bottle": 3, "screw": 2}
+
+
+@pytest.fixture(scope="module")
+def reference_model(top_m_model):
+    """The top-M model with a normal-reference bank of two classes."""
+    model = copy.deepcopy(top_m_model)
+    generator = torch.Generator().manual_seed(11)
+    for name, count in REFERENCE_COUNTS.items():
+        model.set_normal_references(torch.randn(count, 3, 32, 32, generator=generator), class_name=name)
+    return model
+
+
+@pytest.fixture(scope="module")
+def reference_export(reference_model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("onnx_references")
+    export_onnx(reference_model, directory, normal_reference_class="screw")
+    return directory
+
+
+def assert_reference_parity(model, directory, pixel_values, reference_class) -> tuple[float, float]:
+    """The graph's and the runtime's outputs against the fused ones of PyTorch; returns the largest differences."""
+    with torch.no_grad():
+        expected = model(pixel_values=pixel_values, normal_reference_class=reference_class)
+    assert expected.reference_maps is not None
+    scores, maps = run_graph(directory, pixel_values)
+    runtime_scores, runtime_maps = ONNXAnomalyDetector(directory).run(pixel_values.numpy())
+    for found_scores, found_maps in ((scores, maps), (runtime_scores, runtime_maps)):
+        np.testing.assert_allclose(found_scores, expected.image_scores.numpy(), atol=TOLERANCE, rtol=0)
+        np.testing.assert_allclose(found_maps, expected.anomaly_maps.numpy(), atol=TOLERANCE, rtol=0)
+    return (
+        float(np.abs(scores - expected.image_scores.numpy()).max()),
+        float(np.abs(maps - expected.anomaly_maps.numpy()).max()),
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("batch", [1, 2, 5])
+def test_references_export_the_chosen_class_with_fused_parity(reference_model, reference_export, batch):
+    pixel_values = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(20 + batch))
+    score_error, map_error = assert_reference_parity(reference_model, reference_export, pixel_values, "screw")
+    print(f"ONNX with references, batch {batch}: max |score diff| {score_error:.2e}, max |map diff| {map_error:.2e}")
+    # Not the other class's outputs, nor the zero-shot ones.
+    with torch.no_grad():
+        other = reference_model(pixel_values=pixel_values, normal_reference_class="bottle")
+    assert np.abs(run_graph(reference_export, pixel_values)[1] - other.anomaly_maps.numpy()).max() > 10 * TOLERANCE
+
+
+@pytest.mark.integration
+def test_references_export_holds_one_class_and_records_it(reference_model, reference_export):
+    settings = json.loads((reference_export / ONNX_CONFIG_NAME).read_text())
+    patch_counts = reference_model.config.normal_reference_patch_counts
+    assert settings["normal_reference_class"] == "screw"
+    assert settings["normal_reference_image_count"] == REFERENCE_COUNTS["screw"]
+    assert settings["normal_reference_patch_count"] == patch_counts[1]
+    assert settings["reference_map_weight"] == reference_model.config.reference_map_weight
+    detector = ONNXAnomalyDetector(reference_export)
+    assert (detector.normal_reference_class, detector.normal_reference_image_count) == ("screw", 2)
+    # The graph holds the screw rows (or their transpose) as a constant, and no tensor of the whole bank.
+    rows = reference_model.normal_reference_features("screw").numpy()
+    constants = [
+        onnx.numpy_helper.to_array(tensor) for tensor in onnx.load(reference_export / ONNX_FILE_NAME).graph.initializer
+    ]
+    assert any(array.shape == rows.shape and np.array_equal(array, rows) for array in constants) or any(
+        array.shape == rows.T.shape and np.array_equal(array, rows.T) for array in constants
+    )
+    assert not any(sum(patch_counts) in array.shape for array in constants)
+
+
+@pytest.mark.integration
+def test_a_zero_shot_export_records_no_references(top_m_export):
+    settings = json.loads((top_m_export / ONNX_CONFIG_NAME).read_text())
+    assert settings["normal_reference_class"] is None and settings["normal_reference_image_count"] is None
+    assert ONNXAnomalyDetector(top_m_export).normal_reference_class is None
+
+
+@pytest.mark.integration
+def test_cli_exports_a_one_class_bank_by_itself(top_m_model, tmp_path, capsys):
+    model = copy.deepcopy(top_m_model)
+    model.set_normal_references(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(12)))
+    model.save_pretrained(tmp_path / "model")
+    output = tmp_path / "exported"
+    cli_main(["export", "--model", str(tmp_path / "model"), "--output", str(output), "--check"])
+    printed = capsys.readouterr().out
+    assert "normal references: class 'default', 2 image(s)" in printed and "parity with PyTorch" in printed
+    assert json.loads((output / ONNX_CONFIG_NAME).read_text())["normal_reference_class"] == "default"
+    reloaded = FAPromptModel.from_pretrained(tmp_path / "model")
+    assert_reference_parity(
+        reloaded, output, torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(13)), None
+    )
+
+
+def test_export_of_several_reference_classes_needs_one_chosen(reference_model, tmp_path):
+    with pytest.raises(ValueError, match=r"several classes \['bottle', 'screw'\].*normal_reference_class=NAME"):
+        export_onnx(reference_model, tmp_path / "out")
+    with pytest.raises(ValueError, match=r"'cable' is not a class .*it holds \['bottle', 'screw'\]"):
+        export_onnx(reference_model, tmp_path / "out", normal_reference_class="cable")
+    assert not (tmp_path / "out").exists()

@@ -2,9 +2,10 @@
 """Saving and loading FAPrompt checkpoints: embedded or compact weights, the CLIP's source and fingerprint.
 
 FAPrompt learns a few million prompt parameters on a frozen public CLIP. A **compact** save
-(``save_pretrained(path, include_clip=False)``) writes only the ``prompt_learner.*`` tensors and records in the config
-where the CLIP comes from (``clip_name_or_path``, ``clip_revision``) and its :func:`clip_fingerprint`; loading fetches
-that CLIP and refuses one whose fingerprint differs. An **embedded** save holds the CLIP's weights too.
+(``save_pretrained(path, include_clip=False)``) writes only the ``prompt_learner.*`` tensors (and the normal-reference
+bank ``normal_references.features`` when the model holds one) and records in the config where the CLIP comes from
+(``clip_name_or_path``, ``clip_revision``) and its :func:`clip_fingerprint`; loading fetches that CLIP and refuses one
+whose fingerprint differs. An **embedded** save holds the CLIP's weights too.
 
 This module is FAPrompt's ``modeling_utils``: :class:`FAPromptCheckpointMixin` gives the model class its
 ``from_pretrained``, ``from_clip``, ``save_pretrained`` and ``push_to_hub``, as transformers' ``PreTrainedModel`` gives
@@ -505,13 +506,7 @@ def _load_pretrained(
             config or name_or_path, return_unused_kwargs=True, **hub_kwargs, **kwargs
         )
         kwargs.update(model_kwargs)
-    missing = sorted(model_class.learned_state_keys(config) - names)
-    if missing:
-        raise ValueError(
-            f"The checkpoint {name_or_path} lacks FAPrompt's prompt tensor(s) {missing} (in "
-            f"{[os.path.basename(file) for file in files]}): it would load with random prompts. Load a complete "
-            "FAPrompt checkpoint, or build fresh prompts on a CLIP with FAPromptModel.from_clip(...)."
-        )
+    _check_learned_tensors(name_or_path, files, config, sorted(model_class.learned_state_keys(config) - names))
     if digests_enabled(verify_digests):
         _verify_weight_files(name_or_path, files, hub_kwargs)
     if _embeds_clip(name_or_path, files, names, config):
@@ -531,6 +526,35 @@ def _load_pretrained(
         verify_clip_fingerprint,
         hub_kwargs,
         kwargs,
+    )
+
+
+def _check_learned_tensors(name_or_path: str, files: list[str], config: FAPromptConfig, missing: list[str]) -> None:
+    """Refuse a checkpoint that lacks learned tensors its config calls for: prompts, or the normal-reference bank.
+
+    Raises:
+        ValueError: Names the missing prompt tensors (the checkpoint would load with random prompts), or the missing
+            normal-reference bank with the classes and image counts ``config.json`` lists for it.
+    """
+    if not missing:
+        return
+    shown = [os.path.basename(file) for file in files]
+    prompts = [key for key in missing if key.startswith(PROMPT_PREFIX)]
+    if prompts:
+        raise ValueError(
+            f"The checkpoint {name_or_path} lacks FAPrompt's prompt tensor(s) {prompts} (in {shown}): it would load "
+            "with random prompts. Load a complete FAPrompt checkpoint, or build fresh prompts on a CLIP with "
+            "FAPromptModel.from_clip(...)."
+        )
+    listed = ", ".join(
+        f"{name!r} ({images} image(s))"
+        for name, images in zip(config.normal_reference_classes, config.normal_reference_image_counts, strict=False)
+    )
+    raise ValueError(
+        f"The checkpoint {name_or_path} lacks the normal-reference bank {missing} (in {shown}), but its config.json "
+        f"lists normal references of {listed or 'some class'}: it would load with an empty (all-zero) bank. Save the "
+        "model again (save_pretrained keeps the bank), or, to load it without references, empty "
+        "normal_reference_classes, normal_reference_image_counts and normal_reference_patch_counts in config.json."
     )
 
 
@@ -592,11 +616,16 @@ def _load_compact(
     if config.clip_fingerprint and verify_clip_fingerprint:
         found = clip_fingerprint(clip_model)
         if found != config.clip_fingerprint:
+            bank = (
+                f" and the normal-reference bank of {config.normal_reference_classes} (features of that CLIP)"
+                if config.normal_reference_classes
+                else ""
+            )
             raise ValueError(
                 f"{what} was trained on a CLIP with fingerprint {config.clip_fingerprint}, but the CLIP from {source} "
                 f"has fingerprint {found}: other weights (another checkpoint or revision, or modified weights), so "
-                "the prompts would give wrong scores. Pass the CLIP they were trained on with clip='<hub id or folder>'"
-                " (and clip_revision=...), or verify_clip_fingerprint=False to use this one anyway."
+                f"the prompts{bank} would give wrong scores. Pass the CLIP they were trained on with clip='<hub id or "
+                "folder>' (and clip_revision=...), or verify_clip_fingerprint=False to use this one anyway."
             )
     elif not config.clip_fingerprint:
         logger.warning("%s records no CLIP fingerprint: the CLIP from %s is not checked.", what, source)
@@ -728,7 +757,9 @@ class FAPromptCheckpointMixin:
         """Load a saved FAPrompt (a folder or hub id), embedded or compact, then freeze CLIP again.
 
         A checkpoint must hold every prompt tensor (else a ``ValueError`` names the missing ones: fresh prompts are
-        :meth:`from_clip`'s job), and its safetensors files must be readable (else an ``OSError`` names the file).
+        :meth:`from_clip`'s job) and, when its config lists normal-reference classes, the bank
+        ``normal_references.features`` (else a ``ValueError`` names it and the classes), and its safetensors files
+        must be readable (else an ``OSError`` names the file).
         A compact checkpoint (saved with ``include_clip=False``) gets its CLIP from ``config.clip_name_or_path`` at
         ``config.clip_revision`` (honouring ``cache_dir``, ``local_files_only``, ``token`` and ``dtype``), or from
         ``clip``; a CLIP whose :func:`clip_fingerprint` differs from the recorded one is refused.
@@ -820,7 +851,8 @@ class FAPromptCheckpointMixin:
         Args:
             save_directory: The folder (created if needed; other files in it are kept).
             include_clip: True embeds the CLIP's weights (works offline); False writes only FAPrompt's own tensors
-                (``prompt_learner.*``, about 16 MB for ViT-L/14) and loading fetches the CLIP named in the config;
+                (``prompt_learner.*``, about 16 MB for ViT-L/14, and the normal-reference bank
+                ``normal_references.features`` when there is one) and loading fetches the CLIP named in the config;
                 None chooses compact when the CLIP is a hub model with a recorded fingerprint, else embedded.
                 ``config.json`` records the choice (``weights_include_clip``).
             write_digests: Write ``integrity.json``, the SHA-256 of each weight file, which loading verifies

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import importlib.util
 import io
+import json
 import logging
 import os
 import sys
@@ -96,6 +97,7 @@ def _export(args: argparse.Namespace) -> None:
     from .image_processing_faprompt import FAPromptImageProcessor
     from .modeling_faprompt import FAPromptModel
     from .onnx.export import export_onnx
+    from .onnx.runtime import ONNX_CONFIG_NAME
 
     check_model_reference(args.model)
     model = FAPromptModel.from_pretrained(args.model)
@@ -117,6 +119,7 @@ def _export(args: argparse.Namespace) -> None:
             opset=opset,
             processor=image_processor,
             quantize=args.quantize,
+            normal_reference_class=args.normal_reference_class,
         )
     output = Path(args.output)
     lines = [
@@ -124,8 +127,14 @@ def _export(args: argparse.Namespace) -> None:
         f"  graph: {Path(path).name}, opset {opset}, {args.quantize or 'float32'}, "
         f"{_folder_size(output) / 2**20:.1f} MB in the folder",
     ]
+    settings = json.loads((output / ONNX_CONFIG_NAME).read_text(encoding="utf-8"))
+    if settings.get("normal_reference_class") is not None:
+        lines.append(
+            f"  normal references: class {settings['normal_reference_class']!r}, "
+            f"{settings['normal_reference_image_count']} image(s), baked into the graph"
+        )
     if args.check:
-        lines.append(f"  parity with PyTorch: {_onnx_parity(model, output)}")
+        lines.append(f"  parity with PyTorch: {_onnx_parity(model, output, args.normal_reference_class)}")
     lines.append(f"  run it with: faprompt-hf predict IMAGES --model {output} --output_dir OUT")
     if not args.verbose and chatter.getvalue().strip():
         lines.append(
@@ -141,7 +150,7 @@ def _redirected(buffer: io.StringIO):
         yield
 
 
-def _onnx_parity(model, folder: Path) -> str:
+def _onnx_parity(model, folder: Path, normal_reference_class: str | None = None) -> str:
     """The largest score and map differences between the ONNX graph and PyTorch on one random image."""
     import numpy as np
     import torch
@@ -153,7 +162,9 @@ def _onnx_parity(model, folder: Path) -> str:
     pixels = rng.standard_normal((1, 3, *detector.image_size)).astype(np.float32)
     scores, maps = detector.run(pixels)
     with torch.no_grad():
-        outputs = model(pixel_values=torch.from_numpy(pixels).to(model.dtype))
+        outputs = model(
+            pixel_values=torch.from_numpy(pixels).to(model.dtype), normal_reference_class=normal_reference_class
+        )
     score_error = float(np.abs(outputs.image_scores.float().numpy() - scores).max())
     map_error = float(np.abs(outputs.anomaly_maps.float().numpy() - maps).max())
     return f"max |score difference| {score_error:.2e}, max |map difference| {map_error:.2e}"

@@ -626,6 +626,13 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         "(default: not set, a float32 graph).",
     )
     parser.add_argument(
+        "--normal_reference_class",
+        default=None,
+        metavar="NAME",
+        help="For a model with normal references: the class whose references the graph holds (required when the "
+        "model holds several; with one, that one; docs/deployment.md).",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="Also compare the ONNX outputs with PyTorch's on a random image (default: off).",

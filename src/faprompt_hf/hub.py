@@ -102,6 +102,8 @@ def write_model_card(
         eval_results=_eval_results(metrics, dataset_name, metrics_description),
     )
     sections = [_overview_section(output_dir, config, base_model)]
+    if config.get("normal_reference_classes"):
+        sections.append(_normal_references_section(config))
     if args is not None or dataset_name or dataset_summary:
         sections.append(_training_data_section(dataset_name, dataset_summary))
     if args is not None:
@@ -157,6 +159,32 @@ def _overview_section(output_dir: Path, config: Mapping[str, Any], base_model: s
         ),
     ]
     return "\n\n".join(lines)
+
+
+def _normal_references_section(config: Mapping[str, Any]) -> str:
+    """The normal-reference bank the checkpoint holds (few-shot): its classes, counts and fusion weights."""
+    rows = zip(
+        config.get("normal_reference_classes") or [],
+        config.get("normal_reference_image_counts") or [],
+        config.get("normal_reference_patch_counts") or [],
+        strict=False,
+    )
+    table = "| class | reference images | patch features |\n|---|---:|---:|\n" + "\n".join(
+        f"| {name} | {images} | {patches} |" for name, images, patches in rows
+    )
+    names = config["normal_reference_classes"]
+    choose = (
+        f' Choose the class with `model(..., normal_reference_class="{names[0]}")`.'
+        if len(names) > 1
+        else " With one class it is used by itself."
+    )
+    return (
+        "## Normal references\n\nThe checkpoint holds the patch features of normal reference images (few-shot), "
+        "saved in `model.safetensors` as `normal_references.features`. Anomaly maps and scores fuse FAPrompt's text "
+        "scores with each patch's distance from the nearest reference patch (weights "
+        f"{config.get('reference_map_weight')} for the maps, {config.get('reference_score_weight')} for the scores)."
+        f"{choose}\n\n{table}"
+    )
 
 
 def _training_data_section(dataset_name: str | None, dataset_summary: Mapping[str, Any] | None) -> str:

@@ -347,6 +347,8 @@ def normal_reference_distances(patch_tokens: torch.Tensor, bank: torch.Tensor) -
     """Each patch's distance from its nearest normal reference patch: ``1 - max cosine``, clipped to [0, 1].
 
     Batched matrix products over chunks of the bank (no loop over patches), so memory stays bounded for large banks.
+    While a graph is exported (``torch.export``, the ONNX export) the bank is one chunk, so that the graph does not
+    depend on the batch size.
 
     Args:
         patch_tokens: Normalised patch features (B, G, D).
@@ -357,7 +359,10 @@ def normal_reference_distances(patch_tokens: torch.Tensor, bank: torch.Tensor) -
     """
     queries = patch_tokens.float()
     bank = bank.to(device=queries.device, dtype=torch.float32)
-    chunk = max(1, _REFERENCE_CHUNK_ELEMENTS // max(1, queries.shape[0] * queries.shape[1]))
+    if torch.compiler.is_exporting():
+        chunk = bank.shape[0]
+    else:
+        chunk = max(1, _REFERENCE_CHUNK_ELEMENTS // max(1, queries.shape[0] * queries.shape[1]))
     best = None
     for start in range(0, bank.shape[0], chunk):
         similarity = (queries @ bank[start : start + chunk].T).amax(-1)
@@ -795,6 +800,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         return_dict: bool | None = None,
         allow_missing_masks: bool = False,
         normal_reference_class: str | None = None,
+        normal_reference_features: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> FAPromptOutput | tuple:
         """Score images for anomalies, and compute the training objective when labels are given.
@@ -824,6 +830,9 @@ class FAPromptModel(FAPromptPreTrainedModel):
                 ``image_scores`` fuse the text scores with the reference distances (``config.reference_map_weight``,
                 ``config.reference_score_weight``); the loss uses the text scores alone. Without references the
                 outputs are those of the zero-shot model, unchanged.
+            normal_reference_features: Normalised reference patch features (N, D) to compare with instead of the
+                model's bank (the ONNX export passes one class's rows, baked as a constant, as it passes
+                ``static_prompts``); None (default) uses the bank.
             **kwargs: The collator's non-tensor keys (``class_names``, ``paths``, ``defect_types``) are accepted and
                 ignored; any other keyword is an error.
 
@@ -853,8 +862,16 @@ class FAPromptModel(FAPromptPreTrainedModel):
             sigma = check_gaussian_sigma(gaussian_sigma, size=size)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
-        bank = None
-        if normal_reference_class is not None or self.config.normal_reference_classes:
+        bank = normal_reference_features
+        if bank is not None:
+            if normal_reference_class is not None:
+                raise ValueError("Pass normal_reference_class or normal_reference_features, not both.")
+            if bank.ndim != 2 or bank.shape[0] == 0:
+                raise ValueError(
+                    f"normal_reference_features must be reference patch features (N, D), N >= 1, got shape "
+                    f"{tuple(bank.shape)}."
+                )
+        elif normal_reference_class is not None or self.config.normal_reference_classes:
             bank = self.normal_reference_features(normal_reference_class)
 
         image_embeds, patch_embeds = self.encode_image(pixel_values)

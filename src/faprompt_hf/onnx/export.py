@@ -35,7 +35,14 @@ from .runtime import (
     PREPROCESSOR_CONFIG_NAME,
 )
 
-__all__ = ["FAPromptForONNX", "MIN_OPSET", "QUANTIZATION_MODES", "export_onnx", "quantize_onnx_file"]
+__all__ = [
+    "FAPromptForONNX",
+    "MIN_OPSET",
+    "QUANTIZATION_MODES",
+    "export_onnx",
+    "normal_reference_choice",
+    "quantize_onnx_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +61,17 @@ class FAPromptForONNX(nn.Module):
 
     The static prompts' features and the embeddings of the K abnormal prompts (before the prior is added to their
     contexts) are computed once, when the wrapper is built, and kept as buffers; the token-embedding table is not
-    needed afterwards. The forward is ``model.forward(pixel_values, static_prompts=<the buffers>)``: the public
-    forward, traced as it is.
+    needed afterwards. With normal references, the rows of one class of the bank are kept as a buffer too, and the
+    outputs are the fused ones. The forward is ``model.forward(pixel_values, static_prompts=<the buffers>,
+    normal_reference_features=<the class's rows>)``: the public forward, traced as it is.
 
     Args:
         model: A float32 FAPromptModel in eval mode (its weights are shared, not copied).
+        normal_reference_class: The bank's class to bake in (see :func:`normal_reference_choice`); None: the only
+            class of a one-class bank, or no references when the bank is empty.
     """
 
-    def __init__(self, model: FAPromptModel) -> None:
+    def __init__(self, model: FAPromptModel, normal_reference_class: str | None = None) -> None:
         super().__init__()
         self.model = model
         with torch.no_grad():
@@ -69,6 +79,11 @@ class FAPromptForONNX(nn.Module):
         self.register_buffer("normal_text_feature", static.normal_feature.detach().clone())
         self.register_buffer("abnormal_text_features", static.abnormal_features.detach().clone())
         self.register_buffer("abnormal_prompt_embeds", static.abnormal_prompt_embeds.detach().clone())
+        self.normal_reference_class = normal_reference_choice(model, normal_reference_class)
+        rows = None
+        if self.normal_reference_class is not None:
+            rows = model.normal_reference_features(self.normal_reference_class).detach().float().clone()
+        self.register_buffer("normal_reference_features", rows)  # (N, D) of one class, or None
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Score images.
@@ -82,8 +97,46 @@ class FAPromptForONNX(nn.Module):
         static = FAPromptStaticPrompts(
             self.normal_text_feature, self.abnormal_text_features, self.abnormal_prompt_embeds
         )
-        outputs = self.model(pixel_values=pixel_values, static_prompts=static, return_dict=True)
+        outputs = self.model(
+            pixel_values=pixel_values,
+            static_prompts=static,
+            normal_reference_features=self.normal_reference_features,
+            return_dict=True,
+        )
         return outputs.image_scores, outputs.anomaly_maps
+
+
+def normal_reference_choice(model: FAPromptModel, normal_reference_class: str | None) -> str | None:
+    """The class of the model's normal-reference bank an export bakes in.
+
+    Args:
+        model: The model.
+        normal_reference_class: The class asked for, or None.
+
+    Returns:
+        ``normal_reference_class``; else the only class of a one-class bank; else None (an empty bank: a zero-shot
+        graph).
+
+    Raises:
+        ValueError: The bank holds several classes and none is chosen, or not the one chosen (the message lists the
+            classes it holds), or a class is asked of an empty bank.
+    """
+    names = model.normal_reference_classes
+    if normal_reference_class is None:
+        if len(names) > 1:
+            raise ValueError(
+                f"The model holds normal references of several classes {names}; an ONNX graph holds one: choose it "
+                "with export_onnx(..., normal_reference_class=NAME) (faprompt-hf export --normal_reference_class "
+                "NAME)."
+            )
+        return names[0] if names else None
+    if normal_reference_class not in names:
+        known = f"it holds {names}" if names else "it holds none (add some with model.set_normal_references)"
+        raise ValueError(
+            f"normal_reference_class={normal_reference_class!r} is not a class of the model's normal-reference bank: "
+            f"{known}."
+        )
+    return normal_reference_class
 
 
 def _image_size(
@@ -190,6 +243,19 @@ def quantize_onnx_file(onnx_path: str | os.PathLike, quantize: str = "int8") -> 
     return settings
 
 
+def _reference_settings(model: FAPromptModel, reference_class: str | None) -> dict[str, Any]:
+    """What ``onnx_config.json`` records of the baked normal references (None throughout for a zero-shot graph)."""
+    config = model.config
+    index = None if reference_class is None else config.normal_reference_classes.index(reference_class)
+    return {
+        "normal_reference_class": reference_class,
+        "normal_reference_image_count": None if index is None else config.normal_reference_image_counts[index],
+        "normal_reference_patch_count": None if index is None else config.normal_reference_patch_counts[index],
+        "reference_map_weight": None if index is None else config.reference_map_weight,
+        "reference_score_weight": None if index is None else config.reference_score_weight,
+    }
+
+
 def export_onnx(
     model: FAPromptModel,
     path: str | os.PathLike,
@@ -197,6 +263,7 @@ def export_onnx(
     opset: int | None = None,
     processor: FAPromptImageProcessor | FAPromptProcessor | None = None,
     quantize: str | None = None,
+    normal_reference_class: str | None = None,
 ) -> Path:
     """Export a model to ``path/model.onnx``, with the processor's config and the threshold beside it.
 
@@ -219,14 +286,20 @@ def export_onnx(
             quantised per run (onnxruntime dynamic quantisation, :func:`quantize_onnx_file`): weights 4x smaller,
             faster on CPUs, and results that depend on the batch's other images (see ``docs/deployment.md``).
             Recorded as ``"quantization"`` in ``onnx_config.json``.
+        normal_reference_class: With normal references (``model.set_normal_references``), the class whose bank rows
+            the graph holds as a constant, so that its outputs are the fused ones of ``forward(...,
+            normal_reference_class=...)``. Required when the bank holds several classes; with one class that class
+            is used; without references the graph is the zero-shot one. Recorded in ``onnx_config.json``
+            (``normal_reference_class``, ``normal_reference_image_count``, ``normal_reference_patch_count``).
 
     Returns:
         The path of the ONNX file.
 
     Raises:
         ImportError: onnx or onnxscript is not installed (``pip install "faprompt-hf[onnx]"``).
-        ValueError: An image size that is not a multiple of the patch size, an unknown opset or ``quantize``, or a
-            path that names a file.
+        ValueError: An image size that is not a multiple of the patch size, an unknown opset or ``quantize``, a
+            path that names a file, or a bank of several classes without ``normal_reference_class`` (or without that
+            class).
     """
     try:
         import onnx
@@ -251,6 +324,7 @@ def export_onnx(
     height, width = _image_size(image_size, image_processor, model)
     opset = _check_opset(opset, onnx.defs.onnx_opset_version())
     quantize = _check_quantize(quantize)
+    reference_class = normal_reference_choice(model, normal_reference_class)
     if image_processor is None:
         image_processor = FAPromptImageProcessor.from_model_config(model.config, (height, width))
     else:
@@ -261,7 +335,7 @@ def export_onnx(
     was_training = export_model.training
     export_model.eval()
     try:
-        wrapper = FAPromptForONNX(export_model).eval()
+        wrapper = FAPromptForONNX(export_model, reference_class).eval()
         example = torch.zeros(_TRACE_BATCH, 3, height, width)
         with torch.no_grad():
             program = torch.onnx.export(
@@ -293,6 +367,7 @@ def export_onnx(
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,
         "quantization": None,
+        **_reference_settings(model, reference_class),
     }
     for stale in remove_stale_staging(destination):  # left by an export that was killed before it finished
         logger.warning("Removed %s, left by an export into %s that was killed before it finished.", stale, destination)

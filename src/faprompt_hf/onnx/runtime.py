@@ -93,6 +93,10 @@ class ONNXAnomalyDetector:
         verify_digests: Check the graph's files against the SHA-256 recorded at export in ``onnx_config.json``
             (default: unless ``FAPROMPT_VERIFY_DIGESTS=0``); a damaged file is an ``OSError`` naming it.
 
+    A graph exported from a model with normal references holds one class's reference features and returns the
+    fused scores and maps; :attr:`normal_reference_class` and :attr:`normal_reference_image_count` say which (from
+    ``onnx_config.json``; None for a zero-shot graph).
+
     Example:
         ```python
         from faprompt_hf.onnx import ONNXAnomalyDetector
@@ -153,6 +157,8 @@ class ONNXAnomalyDetector:
                 f"{config_path}: input_name must be a string and output_names a list of 2 strings (image scores, "
                 f"anomaly maps), got {self.input_name!r} and {self.output_names!r}: export the model again."
             )
+        self.normal_reference_class = self.config.get("normal_reference_class")
+        self.normal_reference_image_count = self.config.get("normal_reference_image_count")
         if digests_enabled(verify_digests):
             self._verify_files(onnx_path)
         self.session = self._session(
