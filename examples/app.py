@@ -465,9 +465,10 @@ def write_scores_csv(rows: Sequence[Sequence[Any]], path: Path) -> str:
 # Normal references (few-shot)
 # ----------------------------------------------------------------------------------------------------------------------
 #
-# The page's normal references become the model's normal-reference bank while the page's images are scored, through
-# the processor and model.set_normal_references. When the pipeline takes references itself
-# (pipeline(..., references=[...], class_name=...)), ReferenceBanks.scoring becomes that call's arguments.
+# The page's normal references become the model's normal-reference bank while the page's images are scored: their
+# features are computed once per upload (model.encode_normal_references) and swapped in under the model lock, so
+# that visitors with different uploads never recompute each other's (the pipeline's references= keeps one set per
+# class).
 
 ReferenceBank = dict[str, tuple[int, torch.Tensor]]
 """A model's normal-reference bank: ``{class: (image count, patch features (N, D))}``, in bank order."""
@@ -493,22 +494,19 @@ def swapped_reference_bank(model: FAPromptModel, bank: ReferenceBank) -> Iterato
 
 
 def compute_reference_bank(detector: FAPromptAnomalyDetectionPipeline, images: Sequence[Image.Image]) -> ReferenceBank:
-    """The normal-reference bank of ``images``: the processor's pixels through ``model.set_normal_references``.
-
-    The model's own bank is left as it was.
+    """The normal-reference bank of ``images``: the processor's pixels through ``model.encode_normal_references``.
 
     Args:
         detector: The pipeline (its image processor and model).
         images: Normal RGB images of the part.
 
     Returns:
-        ``{REFERENCE_CLASS: (len(images), patch features (N, D))}``.
+        ``{REFERENCE_CLASS: (len(images), patch features (N, D))}``; the model's own bank is not touched.
     """
     model = detector.model
     pixel_values = detector.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
-    with swapped_reference_bank(model, {}):
-        model.set_normal_references(pixel_values.to(model.device, model.dtype), class_name=REFERENCE_CLASS)
-        return {name: (count, rows.clone()) for name, (count, rows) in model._reference_banks().items()}
+    rows = model.encode_normal_references(pixel_values.to(model.device, model.dtype), batch_size=8)
+    return {REFERENCE_CLASS: (len(images), rows)}
 
 
 class ReferenceBanks:

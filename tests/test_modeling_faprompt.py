@@ -701,3 +701,21 @@ def test_a_config_that_lists_a_bank_builds_a_finite_zero_bank_on_meta_init(make_
     model = FAPromptModel.from_pretrained(None, config=config, state_dict={})
     assert model.normal_references.features.shape == (12, config.clip_config.projection_dim)
     assert torch.equal(model.normal_references.features, torch.zeros(12, config.clip_config.projection_dim))
+
+
+def test_replacing_a_class_keeps_its_place_and_a_refused_set_changes_nothing(tiny_model, make_pixels):
+    tiny_model.set_normal_references(make_pixels(2, seed=1), class_name="screw")
+    tiny_model.set_normal_references(make_pixels(1, seed=2), class_name="nut")
+    new_screws = make_pixels(3, seed=3)
+    tiny_model.set_normal_references(new_screws, class_name="screw", replace=True, batch_size=2)
+    assert tiny_model.normal_reference_classes == ["screw", "nut"]
+    assert tiny_model.config.normal_reference_image_counts == [3, 1]
+    torch.testing.assert_close(
+        tiny_model.normal_reference_features("screw"), tiny_model.encode_normal_references(new_screws)
+    )
+    bank = tiny_model.normal_references.features.clone()
+    bad = torch.cat([make_pixels(1), torch.full((1, 3, 32, 32), float("nan"))])
+    with pytest.raises(ValueError, match="NaN"):
+        tiny_model.set_normal_references(bad, class_name="screw", replace=True, batch_size=1)
+    assert torch.equal(tiny_model.normal_references.features, bank)
+    assert tiny_model.config.normal_reference_image_counts == [3, 1]

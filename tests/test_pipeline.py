@@ -25,7 +25,6 @@ from faprompt_hf.pipeline_faprompt import (
     DEFAULT_THRESHOLD,
     FAPromptAnomalyDetectionPipeline,
     register_pipeline,
-    replace_normal_references,
 )
 from helpers import fresh_pipeline
 
@@ -392,6 +391,6 @@ def test_bad_references_are_refused_and_leave_the_bank_as_it_was(few_shot_model)
     with pytest.raises(ValueError, match="class_name must be a non-empty string"):
         detector(image, references=references[:1], class_name="")
     with pytest.raises(ValueError, match="NaN"):  # refused by the model after the old rows were cleared: restored
-        replace_normal_references(model, torch.full((1, 3, 32, 32), float("nan")), "screw")
+        model.set_normal_references(torch.full((1, 3, 32, 32), float("nan")), "screw", replace=True)
     assert model.normal_reference_classes == ["screw"] and torch.equal(model.normal_references.features, bank)
     assert model.config.normal_reference_image_counts == [2]

@@ -523,38 +523,71 @@ class FAPromptModel(FAPromptPreTrainedModel):
         return list(self.config.normal_reference_classes)
 
     @torch.no_grad()
-    def set_normal_references(self, pixel_values: torch.Tensor, class_name: str | None = None) -> None:
-        """Add normal reference images to the bank of ``class_name`` (few-shot; ``docs/few_shot.md``).
-
-        Their V-V patch features (the features the text maps use) are appended to the class's rows, in float32 (a
-        later ``model.to(dtype)`` casts them like any buffer; distances are always computed in float32). Other
-        classes are kept. The bank is saved with the model.
+    def encode_normal_references(self, pixel_values: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """The bank rows of normal reference images: their normalised V-V patch features, in float32.
 
         Args:
             pixel_values: Normalised normal images (R, 3, H, W), R >= 1, as :class:`FAPromptProcessor` prepares them
                 (``processor(references=...)``); H, W multiples of the patch size.
-            class_name: The bank's key (default :data:`DEFAULT_REFERENCE_CLASS`).
+            batch_size: Images per pass through the vision tower (default: all at once).
+
+        Returns:
+            Patch features (R * G, D), image by image in row-major patch order.
 
         Raises:
-            ValueError: No images, NaN/inf pixels or another input rule of ``forward``, a bad input size, or an
-                empty class name.
+            ValueError: No images, NaN/inf pixels or another input rule of ``forward``, a bad input size, or a
+                ``batch_size`` below 1.
         """
         check_model_inputs(pixel_values)
         self.config.check_input_size(tuple(pixel_values.shape[-2:]), name="reference input size")
-        name = DEFAULT_REFERENCE_CLASS if class_name is None else class_name
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"class_name must be a non-empty string or None, got {class_name!r}.")
+        step = pixel_values.shape[0] if batch_size is None else batch_size
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}.")
         was_training = self.training
         self.eval()
         try:
-            _, patch_embeds = self.encode_image(pixel_values)
+            rows = [
+                self.encode_image(pixel_values[start : start + step])[1][:, 1:]
+                for start in range(0, pixel_values.shape[0], step)
+            ]
         finally:
             self.train(was_training)
-        new_rows = patch_embeds[:, 1:].reshape(-1, patch_embeds.shape[-1]).float()
+        return torch.cat(rows).reshape(-1, rows[0].shape[-1]).float()
+
+    def set_normal_references(
+        self,
+        pixel_values: torch.Tensor,
+        class_name: str | None = None,
+        replace: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+        """Add normal reference images to the bank of ``class_name`` (few-shot; ``docs/few_shot.md``).
+
+        Their V-V patch features (the features the text maps use, :meth:`encode_normal_references`) are appended to
+        the class's rows, or replace them with ``replace=True``. Other classes are kept. The rows are float32 (a
+        later ``model.to(dtype)`` casts them like any buffer; distances are always computed in float32). The bank
+        is only changed once every feature is computed, so a refused input leaves it as it was. It is saved with
+        the model.
+
+        Args:
+            pixel_values: Normalised normal images (R, 3, H, W), R >= 1.
+            class_name: The bank's key (default :data:`DEFAULT_REFERENCE_CLASS`).
+            replace: Replace the class's earlier rows instead of appending to them.
+            batch_size: Images per pass through the vision tower (default: all at once).
+
+        Raises:
+            ValueError: An empty class name, or an input :meth:`encode_normal_references` refuses.
+        """
+        name = DEFAULT_REFERENCE_CLASS if class_name is None else class_name
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"class_name must be a non-empty string or None, got {class_name!r}.")
+        new_rows = self.encode_normal_references(pixel_values, batch_size)
         banks = self._reference_banks()
-        if name in banks:
-            new_rows = torch.cat([banks[name][1], new_rows.to(banks[name][1])])
-        banks[name] = (banks.get(name, (0, None))[0] + pixel_values.shape[0], new_rows)
+        images = pixel_values.shape[0]
+        if name in banks and not replace:
+            held_images, held_rows = banks[name]
+            images, new_rows = held_images + images, torch.cat([held_rows, new_rows.to(held_rows)])
+        banks[name] = (images, new_rows)
         self._store_reference_banks(banks)
 
     def clear_normal_references(self, class_name: str | None = None) -> None:

@@ -47,61 +47,10 @@ __all__ = [
     "FAPromptAnomalyDetectionPipeline",
     "reference_digest",
     "register_pipeline",
-    "replace_normal_references",
 ]
 
 
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
-
-
-def replace_normal_references(
-    model: FAPromptModel, pixel_values: torch.Tensor, class_name: str | None = None, batch_size: int = 8
-) -> str:
-    """Make ``pixel_values`` the normal references of ``class_name`` in the model's bank (replacing its old ones).
-
-    ``model.set_normal_references`` appends; the pipeline, ``faprompt-hf predict --references`` and
-    ``faprompt-hf references`` replace a class's rows with the given set, so that giving a set twice does not count
-    it twice. Other classes are kept. Features are computed ``batch_size`` images at a time, on the model's device and
-    in its dtype.
-
-    Args:
-        model: The model whose bank is changed.
-        pixel_values: Prepared normal images (R, 3, S, S), R >= 1 (``processor(references=...)``).
-        class_name: The bank's key (default ``"default"``).
-        batch_size: Images per feature pass, >= 1.
-
-    Returns:
-        The class name used.
-
-    Raises:
-        ValueError: No images, NaN/inf pixels, a size the model refuses, or an empty class name (from
-            ``model.set_normal_references``; the bank is left as it was).
-    """
-    name = DEFAULT_REFERENCE_CLASS if class_name is None else class_name
-    if pixel_values.shape[0] == 0:
-        raise ValueError("references is empty (a batch of 0 images): give at least one normal image.")
-    pixel_values = pixel_values.to(model.device, model.dtype)
-    previous = (
-        list(model.config.normal_reference_classes),
-        list(model.config.normal_reference_image_counts),
-        list(model.config.normal_reference_patch_counts),
-        model.normal_references.features,
-    )
-    try:
-        if name in model.normal_reference_classes:
-            model.clear_normal_references(name)
-        for start in range(0, pixel_values.shape[0], batch_size):
-            model.set_normal_references(pixel_values[start : start + batch_size], name)
-    except Exception:
-        config = model.config
-        (
-            config.normal_reference_classes,
-            config.normal_reference_image_counts,
-            config.normal_reference_patch_counts,
-            model.normal_references.features,
-        ) = previous
-        raise
-    return name
 
 
 def reference_digest(pixel_values: torch.Tensor, class_name: str) -> str:
@@ -179,9 +128,9 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
     class of the model's normal-reference bank to compare with; needed when it holds several).
 
     Normal references (few-shot): ``references=[...]`` (a call parameter only) stores a few normal images of the
-    class ``class_name`` (default ``"default"``) in the model's bank (:func:`replace_normal_references`, replacing that
-    class's earlier set) and scores against them. The features are computed once per set: a call with the same
-    references (same pixels) and class reuses them.
+    class ``class_name`` (default ``"default"``) in the model's bank, replacing that class's earlier set
+    (``model.set_normal_references(..., replace=True)``), and scores against them. The features are computed once
+    per set: a call with the same references (same pixels) and class reuses them.
 
     Example:
         ```python
@@ -319,7 +268,8 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         if self._reference_digests.get(name) == key and held.get(name) == key[1]:
             return name
         self._reference_digests.pop(name, None)
-        replace_normal_references(self.model, pixel_values, name)
+        model = self.model
+        model.set_normal_references(pixel_values.to(model.device, model.dtype), name, replace=True, batch_size=8)
         self._reference_digests[name] = key
         return name
 

@@ -445,7 +445,8 @@ class _Scorer:
                 "--references/--reference_class: an ONNX export has no normal-reference bank. Give the PyTorch model "
                 "folder as --model, or drop the flags."
             )
-        from .pipeline_faprompt import reference_digest, replace_normal_references
+        from .modeling_faprompt import DEFAULT_REFERENCE_CLASS
+        from .pipeline_faprompt import reference_digest
 
         classes = self.model.normal_reference_classes
         identity = ""
@@ -455,7 +456,13 @@ class _Scorer:
 
             pixel_values = torch.from_numpy(pixels)
             try:
-                self.reference_class = replace_normal_references(self.model, pixel_values, reference_class, batch_size)
+                self.reference_class = DEFAULT_REFERENCE_CLASS if reference_class is None else reference_class
+                self.model.set_normal_references(
+                    pixel_values.to(self.model.device, self.model.dtype),
+                    self.reference_class,
+                    replace=True,
+                    batch_size=batch_size,
+                )
             except ValueError as error:
                 raise PredictError(f"--references: {error}") from None
             identity = f", sha256 {reference_digest(pixel_values, self.reference_class)[:16]}"

@@ -93,8 +93,7 @@ def add_references(
     import torch
 
     from .checkpoints import folder_embeds_clip
-    from .modeling_faprompt import FAPromptModel
-    from .pipeline_faprompt import replace_normal_references
+    from .modeling_faprompt import DEFAULT_REFERENCE_CLASS, FAPromptModel
 
     try:
         loaded = FAPromptModel.from_pretrained(model)
@@ -107,7 +106,10 @@ def add_references(
         include_clip = folder_embeds_clip(model)
     loaded.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
-        name = replace_normal_references(loaded, pixel_values, class_name, batch_size)
+        name = DEFAULT_REFERENCE_CLASS if class_name is None else class_name
+        loaded.set_normal_references(
+            pixel_values.to(loaded.device, loaded.dtype), name, replace=True, batch_size=batch_size
+        )
     except ValueError as error:
         raise PredictError(f"--images: {error}") from None
     loaded.to("cpu")
