@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_REFERENCE_SPLIT",
     "SYNTHETIC_REFERENCE_SPLIT",
     "FewShotResult",
+    "aggregate_runs",
     "default_reference_split",
     "evaluate_few_shot",
     "evaluate_with_references",
@@ -326,8 +327,19 @@ def _merge_class_results(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _aggregate(runs: Sequence[EvaluationResult]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-    """Per-class (and mean-row) mean and standard deviation (ddof 0) over runs; F1 thresholds are left out."""
+def aggregate_runs(
+    runs: Sequence[EvaluationResult],
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """The mean and standard deviation (numpy's, ddof 0) of every metric over runs, per class and for the mean row.
+
+    Args:
+        runs: Evaluations of the same classes (e.g. one per reference seed).
+
+    Returns:
+        ``(mean, std)``, each ``{class: {metric: value}}`` in the first run's row order. F1 thresholds are left out
+        (a threshold of one run means nothing for another); a metric undefined (NaN) in some runs is averaged over
+        the others, and stays NaN when undefined in all.
+    """
     mean: dict[str, dict[str, float]] = {}
     std: dict[str, dict[str, float]] = {}
     for name in runs[0].metrics:
@@ -530,7 +542,7 @@ def evaluate_few_shot(
         evaluate_with_references(model, dataset, reference_dataset, selections[seed], processor, **evaluate_kwargs)
         for seed in seeds
     ]
-    mean, std = _aggregate(runs)
+    mean, std = aggregate_runs(runs)
     table = format_mean_std_table(mean, std) if len(seeds) > 1 else format_metrics_table(mean)
     protocol = {key: value for key, value in runs[0].protocol.items() if key != "normal_references"}
     protocol["few_shot"] = {
