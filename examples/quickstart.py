@@ -11,10 +11,14 @@ A random backbone has no pretrained knowledge of defects, so its numbers say tha
 FAPrompt is on real data; the baseline (each patch's distance from its image's mean patch feature) shows what the
 features alone give. With ``--clip openai/clip-vit-large-patch14-336`` (online) it is a real run.
 
+With ``--k_shot 1 4`` it also evaluates with K normal reference images per held-out domain (few-shot,
+``docs/few_shot.md``) and prints those rows beside the zero-shot one.
+
 Usage::
 
     python examples/quickstart.py
     python examples/quickstart.py --steps 600 --test_domains capsule --output_dir my_run
+    python examples/quickstart.py --k_shot 1 2 4 8 --reference_seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from transformers import CLIPTokenizer
 from faprompt_hf import FAPromptModel, FAPromptProcessor
 from faprompt_hf.configuration_faprompt import DEFAULT_IMAGE_SIZE
 from faprompt_hf.data import DOMAINS, FAPromptCollator, defer_decoding, make_synthetic_dataset
+from faprompt_hf.few_shot import evaluate_few_shot, format_mean_std_table
 from faprompt_hf.file_utils import atomic_write
 from faprompt_hf.hub import write_model_card
 from faprompt_hf.metrics import compute_per_class_metrics, format_metrics_table
@@ -91,6 +96,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--num_test_images", type=int, default=40, help="Normal and (as many) anomalous test images per domain."
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the backbone, the data and training.")
+    parser.add_argument(
+        "--k_shot",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="Also evaluate K-shot (K normal reference images per held-out domain, drawn from a separate pool of "
+        "normal images, split 'reference') for each K given, beside the zero-shot row (docs/few_shot.md).",
+    )
+    parser.add_argument(
+        "--reference_seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="S",
+        help="With --k_shot: the seeds of the reference draws; several give mean ± std over them.",
+    )
     parser.add_argument("--output_dir", default="quickstart_output")
     parser.add_argument(
         "--smoke",
@@ -107,6 +129,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--test_domains must be held out of --train_domains; both have {sorted(overlap)}.")
     if args.image_size is None:
         args.image_size = 112 if args.clip == TINY_CLIP else DEFAULT_IMAGE_SIZE
+    if args.k_shot and min(args.k_shot) < 1:
+        parser.error(f"--k_shot values must be >= 1, got {args.k_shot}.")
+    if min(args.reference_seeds) < 0 or len(set(args.reference_seeds)) != len(args.reference_seeds):
+        parser.error(f"--reference_seeds must be distinct integers >= 0, got {args.reference_seeds}.")
     return args
 
 
@@ -200,6 +226,41 @@ def per_class(results: dict[str, Any], prefix: str = "") -> dict[str, dict[str, 
         results["masks"].astype(np.int64),
     )
     return {name: {key: row[key] for key in METRIC_KEYS} for name, row in metrics.items()}
+
+
+def few_shot_rows(
+    model: FAPromptModel,
+    test_set: Dataset,
+    processor: FAPromptProcessor,
+    args: argparse.Namespace,
+    data_size: int,
+) -> dict[str, Any]:
+    """K-shot metrics on the held-out domains for each ``--k_shot``, references from a separate normal pool.
+
+    Returns:
+        ``{"reference_pool": description, "reference_seeds": [...], "k_shot": {K: {"metrics", "metrics_std",
+        "references"}}}``; metrics per domain and ``"mean"`` (``METRIC_KEYS``), mean and std over the seeds.
+    """
+    pool_size = max(16, *args.k_shot)
+    pool = make_synthetic_dataset(
+        args.test_domains, pool_size, 0, image_size=data_size, seed=args.seed, split="reference"
+    )
+    rows: dict[str, Any] = {}
+    for k_shot in args.k_shot:
+        result = evaluate_few_shot(
+            model, test_set, pool, processor, k_shot=k_shot, seeds=args.reference_seeds, aupro="exact", batch_size=16
+        )
+        rows[str(k_shot)] = {
+            "metrics": {name: {key: row[key] for key in METRIC_KEYS} for name, row in result.metrics.items()},
+            "metrics_std": {name: {key: row[key] for key in METRIC_KEYS} for name, row in result.metrics_std.items()},
+            "references": {str(seed): paths for seed, paths in result.references.items()},
+        }
+    return {
+        "reference_pool": f"make_synthetic_dataset({list(args.test_domains)}, {pool_size}, 0, "
+        f"image_size={data_size}, seed={args.seed}, split='reference')",
+        "reference_seeds": list(args.reference_seeds),
+        "k_shot": rows,
+    }
 
 
 def write_overlays(dataset: Dataset, results: dict[str, Any], folder: Path, per_domain: int = 2) -> list[Path]:
@@ -296,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results = evaluate(model, test_set, processor)
     metrics: dict[str, Any] = per_class(results)
     metrics["baseline"] = per_class(results, prefix="baseline_")
+    if args.k_shot:
+        metrics["few_shot"] = few_shot_rows(model, test_set, processor, args, data_size)
     with atomic_write(output_dir / "metrics.json") as handle:
         json.dump(metrics, handle, indent=2)
     write_model_card(
@@ -303,13 +366,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         training_args,
         base_model=args.clip,
         dataset_name=dataset_name,
-        metrics={name: row for name, row in metrics.items() if name != "baseline"},
+        metrics={name: row for name, row in metrics.items() if name not in ("baseline", "few_shot")},
         metrics_description=f"Zero-shot on held-out synthetic domains ({', '.join(args.test_domains)}).",
     )
     overlays = write_overlays(test_set, results, output_dir / "overlays")
 
     print("\nFAPrompt, zero-shot on held-out domains:")
-    print(format_metrics_table({name: row for name, row in metrics.items() if name != "baseline"}))
+    print(format_metrics_table({name: row for name, row in metrics.items() if name not in ("baseline", "few_shot")}))
     print("\nUntrained baseline on the same backbone features (patch distance from the image's mean patch):")
     print(format_metrics_table(metrics["baseline"]))
     print(
@@ -322,6 +385,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
         )
     )
+    if args.k_shot:
+        few_shot = metrics["few_shot"]
+        seeds = ", ".join(map(str, few_shot["reference_seeds"]))
+        spread = f"mean ± std over reference seeds {seeds}" if len(few_shot["reference_seeds"]) > 1 else f"seed {seeds}"
+        table_rows = {"zero-shot": {key: metrics["mean"][key] for key in METRIC_KEYS}}
+        table_std = {"zero-shot": {key: float("nan") for key in METRIC_KEYS}}
+        for k_shot, row in few_shot["k_shot"].items():
+            table_rows[f"{k_shot}-shot"] = row["metrics"]["mean"]
+            table_std[f"{k_shot}-shot"] = row["metrics_std"]["mean"]
+        print(
+            f"\nZero-shot and K-shot on the held-out domains (mean over domains; K normal references per domain from "
+            f"a separate pool of normal images, {spread}):"
+        )
+        print(format_mean_std_table(table_rows, table_std, METRIC_KEYS).replace("| class |", "| setting |"))
     if args.clip == TINY_CLIP:
         print(
             "\nThe backbone is a small random CLIP: compare the method with the baseline, not with published numbers."

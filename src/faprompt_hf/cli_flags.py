@@ -35,8 +35,10 @@ from .defaults import (
     DEFAULT_CLIP,
     DEFAULT_IMAGE_SIZE,
     DEFAULT_ONNX_OPSET,
+    DEFAULT_REFERENCE_SPLIT,
     MIX_STRATEGIES,
     PAPER_DATASET_FORMATS,
+    SYNTHETIC_REFERENCE_SPLIT,
 )
 from .script_flags import argparse_type, non_negative_float, parse_column_mapping, parse_json_object, positive_int
 from .training_args import FAPromptTrainingArguments
@@ -50,6 +52,7 @@ __all__ = [
     "add_dataclass_arguments",
     "add_evaluate_arguments",
     "add_export_arguments",
+    "add_few_shot_arguments",
     "add_predict_arguments",
     "add_references_arguments",
     "add_train_arguments",
@@ -377,6 +380,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         help="Pool maps and masks to this side before pixel metrics, to save memory (default: the image size).",
     )
     protocol.add_argument("--no_pixel_metrics", action="store_true", help="Image-level metrics only (default: off).")
+    add_few_shot_arguments(parser)
     run = parser.add_argument_group("run")
     run.add_argument(
         "--batch_size",
@@ -412,6 +416,51 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         help="Heatmap grid of N images per class (default: 0, none).",
     )
     return show_defaults(parser)
+
+
+def add_few_shot_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the few-shot flags of ``faprompt-hf evaluate`` (``--k_shot``, the reference seeds and split) to ``parser``.
+
+    Args:
+        parser: The parser to extend.
+
+    Returns:
+        The same parser.
+    """
+    few_shot = parser.add_argument_group("few-shot (normal references; docs/few_shot.md)")
+    few_shot.add_argument(
+        "--k_shot",
+        type=positive_int("--k_shot", 1),
+        default=None,
+        metavar="K",
+        help="Evaluate K-shot: for each class, K normal images drawn from --reference_split become that class's "
+        "normal references (default: not set, zero-shot).",
+    )
+    seeds = few_shot.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--reference_seed",
+        type=positive_int("--reference_seed", 0),
+        default=0,
+        metavar="S",
+        help="Seed of the reference draw (default: 0).",
+    )
+    seeds.add_argument(
+        "--reference_seeds",
+        type=positive_int("--reference_seeds", 0),
+        nargs="+",
+        default=None,
+        metavar="S",
+        help="Several seeds, one evaluation each; the table shows mean ± std over them (default: not set, "
+        "--reference_seed).",
+    )
+    few_shot.add_argument(
+        "--reference_split",
+        default=None,
+        metavar="SPLIT",
+        help=f"Split the references are drawn from, never the evaluated images (default: {DEFAULT_REFERENCE_SPLIT}; "
+        f"for synthetic, {SYNTHETIC_REFERENCE_SPLIT!r}, a separate pool of normal images).",
+    )
+    return parser
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

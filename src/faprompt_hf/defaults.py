@@ -14,8 +14,10 @@ __all__ = [
     "DEFAULT_CLIP",
     "DEFAULT_IMAGE_SIZE",
     "DEFAULT_ONNX_OPSET",
+    "DEFAULT_REFERENCE_SPLIT",
     "MIX_STRATEGIES",
     "PAPER_DATASET_FORMATS",
+    "SYNTHETIC_REFERENCE_SPLIT",
     "__version__",
 ]
 
@@ -32,6 +34,12 @@ DEFAULT_AUPRO = "original"
 
 DEFAULT_ONNX_OPSET = 20
 """The ONNX opset ``faprompt-hf export`` writes unless ``--opset`` says otherwise."""
+
+DEFAULT_REFERENCE_SPLIT = "train"
+"""The split few-shot evaluation draws its normal reference images from (``--reference_split``)."""
+
+SYNTHETIC_REFERENCE_SPLIT = "reference"
+"""The synthetic data's reference split: a separate pool of normal images (another seed stream than ``test``)."""
 
 MIX_STRATEGIES: tuple[str, ...] = ("proportional", "equal")
 """``proportional``: every image once (a source's share is its size); ``equal``: every source the same share."""

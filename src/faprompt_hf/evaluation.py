@@ -372,6 +372,7 @@ def evaluate_model(
     heatmaps_per_class: int = 0,
     show_progress: bool = False,
     sigma: float | None = None,
+    normal_reference_class: str | None = None,
 ) -> EvaluationResult:
     """Score every image of ``dataset`` and compute the per-class and mean anomaly-detection metrics.
 
@@ -401,6 +402,10 @@ def evaluate_model(
         heatmaps_per_class: Keep the maps of this many images per class (anomalous first) in ``result.heatmaps``.
         show_progress: Show a progress bar on the main process.
         sigma: An alias of ``gaussian_sigma`` (earlier releases' name).
+        normal_reference_class: The class of the model's normal-reference bank to compare every image with (passed
+            to ``forward``; needed only when the bank holds several classes). Few-shot evaluation
+            (:func:`faprompt_hf.few_shot.evaluate_few_shot`) sets one bank per class and evaluates each class with
+            its own; without a bank the evaluation is zero-shot.
 
     Returns:
         An [`EvaluationResult`].
@@ -443,7 +448,15 @@ def evaluate_model(
     )
     keep_maps = pixel_metrics or bool(heatmap_indices)
     _score_batches(
-        model, loader, accumulator, accelerator, sigma_used, keep_maps, pixel_metrics_size, show_progress and is_main
+        model,
+        loader,
+        accumulator,
+        accelerator,
+        sigma_used,
+        keep_maps,
+        pixel_metrics_size,
+        show_progress and is_main,
+        normal_reference_class,
     )
     data = _share_results(accumulator, accelerator)
     protocol = {
@@ -544,10 +557,12 @@ def _score_batches(
     keep_maps: bool,
     pixel_metrics_size: int | None,
     show_progress: bool,
+    normal_reference_class: str | None = None,
 ) -> None:
     """Run the model over the loader (maps smoothed with ``sigma``) and feed the gathered outputs to the accumulator.
 
-    The accumulator is the main process's; the other processes pass None.
+    The accumulator is the main process's; the other processes pass None. ``normal_reference_class`` goes to
+    ``forward`` (the class of the normal-reference bank to compare with).
     """
     autocast = accelerator.autocast if accelerator is not None else contextlib.nullcontext
     device = next(model.parameters()).device
@@ -557,7 +572,9 @@ def _score_batches(
         for batch in tqdm(loader, desc="Evaluating", disable=not show_progress):
             with torch.no_grad(), autocast():
                 pixel_values = batch["pixel_values"].to(device=device, dtype=model.dtype)
-                outputs = model(pixel_values=pixel_values, gaussian_sigma=sigma)
+                outputs = model(
+                    pixel_values=pixel_values, gaussian_sigma=sigma, normal_reference_class=normal_reference_class
+                )
             gathered = {
                 "indices": batch["indices"].to(device),
                 "scores": outputs.image_scores.float(),
