@@ -43,10 +43,9 @@ import gradio as gr
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from transformers import pipeline
 
 import faprompt_hf  # noqa: F401  (registers the "anomaly-detection" task)
-from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
+from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor, pipeline
 from faprompt_hf.cli_flags import APP_CACHE_ENV, APP_LIMIT_DEFAULTS, APP_MODEL_ENV, parse_app_args
 from faprompt_hf.data.synthetic import generate_sample, make_synthetic_dataset
 from faprompt_hf.file_utils import atomic_write, staged_directory
@@ -297,7 +296,9 @@ def write_examples(cache_dir: str | os.PathLike, size: int = EXAMPLE_SIZE) -> li
 
 
 def load_detector(model: str | os.PathLike, device: str | int | None = None) -> FAPromptAnomalyDetectionPipeline:
-    """``pipeline("anomaly-detection", model=model)``, or a :class:`RuntimeError` that says what went wrong and the fix.
+    """``faprompt_hf.pipeline("anomaly-detection", model=model)``, or a :class:`RuntimeError` with reason and fix.
+
+    (``faprompt_hf.pipeline``: a missing local folder is named as such, with close names, not as a bad hub id.)
 
     Args:
         model: A folder written by ``save_pretrained`` or a hub model id.
