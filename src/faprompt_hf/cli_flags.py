@@ -480,7 +480,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         "--num_workers",
         type=positive_int("--num_workers", 0),
         default=2,
-        help="Worker processes that decode and resize images (default: 2; 0 decodes in the main process).",
+        help="Threads that decode and resize images beside the model (default: 2; 0 decodes between batches).",
     )
     run.add_argument(
         "--device",
