@@ -23,6 +23,16 @@ As a hub Space's ``app.py``: see docs/inference.md ("The demo app").
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+    try:
+        import faprompt_hf_cli  # --help from the flag definitions, before gradio and torch are imported (seconds)
+    except ImportError:  # an older installation without the launcher: the parser below answers
+        pass
+    else:
+        faprompt_hf_cli.main(["app", "--help"])
+
 import argparse
 import csv
 import logging

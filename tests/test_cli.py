@@ -76,6 +76,25 @@ def test_help_and_version_import_neither_torch_nor_transformers(argv):
         assert "--max_calibration_images" in result.stdout and "--no_folder_calibration" in result.stdout
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("script", ["train", "evaluate", "app"])
+def test_the_scripts_help_imports_neither_torch_nor_gradio(script):
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = [{str(REPO_ROOT / 'examples' / f'{script}.py')!r}, '--help']\n"
+        "try:\n"
+        "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "heavy = sorted(n for n in ('torch', 'transformers', 'gradio') if n in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HEAVY []" in result.stderr
+    assert "--server_port" in result.stdout if script == "app" else "--output_dir" in result.stdout
+
+
 @pytest.mark.parametrize("command", ["predict", "train", "evaluate", "export", "convert", "app"])
 def test_every_help_line_shows_its_default_once(command):
     for action in _subparser(command)._actions:
