@@ -25,6 +25,16 @@ As a hub Space's ``app.py``: see docs/inference.md ("The demo app").
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+    try:
+        import faprompt_hf_cli  # --help from the flag definitions, before gradio and torch are imported (seconds)
+    except ImportError:  # an older installation without the launcher: the parser below answers
+        pass
+    else:
+        faprompt_hf_cli.main(["app", "--help"])
+
 import argparse
 import contextlib
 import csv
@@ -48,10 +58,10 @@ import gradio as gr
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from transformers import pipeline
 
 import faprompt_hf  # noqa: F401  (registers the "anomaly-detection" task)
-from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor
+from faprompt_hf import FAPromptImageProcessor, FAPromptModel, FAPromptProcessor, pipeline
+from faprompt_hf.cli_flags import APP_CACHE_ENV, APP_LIMIT_DEFAULTS, APP_MODEL_ENV, parse_app_args
 from faprompt_hf.data.synthetic import generate_sample, make_synthetic_dataset
 from faprompt_hf.file_utils import atomic_write, staged_directory
 from faprompt_hf.image_utils import load_image, to_rgb_image
@@ -68,10 +78,10 @@ from faprompt_hf.visualization import overlay_heatmap
 
 logger = logging.getLogger("faprompt_hf.app")
 
-MODEL_ENV = "FAPROMPT_MODEL"
+MODEL_ENV = APP_MODEL_ENV
 """Environment variable read when ``--model`` is not given (handy in a hub Space's settings)."""
 
-CACHE_ENV = "FAPROMPT_APP_CACHE"
+CACHE_ENV = APP_CACHE_ENV
 """Environment variable read when ``--cache_dir`` is not given."""
 
 # The offline default model: a tiny random CLIP, FAPrompt trained on these synthetic domains for DEMO_STEPS steps.
@@ -183,11 +193,11 @@ def checked_control(value: Any, name: str, low: float = 0.0, high: float = 1.0, 
 class Limits:
     """What the app accepts, so that one upload cannot exhaust the server."""
 
-    max_file_mb: float = 20.0
-    max_megapixels: float = 12.0
-    max_images: int = 16
-    max_calibration_images: int = 500
-    max_reference_images: int = 64
+    max_file_mb: float = APP_LIMIT_DEFAULTS["max_file_mb"]
+    max_megapixels: float = APP_LIMIT_DEFAULTS["max_megapixels"]
+    max_images: int = APP_LIMIT_DEFAULTS["max_images"]
+    max_calibration_images: int = APP_LIMIT_DEFAULTS["max_calibration_images"]
+    max_reference_images: int = APP_LIMIT_DEFAULTS["max_reference_images"]
 
 
 @dataclass
@@ -314,7 +324,9 @@ def write_examples(cache_dir: str | os.PathLike, size: int = EXAMPLE_SIZE) -> li
 
 
 def load_detector(model: str | os.PathLike, device: str | int | None = None) -> FAPromptAnomalyDetectionPipeline:
-    """``pipeline("anomaly-detection", model=model)``, or a :class:`RuntimeError` that says what went wrong and the fix.
+    """``faprompt_hf.pipeline("anomaly-detection", model=model)``, or a :class:`RuntimeError` with reason and fix.
+
+    (``faprompt_hf.pipeline``: a missing local folder is named as such, with close names, not as a bad hub id.)
 
     Args:
         model: A folder written by ``save_pretrained`` or a hub model id.
@@ -941,69 +953,8 @@ def labelled_images_in_folder(folder: str | os.PathLike) -> tuple[list[str], lis
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The app's command line."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--model",
-        default=os.environ.get(MODEL_ENV),
-        help=f"A FAPrompt folder (save_pretrained) or hub model id; default: ${MODEL_ENV}, else an "
-        "offline tiny demo model trained once and cached.",
-    )
-    parser.add_argument("--device", default=None, help="Pipeline device: cpu, cuda, 0, ... (default: transformers').")
-    parser.add_argument(
-        "--cache_dir",
-        default=None,
-        help=f"Where the demo model and examples are cached (default: ${CACHE_ENV}, else ~/.cache/faprompt-hf/app).",
-    )
-    parser.add_argument(
-        "--server_name",
-        default=None,
-        help="Address to listen on: 127.0.0.1 (default, or $GRADIO_SERVER_NAME), 0.0.0.0 for the whole network.",
-    )
-    parser.add_argument(
-        "--server_port",
-        type=int,
-        default=None,
-        help="Port (default: $GRADIO_SERVER_PORT, else the first free one from 7860).",
-    )
-    parser.add_argument("--share", action="store_true", help="Also serve a temporary public gradio.live link.")
-    parser.add_argument("--max_file_mb", type=float, default=Limits.max_file_mb, help="Largest accepted file (MB).")
-    parser.add_argument(
-        "--max_megapixels",
-        type=float,
-        default=Limits.max_megapixels,
-        help="Largest accepted image (megapixels, read from the header before decoding).",
-    )
-    parser.add_argument("--max_images", type=int, default=Limits.max_images, help="Most images scored at once.")
-    parser.add_argument(
-        "--max_calibration_images",
-        type=int,
-        default=Limits.max_calibration_images,
-        help="Most images in one calibration.",
-    )
-    folder = parser.add_mutually_exclusive_group()
-    folder.add_argument(
-        "--folder_calibration",
-        dest="folder_calibration",
-        action="store_true",
-        default=None,
-        help="Offer calibration from a folder on the server even when the app is reachable from other machines.",
-    )
-    folder.add_argument(
-        "--no_folder_calibration",
-        dest="folder_calibration",
-        action="store_false",
-        help="Hide calibration from a folder on the server. Default: offered only on a loopback address without "
-        "--share (a visitor could otherwise probe the server's paths).",
-    )
-    args = parser.parse_args(argv)
-    for name in ("max_file_mb", "max_megapixels", "max_images", "max_calibration_images"):
-        if not getattr(args, name) > 0:
-            parser.error(f"--{name} must be > 0, got {getattr(args, name)}.")
-    if args.folder_calibration is None:  # offered only where no other machine can reach the app
-        server_name = args.server_name or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
-        args.folder_calibration = not args.share and server_name in ("127.0.0.1", "localhost", "::1")
-    return args
+    """The app's command line: the flags of ``faprompt_hf.cli_flags.add_app_arguments`` (as ``faprompt-hf app``)."""
+    return parse_app_args(argv)
 
 
 def main(argv: Sequence[str] | None = None, block: bool = True) -> gr.Blocks:
@@ -1027,7 +978,9 @@ def main(argv: Sequence[str] | None = None, block: bool = True) -> gr.Blocks:
         load_error = str(error)
         logger.error("%s", load_error)
     examples = write_examples(cache_dir)
-    limits = Limits(args.max_file_mb, args.max_megapixels, args.max_images, args.max_calibration_images)
+    limits = Limits(
+        args.max_file_mb, args.max_megapixels, args.max_images, args.max_calibration_images, args.max_reference_images
+    )
     app = DemoApp(
         detector,
         model_name if args.model else f"offline demo model ({model_name})",

@@ -262,6 +262,7 @@ def test_a_model_that_cannot_be_loaded_is_explained_in_the_page(app, tmp_path):
     with pytest.raises(RuntimeError, match="Cannot load the model") as caught:
         app.load_detector(missing)
     assert str(missing) in str(caught.value) and "save_pretrained" in str(caught.value)
+    assert "no such folder" in str(caught.value)  # faprompt_hf.pipeline's check, not a hub id error
 
     demo = app.DemoApp(None, str(missing), load_error=str(caught.value)).build()
     url = launch(demo)

@@ -18,7 +18,14 @@ from transformers import HfArgumentParser
 from faprompt_hf import FAPromptModel
 from faprompt_hf.cli import build_parser
 from faprompt_hf.cli import main as cli_main
-from faprompt_hf.cli_flags import TrainScriptArguments, add_evaluate_arguments, add_train_arguments
+from faprompt_hf.cli_flags import (
+    APP_MODEL_ENV,
+    TrainScriptArguments,
+    add_app_arguments,
+    add_evaluate_arguments,
+    add_train_arguments,
+    parse_app_args,
+)
 from faprompt_hf.defaults import DEFAULT_AUPRO, DEFAULT_ONNX_OPSET, __version__
 from faprompt_hf.file_utils import check_model_reference, looks_like_local_path
 from faprompt_hf.launch import requested_num_processes, warn_if_fewer_processes
@@ -45,8 +52,8 @@ def _subparser(name: str) -> argparse.ArgumentParser:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["train", "--help"], ["evaluate", "--help"],
-                                  ["export", "--help"], ["convert", "--help"], ["references", "--help"],
-                                  ["--version"]])  # fmt: skip
+                                  ["benchmark", "--help"], ["export", "--help"], ["convert", "--help"],
+                                  ["app", "--help"], ["references", "--help"], ["--version"]])  # fmt: skip
 def test_help_and_version_import_neither_torch_nor_transformers(argv):
     code = (
         "import sys, faprompt_hf_cli\n"
@@ -54,7 +61,7 @@ def test_help_and_version_import_neither_torch_nor_transformers(argv):
         f"    faprompt_hf_cli.main({argv!r})\n"
         "except SystemExit as exit:\n"
         "    assert exit.code in (0, None), exit.code\n"
-        "heavy = sorted(name for name in ('torch', 'transformers', 'datasets', 'accelerate') if name in sys.modules)\n"
+        "heavy = sorted(n for n in ('torch', 'transformers', 'datasets', 'accelerate', 'gradio') if n in sys.modules)\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     start = time.perf_counter()
@@ -65,9 +72,30 @@ def test_help_and_version_import_neither_torch_nor_transformers(argv):
     assert seconds < 10  # well under `import torch` even on a loaded machine (about 0.3 s measured)
     if argv == ["--version"]:
         assert result.stdout.strip() == f"faprompt-hf {__version__}"
+    if argv == ["app", "--help"]:  # the app's own flags, from the one definition
+        assert "--max_calibration_images" in result.stdout and "--no_folder_calibration" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["predict", "train", "evaluate", "export", "convert", "references"])
+@pytest.mark.integration
+@pytest.mark.parametrize("script", ["train", "evaluate", "app"])
+def test_the_scripts_help_imports_neither_torch_nor_gradio(script):
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = [{str(REPO_ROOT / 'examples' / f'{script}.py')!r}, '--help']\n"
+        "try:\n"
+        "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "heavy = sorted(n for n in ('torch', 'transformers', 'gradio') if n in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HEAVY []" in result.stderr
+    assert "--server_port" in result.stdout if script == "app" else "--output_dir" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["predict", "train", "evaluate", "export", "convert", "app", "references"])
 def test_every_help_line_shows_its_default_once(command):
     for action in _subparser(command)._actions:
         if action.help in (None, argparse.SUPPRESS) or action.dest == "help" or not action.option_strings:
@@ -193,6 +221,26 @@ def test_app_without_gradio_says_how_to_install_it(monkeypatch):
     with pytest.raises(SystemExit) as raised:
         cli_main(["app"])
     assert "pip install 'faprompt-hf[demo]'" in str(raised.value.code)
+
+
+def test_app_flags_are_checked_before_gradio_is_looked_for(monkeypatch, capsys):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: pytest.fail(f"looked for {name}"))
+    with pytest.raises(SystemExit) as raised:
+        cli_main(["app", "--max_images", "0"])
+    assert raised.value.code == 2
+    assert "faprompt-hf app: error: --max_images must be > 0, got 0." in capsys.readouterr().err
+
+
+def test_app_and_its_script_share_one_flag_definition(monkeypatch):
+    assert _option_table(_subparser("app")) == _option_table(add_app_arguments(argparse.ArgumentParser()))
+    script = (REPO_ROOT / "examples" / "app.py").read_text()
+    assert "add_argument(" not in script and "parse_app_args(argv)" in script  # no flag of its own
+    monkeypatch.setenv(APP_MODEL_ENV, "space/model")
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # as on a hub Space: no folder calibration by default
+    args = parse_app_args(["--max_images", "4"])
+    assert (args.model, args.max_images, args.folder_calibration) == ("space/model", 4, False)
+    assert parse_app_args(["--server_name", "127.0.0.1"]).folder_calibration
+    assert not parse_app_args(["--server_name", "127.0.0.1", "--share"]).folder_calibration
 
 
 def test_benchmark_is_wired(capsys):

@@ -17,7 +17,9 @@ from faprompt_hf.inference_utils import (
     check_threshold,
     detection_result,
     normalize_image,
+    normalize_pixels,
     resize_anomaly_map,
+    resize_image,
     resolve_threshold,
 )
 
@@ -45,6 +47,17 @@ def test_normalize_image_is_what_the_image_processor_returns():
     np.testing.assert_allclose(white[:, 0, 0], (1 - np.array(processor.image_mean)) / np.array(processor.image_std))
     with pytest.raises(ValueError, match="resample must be one of"):
         normalize_image(image, (8, 8), resample="cubic")
+
+
+def test_a_batch_normalised_at_once_is_the_images_normalised_one_by_one():
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 256, (30 + i, 50 - i, 3), dtype=np.uint8)) for i in range(3)]
+    resized = np.stack([resize_image(image, (24, 40)) for image in images])
+    assert resized.dtype == np.uint8 and resized.shape == (3, 24, 40, 3)
+    batch = normalize_pixels(resized)
+    assert batch.dtype == np.float32 and batch.shape == (3, 3, 24, 40) and batch.flags["C_CONTIGUOUS"]
+    for index, image in enumerate(images):  # bit for bit: predict's pixels are the pipeline's
+        np.testing.assert_array_equal(batch[index], normalize_image(image, (24, 40)))
 
 
 def test_thresholds_are_checked_and_resolved_in_order():

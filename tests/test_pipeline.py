@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -56,6 +57,27 @@ def test_pipeline_factory_loads_model_and_processor(detector, model):
     assert isinstance(detector.model, FAPromptModel)
     assert isinstance(detector.image_processor, FAPromptImageProcessor)
     assert detector.image_processor.size == {"height": 32, "width": 32}
+
+
+def test_faprompt_hf_pipeline_names_a_missing_local_folder_at_once(model_dir, images, tmp_path, monkeypatch):
+    (tmp_path / "faprompt-mvtec").mkdir()
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    for reference in ("./faprompt-mvtc", Path("faprompt-mvtc")):
+        with pytest.raises(FileNotFoundError, match=r"mvtc'?: no such folder; close names in .*faprompt-mvtec"):
+            faprompt_hf.pipeline(model=reference)
+    with pytest.raises(FileNotFoundError, match="'runs/exp1/model': no such folder"):
+        faprompt_hf.pipeline(ANOMALY_DETECTION_TASK, model="runs/exp1/model", device="cpu")
+    assert time.perf_counter() - start < 5  # no hub requests, no retries
+    # transformers' own pipeline() reads the config before any code of the package runs: its message, not ours
+    with pytest.raises(OSError) as caught:
+        pipeline(ANOMALY_DETECTION_TASK, model="./faprompt-mvtc")
+    assert "no such folder" not in str(caught.value)
+    # an existing folder: the same pipeline, the same scores, as transformers' pipeline()
+    ours = faprompt_hf.pipeline(model=model_dir)
+    assert isinstance(ours, FAPromptAnomalyDetectionPipeline)
+    theirs = pipeline(ANOMALY_DETECTION_TASK, model=str(model_dir))
+    assert ours(images[0], threshold=0.5)["score"] == theirs(images[0], threshold=0.5)["score"]
 
 
 def test_class_usage_defaults_to_the_configs_image_size(model):

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,27 @@ def test_workers_give_the_same_scores_as_the_main_process(model_dir, image_tree,
     assert _rows(tmp_path / "w0") == _rows(tmp_path / "w2")
 
 
+def test_areas_of_images_at_and_off_the_models_size_equal_the_pipelines(model_dir, tmp_path):
+    folder = tmp_path / "sizes"
+    for index in range(5):  # the test model takes 32 px: three images need no map resizing, two do
+        _save_rgb(folder / f"{index}.png", 20 + index, (32, 32) if index % 2 == 0 else (45, 27))
+    paths = [str(path) for path in sorted(folder.glob("*.png"))]
+    detector = pipeline("anomaly-detection", model=str(model_dir))
+    maps = [result["anomaly_map"] for result in detector(paths, threshold=0.5)]
+    pixel_threshold = float(np.median(np.concatenate([m.ravel() for m in maps])))  # areas well inside (0, 1)
+    expected = detector(paths, threshold=0.5, pixel_threshold=pixel_threshold)
+    predict([folder], model_dir, tmp_path / "out", batch_size=4, num_workers=2, threshold=0.5,
+            pixel_threshold=pixel_threshold, progress=False)  # fmt: skip
+    records = _jsonl(tmp_path / "out" / PREDICTIONS_JSONL)
+    assert [record["path"] for record in records] == paths
+    areas = [record["anomalous_area"] for record in records]
+    assert len(set(areas)) > 1 and all(0 < area < 1 for area in areas)
+    for record, result in zip(records, expected, strict=True):
+        assert record["score"] == pytest.approx(result["score"], abs=1e-6)
+        assert record["anomalous_area"] == pytest.approx(float(result["mask"].mean()), abs=1e-6)
+        assert (record["mask"], record["overlay"], record["map"]) == ("", "", "")  # nothing written unless asked
+
+
 def test_inputs_files_globs_and_lists(image_tree, tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text("# two images\nparts/good/0.png\n\nparts/bad/deep/1.png\n")
@@ -188,6 +210,15 @@ def test_corrupt_files_are_recorded_and_skipped(model_dir, mixed_folder, tmp_pat
     assert [Path(row["path"]).name for row in _rows(out)] == ["a.png", "c.png"]
     (error,) = _jsonl(out / ERRORS_FILE)
     assert error["path"].endswith("b.png") and "Cannot decode image" in error["error"]
+
+
+def test_a_stopped_run_leaves_no_decoding_threads_behind(model_dir, mixed_folder, tmp_path):
+    with pytest.raises(PredictError, match="b.png") as raised:
+        predict([mixed_folder], model_dir, tmp_path / "out", batch_size=1, num_workers=2, on_error="stop",
+                threshold=0.5, progress=False)  # fmt: skip
+    # while the caller still holds the error (and so predict's frame), the threads are already gone
+    assert raised.value.exit_code == 1
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("faprompt-predict-decode")]
 
 
 def test_corrupt_file_stops_the_run_with_exit_code_1_naming_it(model_dir, mixed_folder, tmp_path, capsys):

@@ -3,7 +3,9 @@
 
 Importing the package registers ``FAPromptConfig``, ``FAPromptModel``, ``FAPromptImageProcessor`` and
 ``FAPromptProcessor`` with transformers' Auto classes (model type ``"faprompt"``), the ``"anomaly-detection"``
-pipeline, and the model card writer that ``model.push_to_hub`` uses. ``docs/architecture.md`` maps the modules.
+pipeline, and the model card writer that ``model.push_to_hub`` uses. ``faprompt_hf.pipeline`` is
+``transformers.pipeline`` (task ``"anomaly-detection"`` by default) with the package's check of local model paths.
+``docs/architecture.md`` maps the modules.
 
 Without PyTorch or transformers the package still imports, for the ONNX runtime
 (:class:`faprompt_hf.onnx.ONNXAnomalyDetector`, which needs only numpy, Pillow and onnxruntime); the PyTorch names then
@@ -41,6 +43,7 @@ __all__ = [
     "clip_vit_large_patch14_336_config",
     "convert_original_checkpoint",
     "export_onnx",
+    "pipeline",
     "register_pipeline",
     "threshold_from_f1",
 ]
@@ -59,7 +62,7 @@ if TORCH_AVAILABLE:
     from .image_processing_faprompt import FAPromptImageProcessor
     from .modeling_faprompt import FAPromptModel, FAPromptOutput, FAPromptPreTrainedModel
     from .onnx.export import export_onnx
-    from .pipeline_faprompt import FAPromptAnomalyDetectionPipeline, register_pipeline
+    from .pipeline_faprompt import FAPromptAnomalyDetectionPipeline, pipeline, register_pipeline
     from .processing_faprompt import FAPromptProcessor
 
     AutoConfig.register("faprompt", FAPromptConfig, exist_ok=True)

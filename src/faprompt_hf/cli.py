@@ -221,6 +221,7 @@ def find_app_script() -> Path | None:
 
 
 def _app(args: argparse.Namespace) -> None:
+    cli_flags.parse_app_args(args.forwarded, prog="faprompt-hf app")  # a bad flag fails here, before any import
     if importlib.util.find_spec("gradio") is None:
         raise SystemExit(
             "faprompt-hf app: the demo needs gradio, which is not installed: pip install 'faprompt-hf[demo]' "
@@ -296,7 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         "The paper's cross-dataset table (= examples/benchmark_paper.py).",
         cli_flags.add_benchmark_arguments,
     )
-    commands.add_parser("app", help="Start the Gradio demo (needs the demo extra); see its --help.", add_help=False)
+    _forwarding_parser(
+        commands,
+        "app",
+        "Start the Gradio demo (= examples/app.py; needs the demo extra: pip install 'faprompt-hf[demo]').",
+        cli_flags.add_app_arguments,
+    )
     export = commands.add_parser(
         "export", help="Export a model to ONNX (model.onnx + its processor config and threshold) for onnxruntime."
     )
@@ -342,8 +348,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         unknown = [item for item in head if item != "--verbose"]
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        if name in ("train", "evaluate", "benchmark") and ("-h" in rest or "--help" in rest):
-            parser.parse_args([name, "--help"])  # the same flag definitions, without loading torch
+        if "-h" in rest or "--help" in rest:
+            parser.parse_args([name, "--help"])  # the same flag definitions, without loading torch (or gradio)
         _configure_logging("--verbose" in head)
         _FORWARDED[name](argparse.Namespace(forwarded=rest, verbose="--verbose" in head))
         return

@@ -14,6 +14,7 @@ Where a flag is defined:
 - ``faprompt-hf predict``: :func:`add_predict_arguments`.
 - ``faprompt-hf convert`` and ``export``: :func:`add_convert_arguments`, :func:`add_export_arguments`.
 - ``faprompt-hf references``: :func:`add_references_arguments`.
+- ``faprompt-hf app`` / ``examples/app.py``: :func:`add_app_arguments` and :func:`parse_app_args`.
 
 Every help line shows the default (:func:`with_default`).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Sequence
@@ -44,10 +46,15 @@ from .script_flags import argparse_type, non_negative_float, parse_column_mappin
 from .training_args import FAPromptTrainingArguments
 
 __all__ = [
+    "APP_CACHE_ENV",
+    "APP_DESCRIPTION",
+    "APP_LIMIT_DEFAULTS",
+    "APP_MODEL_ENV",
     "DTYPES",
     "SYNTHETIC_TRAIN_DOMAINS",
     "TRAIN_REPEATABLE_FLAGS",
     "TrainScriptArguments",
+    "add_app_arguments",
     "add_convert_arguments",
     "add_dataclass_arguments",
     "add_evaluate_arguments",
@@ -57,6 +64,7 @@ __all__ = [
     "add_references_arguments",
     "add_train_arguments",
     "dataclasses_from_namespace",
+    "parse_app_args",
     "show_defaults",
     "string_to_bool",
     "threshold_type",
@@ -539,7 +547,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         "--num_workers",
         type=positive_int("--num_workers", 0),
         default=2,
-        help="Worker processes that decode and resize images (default: 2; 0 decodes in the main process).",
+        help="Threads that decode and resize images beside the model (default: 2; 0 decodes between batches).",
     )
     run.add_argument(
         "--device",
@@ -763,3 +771,128 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--resize_mismatched_masks", action="store_true", help="Resize masks of another size.")
     parser.add_argument("--use_cpu", action="store_true", help="Run on the CPU even when a GPU is available.")
     return show_defaults(parser)
+
+
+APP_DESCRIPTION = "A Gradio demo of FAPrompt: drop part images on a page, get scores, verdicts, heatmaps and masks."
+"""What ``faprompt-hf app --help`` and ``python examples/app.py --help`` say first."""
+
+APP_MODEL_ENV = "FAPROMPT_MODEL"
+"""Environment variable the app reads when ``--model`` is not given (handy in a hub Space's settings)."""
+
+APP_CACHE_ENV = "FAPROMPT_APP_CACHE"
+"""Environment variable the app reads when ``--cache_dir`` is not given."""
+
+APP_LIMIT_DEFAULTS = {
+    "max_file_mb": 20.0,
+    "max_megapixels": 12.0,
+    "max_images": 16,
+    "max_calibration_images": 500,
+    "max_reference_images": 64,
+}
+"""The app's upload limits by default (its ``Limits``), so that one upload cannot exhaust the server."""
+
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def add_app_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the flags of ``faprompt-hf app`` (= ``examples/app.py``) to ``parser``.
+
+    ``--model``'s default is read from ``$FAPROMPT_MODEL`` when the parser is built.
+
+    Args:
+        parser: The parser to extend.
+
+    Returns:
+        The same parser.
+    """
+    parser.add_argument(
+        "--model",
+        default=os.environ.get(APP_MODEL_ENV),
+        help=f"A FAPrompt folder (save_pretrained) or hub model id; default: ${APP_MODEL_ENV}, else an "
+        "offline tiny demo model trained once and cached.",
+    )
+    parser.add_argument("--device", default=None, help="Pipeline device: cpu, cuda, 0, ... (default: transformers').")
+    parser.add_argument(
+        "--cache_dir",
+        default=None,
+        help=f"Where the demo model and examples are cached (default: ${APP_CACHE_ENV}, else "
+        "~/.cache/faprompt-hf/app).",
+    )
+    parser.add_argument(
+        "--server_name",
+        default=None,
+        help="Address to listen on: 127.0.0.1 (default, or $GRADIO_SERVER_NAME), 0.0.0.0 for the whole network.",
+    )
+    parser.add_argument(
+        "--server_port",
+        type=int,
+        default=None,
+        help="Port (default: $GRADIO_SERVER_PORT, else the first free one from 7860).",
+    )
+    parser.add_argument("--share", action="store_true", help="Also serve a temporary public gradio.live link")
+    parser.add_argument(
+        "--max_file_mb", type=float, default=APP_LIMIT_DEFAULTS["max_file_mb"], help="Largest accepted file, in MB"
+    )
+    parser.add_argument(
+        "--max_megapixels",
+        type=float,
+        default=APP_LIMIT_DEFAULTS["max_megapixels"],
+        help="Largest accepted image, in megapixels (read from the header, before decoding)",
+    )
+    parser.add_argument(
+        "--max_images", type=int, default=APP_LIMIT_DEFAULTS["max_images"], help="Most images scored at once"
+    )
+    parser.add_argument(
+        "--max_calibration_images",
+        type=int,
+        default=APP_LIMIT_DEFAULTS["max_calibration_images"],
+        help="Most images in one calibration",
+    )
+    parser.add_argument(
+        "--max_reference_images",
+        type=int,
+        default=APP_LIMIT_DEFAULTS["max_reference_images"],
+        help="Most normal reference images in one upload (few-shot)",
+    )
+    folder = parser.add_mutually_exclusive_group()
+    folder.add_argument(
+        "--folder_calibration",
+        dest="folder_calibration",
+        action="store_true",
+        default=None,
+        help="Offer calibration from a folder on the server even when the app is reachable from other machines "
+        "(default: see --no_folder_calibration).",
+    )
+    folder.add_argument(
+        "--no_folder_calibration",
+        dest="folder_calibration",
+        action="store_false",
+        help="Hide calibration from a folder on the server. Default: offered only on a loopback address without "
+        "--share (a visitor could otherwise probe the server's paths).",
+    )
+    return show_defaults(parser)
+
+
+def parse_app_args(argv: Sequence[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    """Parse the app's command line: the flags of :func:`add_app_arguments`, checked.
+
+    Args:
+        argv: Arguments (default: ``sys.argv[1:]``).
+        prog: The program name in usage and error messages (default: argparse's, the script's name).
+
+    Returns:
+        The flags; ``folder_calibration`` is resolved: unless given, True only on a loopback address (``--server_name``,
+        else ``$GRADIO_SERVER_NAME``, else 127.0.0.1) without ``--share``.
+
+    Raises:
+        SystemExit: A bad flag, or a limit that is not > 0 (argparse's error, exit code 2).
+    """
+    parser = add_app_arguments(argparse.ArgumentParser(prog=prog, description=APP_DESCRIPTION))
+    args = parser.parse_args(argv)
+    for name in APP_LIMIT_DEFAULTS:
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name} must be > 0, got {getattr(args, name)}.")
+    if args.folder_calibration is None:  # offered only where no other machine can reach the app
+        server_name = args.server_name or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+        args.folder_calibration = not args.share and server_name in _LOOPBACK_NAMES
+    return args

@@ -38,7 +38,9 @@ __all__ = [
     "check_threshold",
     "detection_result",
     "normalize_image",
+    "normalize_pixels",
     "resize_anomaly_map",
+    "resize_image",
     "resolve_threshold",
 ]
 
@@ -63,6 +65,47 @@ DEFAULT_PIXEL_THRESHOLD = 0.5
 """Anomaly-map threshold of the returned ``mask`` when no ``pixel_threshold`` is given."""
 
 
+def resize_image(image: Image.Image, size: tuple[int, int], resample: str = "bicubic") -> np.ndarray:
+    """Resize an RGB image to the model's input size: the first half of :func:`normalize_image`.
+
+    Args:
+        image: An RGB PIL image.
+        size: Output (height, width) in pixels.
+        resample: A name from :data:`RESAMPLE_FILTERS`.
+
+    Returns:
+        The resized uint8 pixels (height, width, 3).
+    """
+    if resample not in RESAMPLE_FILTERS:
+        raise ValueError(f"resample must be one of {sorted(RESAMPLE_FILTERS)}, got {resample!r}.")
+    return np.asarray(image.resize((size[1], size[0]), RESAMPLE_FILTERS[resample]), dtype=np.uint8)
+
+
+def normalize_pixels(
+    pixels: np.ndarray,
+    image_mean: Sequence[float] = OPENAI_CLIP_MEAN,
+    image_std: Sequence[float] = OPENAI_CLIP_STD,
+) -> np.ndarray:
+    """Scale resized uint8 pixels to [0, 1] and normalise them: the second half of :func:`normalize_image`.
+
+    The same float32 operations in the same order as :func:`normalize_image`, so a batch normalised here is
+    bit-for-bit the stack of the images normalised one by one.
+
+    Args:
+        pixels: uint8 pixels (height, width, 3), or a batch (batch, height, width, 3).
+        image_mean: Per-channel mean subtracted after scaling to [0, 1].
+        image_std: Per-channel standard deviation divided by.
+
+    Returns:
+        Normalised float32 pixels, channels first: (3, height, width) or (batch, 3, height, width), contiguous.
+    """
+    array = np.ascontiguousarray(np.moveaxis(np.asarray(pixels), -1, -3), dtype=np.float32)  # channels first
+    np.divide(array, np.float32(255.0), out=array)
+    np.subtract(array, np.asarray(image_mean, np.float32)[:, None, None], out=array)
+    np.divide(array, np.asarray(image_std, np.float32)[:, None, None], out=array)
+    return array
+
+
 def normalize_image(
     image: Image.Image,
     size: tuple[int, int],
@@ -70,7 +113,7 @@ def normalize_image(
     image_mean: Sequence[float] = OPENAI_CLIP_MEAN,
     image_std: Sequence[float] = OPENAI_CLIP_STD,
 ) -> np.ndarray:
-    """Resize an RGB image and normalise it for the model.
+    """Resize an RGB image and normalise it for the model (:func:`resize_image`, then :func:`normalize_pixels`).
 
     Args:
         image: An RGB PIL image (see :func:`faprompt_hf.image_utils.to_rgb_image` for other inputs).
@@ -82,12 +125,7 @@ def normalize_image(
     Returns:
         Normalised float32 pixels (3, height, width).
     """
-    if resample not in RESAMPLE_FILTERS:
-        raise ValueError(f"resample must be one of {sorted(RESAMPLE_FILTERS)}, got {resample!r}.")
-    resized = image.resize((size[1], size[0]), RESAMPLE_FILTERS[resample])
-    array = np.asarray(resized, dtype=np.float32) / 255.0
-    array = (array - np.asarray(image_mean, np.float32)) / np.asarray(image_std, np.float32)
-    return array.transpose(2, 0, 1)
+    return normalize_pixels(resize_image(image, size, resample), image_mean, image_std)
 
 
 def _linear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,8 +1,11 @@
 # Copyright 2026 The faprompt-hf developers. SPDX-License-Identifier: Apache-2.0
 """The ``"anomaly-detection"`` pipeline for FAPrompt.
 
-Importing this module registers the pipeline with transformers (idempotent), so that
+Importing the package registers the pipeline with transformers (idempotent), so that
 ``pipeline("anomaly-detection", model="path/or/hub-id")`` builds a [`FAPromptAnomalyDetectionPipeline`].
+:func:`pipeline` (``faprompt_hf.pipeline``) is the same call with the package's check of local paths first: a
+``model`` that looks like a local folder and does not exist fails at once with "no such folder" and close names
+(``transformers.pipeline`` resolves ``model`` before any code of this package runs; docs/errors.md).
 
 Thresholds. ``is_anomalous`` is ``score >= threshold`` with the threshold taken from, in order: the ``threshold``
 argument, ``model.config.anomaly_threshold`` (set by :mod:`faprompt_hf.calibration` and kept by ``save_pretrained``),
@@ -25,6 +28,7 @@ from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import cached_file, logging
 
+from .file_utils import check_model_reference
 from .image_processing_faprompt import FAPromptImageProcessor
 from .image_utils import ImageInput, to_rgb_image
 from .inference_utils import (
@@ -45,6 +49,7 @@ __all__ = [
     "DEFAULT_PIXEL_THRESHOLD",
     "DEFAULT_THRESHOLD",
     "FAPromptAnomalyDetectionPipeline",
+    "pipeline",
     "reference_digest",
     "register_pipeline",
 ]
@@ -382,6 +387,45 @@ def register_pipeline() -> None:
         pt_model=FAPromptModel,
         type="image",
     )
+
+
+def pipeline(task: str | None = ANOMALY_DETECTION_TASK, model: Any = None, **kwargs: Any) -> Pipeline:
+    """``transformers.pipeline``, with the package's check of a local model path first.
+
+    ``transformers.pipeline(task, model="./missing")`` reads ``model``'s config before it looks at the task, so the
+    package's pipeline class never sees a missing folder and the error is transformers' ("Repo id must use
+    alphanumeric chars ..."). This function first applies the rule of ``FAPromptModel.from_pretrained`` and
+    ``faprompt-hf``: a ``model`` (or ``config``) string that looks like a local path (starts with ``.``, ``/`` or
+    ``~``, holds the OS separator, or more than one ``/``) and does not exist fails at once, without hub requests.
+
+    Args:
+        task: The task (default ``"anomaly-detection"``).
+        model: A model folder, a hub id or a loaded model, as for ``transformers.pipeline``.
+        **kwargs: Everything else ``transformers.pipeline`` takes (``device``, ``threshold``, ``trust_remote_code``,
+            ...).
+
+    Returns:
+        The pipeline, e.g. a [`FAPromptAnomalyDetectionPipeline`].
+
+    Raises:
+        FileNotFoundError: A path-like ``model`` or ``config`` that does not exist: "'./missing': no such folder;
+            close names in ./: ...".
+
+    Example:
+        ```python
+        import faprompt_hf
+
+        detector = faprompt_hf.pipeline(model="runs/faprompt-mvtec")  # = pipeline("anomaly-detection", model=...)
+        ```
+    """
+    for reference in (model, kwargs.get("config")):
+        if isinstance(reference, (str, os.PathLike)):
+            check_model_reference(reference)
+    from transformers import pipeline as transformers_pipeline
+
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    return transformers_pipeline(task, model=model, **kwargs)
 
 
 _MOVED_TO_CALIBRATION = ("calibrate_threshold", "threshold_from_f1")
