@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from accelerate import Accelerator
 
@@ -77,22 +77,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> Evaluati
         )
     if args.k_shot is not None:
         return _few_shot_main(args, accelerator, model, image_processor, dataset, classes)
-    result = evaluate_model(
-        model,
-        dataset,
-        image_processor,
-        batch_size=args.batch_size,
-        aupro=args.aupro,
-        accelerator=accelerator,
-        pixel_metrics=not args.no_pixel_metrics,
-        pixel_metrics_size=args.pixel_metrics_size,
-        image_size=args.image_size,
-        gaussian_sigma=args.gaussian_sigma,
-        num_workers=args.num_workers,
-        resize_mismatched_masks=args.resize_mismatched_masks,
-        heatmaps_per_class=args.save_heatmaps,
-        show_progress=True,
-    )
+    result = evaluate_model(model, dataset, image_processor, **_evaluation_options(args, accelerator))
     if accelerator.is_main_process:
         written = result.save(args.output_dir, extra=_run_record(args, classes, accelerator.num_processes))
         if args.save_heatmaps:
@@ -114,6 +99,23 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> Evaluati
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result
+
+
+def _evaluation_options(args: argparse.Namespace, accelerator: Accelerator) -> dict[str, Any]:
+    """The options of :func:`evaluate_model` that the flags set (zero-shot and ``--k_shot`` alike)."""
+    return {
+        "batch_size": args.batch_size,
+        "aupro": args.aupro,
+        "accelerator": accelerator,
+        "pixel_metrics": not args.no_pixel_metrics,
+        "pixel_metrics_size": args.pixel_metrics_size,
+        "image_size": args.image_size,
+        "gaussian_sigma": args.gaussian_sigma,
+        "num_workers": args.num_workers,
+        "resize_mismatched_masks": args.resize_mismatched_masks,
+        "heatmaps_per_class": args.save_heatmaps,
+        "show_progress": True,
+    }
 
 
 def _few_shot_main(
@@ -152,17 +154,7 @@ def _few_shot_main(
         k_shot=args.k_shot,
         seeds=seeds,
         reference_split=split,
-        batch_size=args.batch_size,
-        aupro=args.aupro,
-        accelerator=accelerator,
-        pixel_metrics=not args.no_pixel_metrics,
-        pixel_metrics_size=args.pixel_metrics_size,
-        image_size=args.image_size,
-        gaussian_sigma=args.gaussian_sigma,
-        num_workers=args.num_workers,
-        resize_mismatched_masks=args.resize_mismatched_masks,
-        heatmaps_per_class=args.save_heatmaps,
-        show_progress=True,
+        **_evaluation_options(args, accelerator),
     )
     if accelerator.is_main_process:
         written = result.save(args.output_dir, extra=_run_record(args, classes, accelerator.num_processes))

@@ -163,19 +163,7 @@ class EvaluationResult:
         Raises:
             OSError: Writing failed (the message names the file; the previous version is intact).
         """
-        output = Path(output_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "json": output / "metrics.json",
-            "csv": output / "metrics.csv",
-            "markdown": output / "metrics.md",
-            "scores": output / "image_scores.csv",
-        }
-        payload = self.to_dict()
-        if extra:
-            payload["run"] = dict(extra)
-        with atomic_write(paths["json"]) as handle:
-            handle.write(json.dumps(payload, indent=2) + "\n")
+        paths = write_metrics_json(output_dir, self.to_dict(), extra)
         keys = self.metric_keys
         with atomic_write(paths["csv"]) as handle:
             writer = csv.writer(handle)
@@ -678,6 +666,32 @@ def load_evaluation_model(
 def _file_name(name: str) -> str:
     """A class name made safe as a file name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "class"
+
+
+def write_metrics_json(
+    output_dir: str | os.PathLike, payload: dict[str, Any], extra: Mapping[str, Any] | None = None
+) -> dict[str, Path]:
+    """Create ``output_dir``, write ``metrics.json`` (``payload``, with ``extra`` under ``"run"``) atomically.
+
+    The one layout of an evaluation's output folder, zero-shot (:meth:`EvaluationResult.save`) and few-shot alike.
+
+    Returns:
+        The paths of every file of the layout: ``{"json", "csv", "markdown", "scores"}`` (the others are the
+        caller's to write).
+    """
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": output / "metrics.json",
+        "csv": output / "metrics.csv",
+        "markdown": output / "metrics.md",
+        "scores": output / "image_scores.csv",
+    }
+    if extra:
+        payload = {**payload, "run": dict(extra)}
+    with atomic_write(paths["json"]) as handle:
+        handle.write(json.dumps(payload, indent=2) + "\n")
+    return paths
 
 
 def save_heatmaps(

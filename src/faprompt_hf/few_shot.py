@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import warnings
@@ -47,7 +46,7 @@ from transformers.utils import logging
 
 from .data import FAPromptCollator, load_dataset_by_format
 from .defaults import DEFAULT_REFERENCE_SPLIT, SYNTHETIC_REFERENCE_SPLIT
-from .evaluation import EvaluationResult, _json_number, evaluate_model
+from .evaluation import EvaluationResult, _json_number, evaluate_model, write_metrics_json
 from .file_utils import atomic_write
 from .image_processing_faprompt import FAPromptImageProcessor
 from .metrics import MEAN_KEY, TABLE_KEYS, format_metrics_table, mean_over_classes
@@ -451,19 +450,7 @@ class FewShotResult:
         Raises:
             OSError: Writing failed (the message names the file; the previous version is intact).
         """
-        output = Path(output_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "json": output / "metrics.json",
-            "csv": output / "metrics.csv",
-            "markdown": output / "metrics.md",
-            "scores": output / "image_scores.csv",
-        }
-        payload = self.to_dict()
-        if extra:
-            payload["run"] = dict(extra)
-        with atomic_write(paths["json"]) as handle:
-            handle.write(json.dumps(payload, indent=2) + "\n")
+        paths = write_metrics_json(output_dir, self.to_dict(), extra)
         keys = [key for key in TABLE_KEYS if any(key in row for row in self.metrics.values())]
         with atomic_write(paths["csv"]) as handle:
             writer = csv.writer(handle)
