@@ -600,6 +600,28 @@ class DemoApp:
             raise gr.Error(self.load_error, title="The model could not be loaded")
         return self.detector
 
+    @contextlib.contextmanager
+    def _model_with(self, references: tuple[str, Sequence[Image.Image]] | None) -> Iterator[dict[str, Any]]:
+        """Hold the model lock, with the uploaded normal references as the model's bank (None: the model as loaded).
+
+        Yields:
+            The pipeline's call options: ``class_name`` when the model's own bank holds several classes and no upload
+            is given (its first class is used, with a warning: the page has no class selector).
+        """
+        detector = self._require_detector()
+        with self._model_lock, contextlib.ExitStack() as stack:
+            options: dict[str, Any] = {}
+            if references is not None:
+                bank = self.reference_banks.bank(references[0], detector, references[1])
+                stack.enter_context(swapped_reference_bank(detector.model, bank))
+            elif len(detector.model.normal_reference_classes) > 1:
+                options["class_name"] = detector.model.normal_reference_classes[0]
+                gr.Warning(
+                    f"The model holds normal references of {detector.model.normal_reference_classes}; this page uses "
+                    f"{options['class_name']!r}. Upload normal references of your part to use those instead."
+                )
+            yield options
+
     def _score(
         self, images: Sequence[Image.Image], references: tuple[str, Sequence[Image.Image]] | None = None
     ) -> list[dict[str, Any]]:
@@ -612,14 +634,10 @@ class DemoApp:
         """
         detector = self._require_detector()
         try:
-            with self._model_lock:
-                with contextlib.ExitStack() as stack:
-                    if references is not None:
-                        bank = self.reference_banks.bank(references[0], detector, references[1])
-                        stack.enter_context(swapped_reference_bank(detector.model, bank))
-                    results = detector(
-                        list(images), batch_size=8, return_overlay=False, threshold=DEFAULT_THRESHOLD
-                    )  # the page decides; this only silences a warning
+            with self._model_with(references) as options:
+                results = detector(
+                    list(images), batch_size=8, return_overlay=False, threshold=DEFAULT_THRESHOLD, **options
+                )  # the page decides the threshold; this only silences a warning
         except (ValueError, RuntimeError) as error:
             raise gr.Error(f"Detection failed: {error}") from error
         return results if isinstance(results, list) else [results]
@@ -745,10 +763,16 @@ class DemoApp:
         normal_files: Sequence[str] | None,
         anomalous_files: Sequence[str] | None,
         quantile: float,
+        references: Sequence[str] | None = None,
     ) -> tuple[float, str]:
-        """Set the image threshold from labelled images: a normal-score quantile, or the best F1 with anomalies."""
+        """Set the image threshold from labelled images: a normal-score quantile, or the best F1 with anomalies.
+
+        With ``references`` (the page's normal references) the calibration scores are the fused few-shot ones, the
+        scores ``detect`` then thresholds.
+        """
         quantile = checked_control(quantile, "quantile", low_open=True)
         detector = self._require_detector()
+        reference_upload = self._read_references(references)
         normal_paths = [os.fspath(path) for path in (normal_files or [])]
         anomalous_paths = [os.fspath(path) for path in (anomalous_files or [])]
         if folder and folder.strip():
@@ -775,18 +799,24 @@ class DemoApp:
         if not normal:
             raise gr.Error("No normal calibration image could be read:\n" + "\n".join(normal_problems))
         if not anomalous:
-            with self._model_lock:
+            with self._model_with(reference_upload) as options:
                 threshold = calibrate_threshold(
-                    detector, [image for _, image in normal], quantile=float(quantile), store=False
+                    detector,
+                    [image for _, image in normal],
+                    quantile=float(quantile),
+                    store=False,
+                    normal_reference_class=options.get("class_name"),
                 )
             how = f"the {float(quantile):g} quantile of {len(normal)} normal images' scores"
             scores, labels = None, None
         else:
-            results = self._score([image for _, image in normal + anomalous])
+            results = self._score([image for _, image in normal + anomalous], reference_upload)
             scores = np.array([result["score"] for result in results])
             labels = np.array([0] * len(normal) + [1] * len(anomalous))
             threshold = threshold_from_f1(scores, labels)
             how = f"the best-F1 threshold on {len(normal)} normal and {len(anomalous)} anomalous images"
+        if reference_upload is not None:
+            how += f", with {len(reference_upload[1])} normal reference image(s)"
         message = f"Image threshold set to **{threshold:.4f}**: {how}."
         if scores is not None:
             flagged = scores >= threshold
@@ -915,7 +945,7 @@ class DemoApp:
                 )
             calibrate_button.click(
                 self.calibrate,
-                inputs=[folder, normal_files, anomalous_files, quantile],
+                inputs=[folder, normal_files, anomalous_files, quantile, reference_files],
                 outputs=[image_threshold, calibration_message],
                 api_name="calibrate",
             )

@@ -163,6 +163,33 @@ def test_normal_references_rescore_with_the_fused_outputs_computed_once_per_uplo
     assert call(client, upload(*parts), 0.5, 0.5, 0.5, [], api_name="/detect")[2]["data"] == zero_shot["data"]
 
 
+def test_calibration_with_normal_references_thresholds_the_fused_scores(served, client, parts, tmp_path):
+    import copy
+
+    from faprompt_hf.data.synthetic import generate_sample
+    from faprompt_hf.pipeline_faprompt import calibrate_threshold
+    from helpers import fresh_pipeline
+
+    _, detector, _ = served
+    references = []
+    for index in range(2):
+        image, _ = generate_sample("capsule", None, image_size=64, seed=400 + index)
+        references.append(tmp_path / f"good_{index}.png")
+        Image.fromarray(image).save(references[-1])
+    zero_shot, _ = call(client, "", upload(*parts), [], 0.9, api_name="/calibrate")
+    threshold, message = call(client, "", upload(*parts), [], 0.9, upload(*references), api_name="/calibrate")
+    model = copy.deepcopy(detector.model)
+    pixels = detector.image_processor(
+        images=[Image.open(path).convert("RGB") for path in references], return_tensors="pt"
+    )
+    model.set_normal_references(pixels["pixel_values"])
+    images = [Image.open(path).convert("RGB") for path in parts]
+    expected = calibrate_threshold(fresh_pipeline(model), images, quantile=0.9, store=False)
+    assert threshold == pytest.approx(expected, abs=1e-5) and threshold != pytest.approx(zero_shot, abs=1e-5)
+    assert "with 2 normal reference image(s)" in message
+    assert detector.model.normal_reference_classes == []
+
+
 def test_same_named_uploads_keep_separate_downloads(client, parts):
     downloads = call(client, upload(parts[0], parts[0]), 0.5, 0.5, 0.5, api_name="/detect")[3]
     stem = parts[0].stem

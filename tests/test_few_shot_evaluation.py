@@ -17,7 +17,7 @@ from accelerate.state import AcceleratorState, GradientState
 
 from faprompt_hf import FAPromptImageProcessor
 from faprompt_hf.data import FAPromptCollator, make_synthetic_dataset, write_synthetic_mvtec
-from faprompt_hf.evaluation import evaluate_model
+from faprompt_hf.evaluation import evaluate_model, load_evaluation_model
 from faprompt_hf.few_shot import (
     FewShotResult,
     evaluate_few_shot,
@@ -251,6 +251,29 @@ def test_script_refuses_a_missing_reference_split(model_dir, tmp_path):
         run_evaluate([*argv, "--cpu", "--output_dir", str(tmp_path / "out"), "--k_shot", "1"])
 
 
+@pytest.mark.parametrize(
+    "flags", [["--reference_seed", "1"], ["--reference_seeds", "0", "1"], ["--reference_split", "train"]]
+)
+def test_reference_flags_without_k_shot_are_refused_not_ignored(model_dir, tmp_path, flags, capsys):
+    with pytest.raises(SystemExit) as raised:
+        run_evaluate([*synthetic_args(model_dir, tmp_path), *flags])
+    assert raised.value.code == 2
+    assert "choose few-shot references: add --k_shot K" in capsys.readouterr().err
+
+
+def test_a_saved_bank_is_set_aside_by_the_zero_shot_evaluation(model, tmp_path, caplog):
+    model.set_normal_references(torch.randn(1, 3, 32, 32), class_name="nut")
+    model.set_normal_references(torch.randn(1, 3, 32, 32), class_name="screw")
+    try:
+        model.save_pretrained(tmp_path / "with-bank")
+    finally:
+        model.clear_normal_references()
+    with caplog.at_level("WARNING"):
+        loaded, _ = load_evaluation_model(tmp_path / "with-bank")
+    assert loaded.normal_reference_classes == []  # a zero-shot evaluation, not a crash on two classes
+    assert "holds normal references of ['nut', 'screw']; they are set aside" in caplog.text
+
+
 def test_flags_and_defaults_in_the_parser():
     parser = load_script(EVALUATE_SCRIPT).build_parser()
     help_text = " ".join(parser.format_help().split())
@@ -259,7 +282,7 @@ def test_flags_and_defaults_in_the_parser():
     assert "(default: not set, zero-shot)" in help_text and "Seed of the reference draw (default: 0)" in help_text
     assert "(default: train; for synthetic, 'reference'" in help_text
     args = parser.parse_args(["--dataset_format", "synthetic"])
-    assert (args.k_shot, args.reference_seed, args.reference_seeds, args.reference_split) == (None, 0, None, None)
+    assert (args.k_shot, args.reference_seed, args.reference_seeds, args.reference_split) == (None, None, None, None)
     with pytest.raises(SystemExit):
         parser.parse_args(["--dataset_format", "synthetic", "--reference_seed", "1", "--reference_seeds", "2"])
     with pytest.raises(SystemExit):

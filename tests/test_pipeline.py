@@ -377,6 +377,25 @@ def test_the_same_references_are_not_encoded_twice_and_a_new_set_replaces_the_ol
     assert other["score"] != first["score"]
 
 
+def test_two_pipelines_sharing_a_model_never_score_against_the_others_references(few_shot_model):
+    model = few_shot_model()
+    first, second = fresh_pipeline(model, threshold=0.5), fresh_pipeline(model, threshold=0.5)
+    image, set_a, set_b = _arrays(1, 0)[0], _arrays(2, 1), _arrays(2, 2)
+    with_a = first(image, references=set_a)["score"]
+    with_b = second(image, references=set_b)["score"]  # same class, same count: replaces A in the shared bank
+    assert with_a != with_b
+    assert first(image, references=set_a)["score"] == with_a  # not B's bank, although the cache saw A last
+
+
+def test_a_class_name_given_to_the_constructor_may_come_with_the_first_references(few_shot_model):
+    model = few_shot_model()
+    detector = fresh_pipeline(model, threshold=0.5, class_name="screw")  # the bank is empty yet
+    result = detector(_arrays(1, 0)[0], references=_arrays(2, 1))
+    assert model.normal_reference_classes == ["screw"] and "reference_score" in result
+    with pytest.raises(ValueError, match=r"class 'nut' in the model's bank: it holds \['screw'\]"):
+        detector(_arrays(1, 0)[0], class_name="nut")
+
+
 def test_class_name_selects_a_class_of_the_bank(few_shot_model, tmp_path):
     model = few_shot_model()
     processor = FAPromptImageProcessor(size=32)

@@ -51,6 +51,7 @@ def calibrate_threshold(
     batch_size: int = 8,
     image_processor: FAPromptImageProcessor | None = None,
     store: bool = True,
+    normal_reference_class: str | None = None,
 ) -> float:
     """Calibrate the image-score threshold on known-normal images and store it in ``model.config.anomaly_threshold``.
 
@@ -67,6 +68,8 @@ def calibrate_threshold(
         image_processor: Processor for a bare model (default: the pipeline's, or ``FAPromptImageProcessor`` at
             ``config.image_size``).
         store: Write the threshold into ``model.config.anomaly_threshold``.
+        normal_reference_class: With normal references in the model (``docs/few_shot.md``), the class to score
+            against (needed when the bank holds several): the threshold is then one for the fused scores.
 
     Returns:
         The threshold.
@@ -96,7 +99,10 @@ def calibrate_threshold(
                 pixel_values = image_processor(images=images[start : start + batch_size], return_tensors="pt")[
                     "pixel_values"
                 ]
-                outputs = model(pixel_values=pixel_values.to(device=device, dtype=model.dtype))
+                outputs = model(
+                    pixel_values=pixel_values.to(device=device, dtype=model.dtype),
+                    normal_reference_class=normal_reference_class,
+                )
                 scores.append(outputs.image_scores.float().cpu())
     finally:
         model.train(was_training)

@@ -448,7 +448,7 @@ def add_few_shot_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     seeds.add_argument(
         "--reference_seed",
         type=positive_int("--reference_seed", 0),
-        default=0,
+        default=None,
         metavar="S",
         help="Seed of the reference draw (default: 0).",
     )

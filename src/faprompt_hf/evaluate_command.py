@@ -65,6 +65,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> Evaluati
         parser.error("give exactly one of --model and --original_checkpoint")
     if args.original_checkpoint and not args.clip:
         parser.error("--original_checkpoint needs --clip")
+    if args.k_shot is None and (
+        args.reference_seed is not None or args.reference_seeds is not None or args.reference_split is not None
+    ):
+        parser.error(
+            "--reference_seed, --reference_seeds and --reference_split choose few-shot references: add --k_shot K."
+        )
     classes = [name for item in args.classes or [] for name in item.split(",") if name] or None
 
     accelerator = Accelerator(cpu=args.use_cpu)
@@ -128,7 +134,7 @@ def _few_shot_main(
 ) -> FewShotResult:
     """``--k_shot``: draw references from the reference split, evaluate per seed, print mean ± std and save."""
     split = args.reference_split or default_reference_split(args.dataset_format)
-    seeds = args.reference_seeds or [args.reference_seed]
+    seeds = args.reference_seeds or [args.reference_seed or 0]
     with accelerator.main_process_first():
         references = load_reference_dataset(
             args.dataset_format,
@@ -139,13 +145,6 @@ def _few_shot_main(
             k_shot=args.k_shot,
             **args.dataset_kwargs,
         )
-    if model.normal_reference_classes:
-        logger.warning(
-            "The model's saved normal references (%s) are set aside: --k_shot draws its own from %r.",
-            model.normal_reference_classes,
-            split,
-        )
-        model.clear_normal_references()
     result = evaluate_few_shot(
         model,
         dataset,

@@ -632,7 +632,9 @@ def load_evaluation_model(
 
     Returns:
         ``(model, image_processor)``: the model in eval mode and the checkpoint's image processor (a default
-        ``FAPromptImageProcessor`` when the checkpoint has none).
+        ``FAPromptImageProcessor`` when the checkpoint has none). Normal references saved with the model are set
+        aside with a warning: the evaluation protocol is zero-shot, and few-shot evaluation
+        (:func:`~faprompt_hf.few_shot.evaluate_few_shot`, ``--k_shot``) draws its own from the dataset.
 
     Raises:
         ValueError: Neither or both of ``model`` and ``original_checkpoint``, or ``original_checkpoint`` without
@@ -655,6 +657,14 @@ def load_evaluation_model(
     except OSError:
         logger.info("%s has no image processor; using the default one.", model)
         image_processor = FAPromptImageProcessor.from_model_config(loaded.config)
+    if loaded.normal_reference_classes:
+        logger.warning(
+            "%s holds normal references of %s; they are set aside: evaluation is zero-shot, and --k_shot K draws its "
+            "references from the dataset (docs/few_shot.md).",
+            model,
+            loaded.normal_reference_classes,
+        )
+        loaded.clear_normal_references()
     return loaded.eval(), image_processor
 
 

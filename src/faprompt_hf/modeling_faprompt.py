@@ -435,6 +435,7 @@ class FAPromptModel(FAPromptPreTrainedModel):
         self.normal_references = FAPromptNormalReferences(config)
         self.clip.requires_grad_(False)
         self._static_text_cache: tuple[Any, FAPromptStaticPrompts] | None = None
+        self._normal_reference_version = 0
         self.post_init()
 
     def train(self, mode: bool = True) -> FAPromptModel:
@@ -650,13 +651,23 @@ class FAPromptModel(FAPromptPreTrainedModel):
             start += rows
         return banks
 
+    @property
+    def normal_reference_version(self) -> int:
+        """A counter that changes whenever the normal-reference bank changes (for caches of what it holds)."""
+        return self._normal_reference_version
+
     def _store_reference_banks(self, banks: dict[str, tuple[int, torch.Tensor]]) -> None:
-        """Write ``{class: (image count, rows)}`` into the buffer and the config together."""
+        """Write ``{class: (image count, rows)}`` into the buffer and the config together.
+
+        The rows are joined first, so that a failure (out of memory) leaves both as they were.
+        """
+        features = torch.cat([rows for _, rows in banks.values()]) if banks else None
         config = self.config
         config.normal_reference_classes = list(banks)
         config.normal_reference_image_counts = [images for images, _ in banks.values()]
         config.normal_reference_patch_counts = [rows.shape[0] for _, rows in banks.values()]
-        self.normal_references.features = torch.cat([rows for _, rows in banks.values()]) if banks else None
+        self.normal_references.features = features
+        self._normal_reference_version += 1
 
     # ------------------------------------------------------------------ text side
 

@@ -123,9 +123,9 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
     - ``mask`` (bool ndarray (H, W)): ``anomaly_map >= pixel_threshold``.
     - ``overlay`` (PIL RGB image of size W x H): the map as a "jet" heatmap over the image (None with
       ``return_overlay=False``).
-    - ``reference_score`` (float, only when the model has normal references): the distance of the image's least
-      normal patch from its nearest reference patch, in [0, 1]; ``score`` and ``anomaly_map`` then fuse the text and
-      reference scores (``docs/few_shot.md``).
+    - ``reference_score`` (float, only when the model has normal references): the maximum of the reference map
+      (each patch's distance from its nearest reference patch, upsampled and smoothed like the anomaly map), in
+      [0, 1]; ``score`` and ``anomaly_map`` then fuse the text and reference scores (``docs/few_shot.md``).
 
     Call parameters (also accepted by the constructor as defaults): ``threshold``, ``pixel_threshold``,
     ``return_overlay`` (default True), ``overlay_alpha`` (default 0.5), ``overlay_normalize`` (default True: each
@@ -164,7 +164,7 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
             logger.info("No image processor given or found; using the model's (FAPromptImageProcessor at image_size).")
             self.image_processor = FAPromptImageProcessor.from_model_config(self.model.config)
         self._warned_uncalibrated = False
-        self._reference_digests: dict[str, tuple[str, int]] = {}
+        self._reference_digests: dict[str, tuple[str, int]] = {}  # class -> (digest, model bank version after it)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Save the model and its image processor so that the folder loads with and without this package.
@@ -199,8 +199,7 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         if kwargs:
             raise TypeError(f"Unknown argument(s) {sorted(kwargs)} for the anomaly-detection pipeline.")
         forward: dict[str, Any] = {}
-        if class_name is not None:
-            self.model.normal_reference_features(class_name)  # a ValueError listing the bank's classes if unknown
+        if class_name is not None:  # (checked against the bank in __call__, after references= may have added it)
             forward["class_name"] = class_name
         postprocess: dict[str, Any] = {}
         if threshold is not None:
@@ -247,7 +246,9 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         class_name = kwargs.get("class_name", self._forward_params.get("class_name"))
         if references is not None:
             kwargs["class_name"] = self._set_references(references, class_name)
-        elif class_name is None and len(self.model.normal_reference_classes) > 1:
+        elif class_name is not None:
+            self.model.normal_reference_features(class_name)  # a ValueError listing the bank's classes if unknown
+        elif len(self.model.normal_reference_classes) > 1:
             raise ValueError(
                 f"The model holds normal references of several classes {self.model.normal_reference_classes}: "
                 "choose one with class_name=NAME."
@@ -267,15 +268,14 @@ class FAPromptAnomalyDetectionPipeline(Pipeline):
         name = DEFAULT_REFERENCE_CLASS if class_name is None else class_name
         pixel_values = self.image_processor.preprocess_references(references, return_tensors="pt")
         pixel_values = pixel_values["reference_pixel_values"]
-        key = (reference_digest(pixel_values, name), pixel_values.shape[0])
-        config = self.model.config
-        held = dict(zip(config.normal_reference_classes, config.normal_reference_image_counts, strict=True))
-        if self._reference_digests.get(name) == key and held.get(name) == key[1]:
+        digest = reference_digest(pixel_values, name)
+        model = self.model
+        # A hit needs this set to be the last one stored and the bank untouched since (by anyone sharing the model).
+        if self._reference_digests.get(name) == (digest, model.normal_reference_version):
             return name
         self._reference_digests.pop(name, None)
-        model = self.model
         model.set_normal_references(pixel_values.to(model.device, model.dtype), name, replace=True, batch_size=8)
-        self._reference_digests[name] = key
+        self._reference_digests[name] = (digest, model.normal_reference_version)
         return name
 
     def preprocess(self, image: ImageInput) -> dict[str, Any]:

@@ -669,7 +669,8 @@ def predict(
         load_package: Called before a PyTorch model is loaded (the CLI's deferred package import).
         references: Normal images of the inputs' kind (files, folders, globs or ``.txt`` lists, as ``inputs``),
             stored in the model's bank as ``reference_class`` (replacing that class's rows) before scoring; scores
-            and maps then fuse the text and reference scores (``docs/few_shot.md``). PyTorch models only.
+            and maps then fuse the text and reference scores (``docs/few_shot.md``). PyTorch models only. A model
+            given as an object keeps them in its bank afterwards (a folder or hub id is loaded for the run alone).
         reference_class: The bank's class to store ``references`` as (default ``"default"``), or without
             ``references`` the class of the model's bank to compare with (needed when it holds several).
 
