@@ -124,18 +124,36 @@ def test_upload_gives_scores_verdicts_overlays_masks_and_downloads(served, clien
         np.testing.assert_array_equal(np.asarray(png), np.round(np.clip(exported, 0, 1) * 255).astype(np.uint8))
 
 
-def test_normal_references_rescore_with_the_fused_outputs_computed_once_per_upload(served, client, parts, tmp_path):
+def _normal_capsules(folder: Path, seed: int, count: int = 2) -> list[Path]:
+    """Write ``count`` normal synthetic capsules (64 px) as PNGs, to upload as normal references."""
+    from faprompt_hf.data.synthetic import generate_sample
+
+    paths = []
+    for index in range(count):
+        image, _ = generate_sample("capsule", None, image_size=64, seed=seed + index)
+        paths.append(folder / f"normal_{seed + index}.png")
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+def _with_references(detector, references: list[Path]):
+    """A copy of the detector's model holding ``references`` as its bank, set through the processor (independent of
+    the app's own path)."""
     import copy
 
-    from faprompt_hf.data.synthetic import generate_sample
+    model = copy.deepcopy(detector.model)
+    pixels = detector.image_processor(
+        images=[Image.open(path).convert("RGB") for path in references], return_tensors="pt"
+    )
+    model.set_normal_references(pixels["pixel_values"])
+    return model
+
+
+def test_normal_references_rescore_with_the_fused_outputs_computed_once_per_upload(served, client, parts, tmp_path):
     from helpers import fresh_pipeline
 
     _, detector, _ = served
-    references = []
-    for index in range(2):
-        image, _ = generate_sample("capsule", None, image_size=64, seed=300 + index)
-        references.append(tmp_path / f"normal_{index}.png")
-        Image.fromarray(image).save(references[-1])
+    references = _normal_capsules(tmp_path, seed=300)
     zero_shot = call(client, upload(*parts), 0.5, 0.5, 0.5, api_name="/detect")[2]
     before = served.app.reference_banks.computed
     overlays, _, table, downloads, summary = call(
@@ -145,11 +163,7 @@ def test_normal_references_rescore_with_the_fused_outputs_computed_once_per_uplo
     assert served.app.reference_banks.computed == before + 1
 
     # The same as the model with these references set through the processor and set_normal_references.
-    model = copy.deepcopy(detector.model)
-    pixels = detector.image_processor(
-        images=[Image.open(path).convert("RGB") for path in references], return_tensors="pt"
-    )
-    model.set_normal_references(pixels["pixel_values"])
+    model = _with_references(detector, references)
     expected = fresh_pipeline(model)([str(path) for path in parts], threshold=0.5, return_overlay=False)
     assert [row[1] for row in table["data"]] == pytest.approx([result["score"] for result in expected], abs=1e-5)
     assert [row[1] for row in table["data"]] != [row[1] for row in zero_shot["data"]]
@@ -164,25 +178,14 @@ def test_normal_references_rescore_with_the_fused_outputs_computed_once_per_uplo
 
 
 def test_calibration_with_normal_references_thresholds_the_fused_scores(served, client, parts, tmp_path):
-    import copy
-
-    from faprompt_hf.data.synthetic import generate_sample
     from faprompt_hf.pipeline_faprompt import calibrate_threshold
     from helpers import fresh_pipeline
 
     _, detector, _ = served
-    references = []
-    for index in range(2):
-        image, _ = generate_sample("capsule", None, image_size=64, seed=400 + index)
-        references.append(tmp_path / f"good_{index}.png")
-        Image.fromarray(image).save(references[-1])
+    references = _normal_capsules(tmp_path, seed=400)
     zero_shot, _ = call(client, "", upload(*parts), [], 0.9, api_name="/calibrate")
     threshold, message = call(client, "", upload(*parts), [], 0.9, upload(*references), api_name="/calibrate")
-    model = copy.deepcopy(detector.model)
-    pixels = detector.image_processor(
-        images=[Image.open(path).convert("RGB") for path in references], return_tensors="pt"
-    )
-    model.set_normal_references(pixels["pixel_values"])
+    model = _with_references(detector, references)
     images = [Image.open(path).convert("RGB") for path in parts]
     expected = calibrate_threshold(fresh_pipeline(model), images, quantile=0.9, store=False)
     assert threshold == pytest.approx(expected, abs=1e-5) and threshold != pytest.approx(zero_shot, abs=1e-5)

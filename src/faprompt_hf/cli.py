@@ -191,27 +191,28 @@ def _benchmark(args: argparse.Namespace) -> None:
     benchmark_main(args.forwarded)
 
 
-def _predict(args: argparse.Namespace) -> None:
-    from .predict import PredictError, predict_from_args  # torch only when the model is not an ONNX folder
+def _run_and_report(command: str, run: Callable[[], object]) -> None:
+    """Print what ``run`` returns, or its ``PredictError`` as ``faprompt-hf COMMAND: error: ...`` with its exit code."""
+    from .predict import PredictError
 
     try:
-        summary = predict_from_args(args, load_package=load_package)
+        summary = run()
     except PredictError as error:
-        print(f"faprompt-hf predict: error: {error}", file=sys.stderr)  # noqa: T201 (the command's output)
+        print(f"faprompt-hf {command}: error: {error}", file=sys.stderr)  # noqa: T201 (the command's output)
         raise SystemExit(error.exit_code) from None
     print(summary)  # noqa: T201 (the command's output)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from .predict import predict_from_args  # torch only when the model is not an ONNX folder
+
+    _run_and_report("predict", lambda: predict_from_args(args, load_package=load_package))
 
 
 def _references(args: argparse.Namespace) -> None:
-    from .predict import PredictError
     from .references_command import add_references_from_args
 
-    try:
-        summary = add_references_from_args(args, load_package=load_package)
-    except PredictError as error:
-        print(f"faprompt-hf references: error: {error}", file=sys.stderr)  # noqa: T201 (the command's output)
-        raise SystemExit(error.exit_code) from None
-    print(summary)  # noqa: T201 (the command's output)
+    _run_and_report("references", lambda: add_references_from_args(args, load_package=load_package))
 
 
 def find_app_script() -> Path | None:

@@ -90,18 +90,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> Evaluati
             written.update(
                 {f"heatmap {path.stem}": path for path in save_heatmaps(result, dataset, f"{args.output_dir}/heatmaps")}
             )
-        protocol = result.protocol
-        print(  # noqa: T201 (the command's output)
-            f"FAPrompt zero-shot, {protocol['num_images']} images, {protocol['num_classes']} classes, "
-            f"{protocol['image_size']} px, sigma {protocol['gaussian_sigma']:g}, AUPRO {protocol['aupro']} "
-            "(metrics per class, then the mean):\n"
-        )
-        print(result.table)  # noqa: T201
-        for name, why in protocol.get("pixel_metrics_missing", {}).items():
-            print(f"{name}: no pixel metrics, {why}")  # noqa: T201
-        print()  # noqa: T201
-        for kind, path in written.items():
-            print(f"{kind}: {path}")  # noqa: T201
+        _print_report("FAPrompt zero-shot", result.protocol, result.table, written)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result
@@ -160,23 +149,29 @@ def _few_shot_main(
         if args.save_heatmaps:
             heatmaps = save_heatmaps(result.runs[0], dataset, f"{args.output_dir}/heatmaps")
             written.update({f"heatmap {path.stem} (seed {seeds[0]})": path for path in heatmaps})
-        protocol = result.protocol
         spread = f"mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
-        print(  # noqa: T201 (the command's output)
+        title = (
             f"FAPrompt {args.k_shot}-shot ({args.k_shot} normal reference image(s) per class from split {split!r}, "
-            f"{spread}), {protocol['num_images']} images, {protocol['num_classes']} classes, "
-            f"{protocol['image_size']} px, sigma {protocol['gaussian_sigma']:g}, AUPRO {protocol['aupro']} "
-            "(metrics per class, then the mean):\n"
+            f"{spread})"
         )
-        print(result.table)  # noqa: T201
-        for name, why in protocol.get("pixel_metrics_missing", {}).items():
-            print(f"{name}: no pixel metrics, {why}")  # noqa: T201
-        print()  # noqa: T201
-        for kind, path in written.items():
-            print(f"{kind}: {path}")  # noqa: T201
+        _print_report(title, result.protocol, result.table, written)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result
+
+
+def _print_report(title: str, protocol: dict[str, Any], table: str, written: dict[str, Any]) -> None:
+    """Print an evaluation's summary line, its table, the classes without pixel metrics and the files written."""
+    print(  # noqa: T201 (the command's output)
+        f"{title}, {protocol['num_images']} images, {protocol['num_classes']} classes, {protocol['image_size']} px, "
+        f"sigma {protocol['gaussian_sigma']:g}, AUPRO {protocol['aupro']} (metrics per class, then the mean):\n"
+    )
+    print(table)  # noqa: T201
+    for name, why in protocol.get("pixel_metrics_missing", {}).items():
+        print(f"{name}: no pixel metrics, {why}")  # noqa: T201
+    print()  # noqa: T201
+    for kind, path in written.items():
+        print(f"{kind}: {path}")  # noqa: T201
 
 
 def _run_record(args: argparse.Namespace, classes: list[str] | None, num_processes: int) -> dict[str, object]:
